@@ -1,0 +1,90 @@
+"""Connections to PostgreSQL and the one place where database errors are translated.
+
+Every caller gets its connection from `connect` (or `conninfo_for` for pools) and runs
+named queries through `scitq.db.queries`; psycopg exceptions never escape this package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from scitq import errors
+from scitq.config import DatabaseSettings
+
+logger = logging.getLogger(__name__)
+
+#: SQLSTATEs raised by scitq's functions (documented in scitq/sql/functions/00_common.sql).
+SQLSTATE_ERRORS: dict[str, type[errors.ScitqError]] = {
+    "SQ001": errors.ExecutionNotLive,
+    "SQ002": errors.WorkerNotOwned,
+    "SQ003": errors.NotFound,
+    "SQ004": errors.InvalidArgument,
+    "SQ005": errors.DependencyCycle,
+    "SQ006": errors.InvalidTransition,
+}
+
+
+def conninfo_for(settings: DatabaseSettings) -> str:
+    """The libpq connection string for the configured database.
+
+    With no URL configured this starts (or reuses) the embedded server and migrates it
+    on first use.
+    """
+    if settings.url is not None:
+        return settings.url
+    from scitq.db import embedded, schema  # the embedded server is optional machinery
+
+    server = embedded.EmbeddedServer(settings.data_dir)
+    conninfo = server.ensure_running()
+    schema.ensure_current(conninfo)
+    return conninfo
+
+
+def connect(
+    settings: DatabaseSettings | str, *, autocommit: bool = True
+) -> psycopg.Connection[tuple[object, ...]]:
+    """Open a connection; each statement is its own transaction unless autocommit is off."""
+    conninfo = settings if isinstance(settings, str) else conninfo_for(settings)
+    name = "scitq" if isinstance(settings, str) else settings.application_name
+    try:
+        return psycopg.connect(conninfo, autocommit=autocommit, application_name=name)
+    except psycopg.Error as exc:
+        raise translate_error(exc) from exc
+
+
+def translate_error(exc: psycopg.Error) -> errors.ScitqError:
+    """The scitq exception for a psycopg error, with a message that says what is wrong."""
+    sqlstate = exc.sqlstate or ""
+    diag = exc.diag
+    message = diag.message_primary or str(exc).strip() or type(exc).__name__
+    if diag.message_hint:
+        message = f"{message} ({diag.message_hint})"
+    known = SQLSTATE_ERRORS.get(sqlstate)
+    if known is errors.ExecutionNotLive:
+        detail = diag.message_detail or ""
+        ids = tuple(int(part) for part in detail.split(",") if part.strip().isdigit())
+        return errors.ExecutionNotLive(message, execution_ids=ids)
+    if known is not None:
+        return known(message)
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        return errors.PermissionDenied(f"permission denied: {message}")
+    if sqlstate.startswith("22") or sqlstate.startswith("23"):
+        # data exceptions and integrity violations: the input was wrong
+        return errors.InvalidArgument(f"invalid value: {message}")
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return errors.DatabaseError(f"cannot reach the database: {message}")
+    return errors.DatabaseError(f"database error {sqlstate}: {message}".strip())
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Translate psycopg errors raised in the block into scitq errors."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise translate_error(exc) from exc

@@ -1,0 +1,420 @@
+"""Tables of schema ``scitq``, declared once.
+
+These SQLAlchemy models drive Alembic's autogenerate and serve read-only queries (web,
+reporting). Writes that change a state never go through them: they call the stored
+functions of ``scitq/sql/functions``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, ENUM, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA = "scitq"
+
+metadata = MetaData(
+    schema=SCHEMA,
+    naming_convention={
+        "ix": "%(table_name)s_%(column_0_N_name)s_idx",
+        "uq": "%(table_name)s_%(column_0_N_name)s_key",
+        "ck": "%(table_name)s_%(constraint_name)s_check",
+        "fk": "%(table_name)s_%(column_0_name)s_fkey",
+        "pk": "%(table_name)s_pkey",
+    },
+)
+
+
+def _enum(name: str, *values: str) -> ENUM:
+    return ENUM(*values, name=name, schema=SCHEMA, metadata=metadata, create_type=True)
+
+
+#: waiting: dependencies unmet; pending: runnable (once available_at has passed);
+#: assigned: claimed by a worker (prefetch or download); running: command started;
+#: succeeded / failed: final outcome of the last attempt, no retry left for failed;
+#: paused: held back by a user; canceled: by a user or because a dependency failed.
+TASK_STATUS = _enum(
+    "task_status",
+    "waiting",
+    "pending",
+    "assigned",
+    "running",
+    "succeeded",
+    "failed",
+    "paused",
+    "canceled",
+)
+#: Live statuses are assigned, downloading, running, uploading; the others are final.
+EXECUTION_STATUS = _enum(
+    "execution_status",
+    "assigned",
+    "downloading",
+    "running",
+    "uploading",
+    "succeeded",
+    "failed",
+    "lost",
+    "canceled",
+    "timeout",
+)
+FAILURE_CLASS = _enum(
+    "failure_class", "exit", "timeout", "oom", "download", "upload", "lost", "canceled"
+)
+OUTPUT_STREAM = _enum("output_stream", "stdout", "stderr", "scitq")
+SIGNAL_KIND = _enum("signal_kind", "pause", "resume", "term", "kill")
+WORKER_STATUS = _enum("worker_status", "online", "stopped")
+CLOUD_OPERATION_KIND = _enum("cloud_operation_kind", "deploy", "destroy")
+CLOUD_OPERATION_STATUS = _enum(
+    "cloud_operation_status", "pending", "running", "succeeded", "failed"
+)
+INSTANCE_STATUS = _enum(
+    "instance_status", "requested", "building", "active", "deleting", "deleted", "error"
+)
+
+NOW = text("now()")
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class Batch(Base):
+    """A named group of tasks; workers serve one or more batches."""
+
+    __tablename__ = "batch"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    is_paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("name <> '' AND name !~ '[/[:cntrl:]]'", name="name"),
+    )
+
+
+class Task(Base):
+    """One shell command with its inputs, resources, output location and container."""
+
+    __tablename__ = "task"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("batch.id", ondelete="CASCADE")
+    )
+    name: Mapped[str | None] = mapped_column(Text)
+    command: Mapped[str] = mapped_column(Text)
+    shell: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    container: Mapped[str | None] = mapped_column(Text)
+    container_options: Mapped[str | None] = mapped_column(Text)
+    inputs: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    resources: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    output: Mapped[str | None] = mapped_column(Text)
+    retries: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    retry_delay_seconds: Mapped[float] = mapped_column(Double, server_default=text("10"))
+    download_timeout_seconds: Mapped[float | None] = mapped_column(Double)
+    run_timeout_seconds: Mapped[float | None] = mapped_column(Double)
+    priority: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    env: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    status: Mapped[str] = mapped_column(TASK_STATUS)
+    status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    #: A pending task is claimable from this time on (retry back-off).
+    available_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    #: Executions started so far (all attempts, kept for history).
+    attempt_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    #: attempt_count when the retry budget was last reset by a manual retry.
+    retry_floor: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    #: For a task canceled because a dependency failed: the task that failed.
+    canceled_by_task_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+    __table_args__ = (
+        CheckConstraint("command <> ''", name="command"),
+        CheckConstraint("retries >= 0", name="retries"),
+        CheckConstraint("retry_delay_seconds >= 0", name="retry_delay_seconds"),
+        CheckConstraint(
+            "download_timeout_seconds IS NULL OR download_timeout_seconds > 0",
+            name="download_timeout_seconds",
+        ),
+        CheckConstraint(
+            "run_timeout_seconds IS NULL OR run_timeout_seconds > 0", name="run_timeout_seconds"
+        ),
+        CheckConstraint("jsonb_typeof(env) = 'object'", name="env"),
+        # The claim index: runnable tasks of one batch in claim order.
+        Index(
+            "task_claim_idx",
+            "batch_id",
+            text("priority DESC"),
+            "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("task_batch_id_status_idx", "batch_id", "status"),
+        Index("task_batch_id_name_idx", "batch_id", "name"),
+        Index("task_status_idx", "status"),
+    )
+
+
+class TaskDependency(Base):
+    """``task_id`` runs only once ``depends_on_id`` has succeeded."""
+
+    __tablename__ = "task_dependency"
+
+    task_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("task.id", ondelete="CASCADE"), primary_key=True
+    )
+    depends_on_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("task.id", ondelete="CASCADE"), primary_key=True
+    )
+
+    __table_args__ = (
+        CheckConstraint("task_id <> depends_on_id", name="not_self"),
+        Index("task_dependency_depends_on_id_idx", "depends_on_id"),
+    )
+
+
+class TaskEvent(Base):
+    """Every status transition of a task, written by a trigger."""
+
+    __tablename__ = "task_event"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    task_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("task.id", ondelete="CASCADE"))
+    from_status: Mapped[str | None] = mapped_column(TASK_STATUS)
+    to_status: Mapped[str] = mapped_column(TASK_STATUS)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("task_event_task_id_id_idx", "task_id", "id"),)
+
+
+class Worker(Base):
+    """A registered agent instance."""
+
+    __tablename__ = "worker"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    hostname: Mapped[str | None] = mapped_column(Text)
+    #: The database role (session_user) allowed to act for this worker.
+    login_role: Mapped[str] = mapped_column(Text)
+    #: Batch names served; empty means every batch.
+    batches: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    concurrency: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    prefetch: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    is_paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    is_draining: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    #: Never destroyed by the scheduler when idle.
+    is_permanent: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    lease_seconds: Mapped[float] = mapped_column(Double, server_default=text("60"))
+    status: Mapped[str] = mapped_column(WORKER_STATUS, server_default=text("'online'"))
+    #: Incremented by every configuration change, so a heartbeat can tell what changed.
+    config_version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    cpu_count: Mapped[int | None] = mapped_column(Integer)
+    recruiter_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("recruiter.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("name <> '' AND name !~ '[[:cntrl:]]'", name="name"),
+        CheckConstraint("concurrency >= 0", name="concurrency"),
+        CheckConstraint("prefetch >= 0", name="prefetch"),
+        CheckConstraint("lease_seconds > 0", name="lease_seconds"),
+    )
+
+
+class Execution(Base):
+    """One attempt of a task on one worker; all attempts are kept."""
+
+    __tablename__ = "execution"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    task_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("task.id", ondelete="CASCADE"))
+    worker_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("worker.id", ondelete="SET NULL")
+    )
+    #: Kept when the worker row is deleted.
+    worker_name: Mapped[str] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(EXECUTION_STATUS)
+    assigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    download_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    run_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    upload_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    return_code: Mapped[int | None] = mapped_column(Integer)
+    failure_class: Mapped[str | None] = mapped_column(FAILURE_CLASS)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    wall_seconds: Mapped[float | None] = mapped_column(Double)
+    cpu_user_seconds: Mapped[float | None] = mapped_column(Double)
+    cpu_system_seconds: Mapped[float | None] = mapped_column(Double)
+    peak_rss_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_in: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_out: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        # At most one live attempt per task.
+        Index(
+            "execution_task_id_live_idx",
+            "task_id",
+            unique=True,
+            postgresql_where=text(
+                "status IN ('assigned', 'downloading', 'running', 'uploading')"
+            ),
+        ),
+        Index("execution_task_id_attempt_idx", "task_id", "attempt"),
+        # Lease expiry sweep and heartbeat renewal only look at live executions.
+        Index(
+            "execution_lease_expires_at_idx",
+            "lease_expires_at",
+            postgresql_where=text(
+                "status IN ('assigned', 'downloading', 'running', 'uploading')"
+            ),
+        ),
+        Index(
+            "execution_worker_id_live_idx",
+            "worker_id",
+            postgresql_where=text(
+                "status IN ('assigned', 'downloading', 'running', 'uploading')"
+            ),
+        ),
+        CheckConstraint("attempt >= 1", name="attempt"),
+    )
+
+
+class ExecutionOutput(Base):
+    """Append-only output chunks of an execution, in order of ``seq``."""
+
+    __tablename__ = "execution_output"
+
+    execution_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("execution.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stream: Mapped[str] = mapped_column(OUTPUT_STREAM)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    text: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (CheckConstraint("seq >= 0", name="seq"),)
+
+
+class Signal(Base):
+    """A signal for a live execution, delivered to its worker by the heartbeat."""
+
+    __tablename__ = "signal"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    execution_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("execution.id", ondelete="CASCADE")
+    )
+    worker_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("worker.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(SIGNAL_KIND)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index(
+            "signal_worker_id_undelivered_idx",
+            "worker_id",
+            postgresql_where=text("delivered_at IS NULL"),
+        ),
+    )
+
+
+class Recruiter(Base):
+    """A rule that deploys workers for a batch while it has runnable work."""
+
+    __tablename__ = "recruiter"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("batch.id", ondelete="CASCADE"))
+    rank: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    provider: Mapped[str] = mapped_column(Text)
+    flavor: Mapped[str | None] = mapped_column(Text)
+    image: Mapped[str | None] = mapped_column(Text)
+    region: Mapped[str | None] = mapped_column(Text)
+    concurrency: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    prefetch: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    min_workers: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    max_workers: Mapped[int] = mapped_column(Integer)
+    tasks_per_worker: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+    __table_args__ = (
+        CheckConstraint("concurrency >= 1", name="concurrency"),
+        CheckConstraint("prefetch >= 0", name="prefetch"),
+        CheckConstraint(
+            "min_workers >= 0 AND max_workers >= min_workers", name="worker_bounds"
+        ),
+        CheckConstraint("tasks_per_worker >= 1", name="tasks_per_worker"),
+    )
+
+
+class Instance(Base):
+    """A machine created by a provider to run a worker."""
+
+    __tablename__ = "instance"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    provider: Mapped[str] = mapped_column(Text)
+    #: The provider's identifier (server id, process id).
+    provider_ref: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    worker_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("worker.id", ondelete="SET NULL")
+    )
+    flavor: Mapped[str | None] = mapped_column(Text)
+    image: Mapped[str | None] = mapped_column(Text)
+    region: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(INSTANCE_STATUS, server_default=text("'requested'"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CloudOperation(Base):
+    """One deploy or destroy of an instance, with its progress and log."""
+
+    __tablename__ = "cloud_operation"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(CLOUD_OPERATION_KIND)
+    instance_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("instance.id", ondelete="SET NULL")
+    )
+    worker_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("worker.id", ondelete="SET NULL")
+    )
+    provider: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(
+        CLOUD_OPERATION_STATUS, server_default=text("'pending'")
+    )
+    progress: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    log: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    #: quota, auth, capacity, transient, config, unknown.
+    error_class: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+    __table_args__ = (CheckConstraint("progress BETWEEN 0 AND 100", name="progress"),)

@@ -1,0 +1,81 @@
+"""The scitq exception hierarchy.
+
+Every error a user can meet is a `ScitqError`. Database errors are translated in one
+place (`scitq.db.connection.translate_error`) from the SQLSTATEs raised by the stored
+functions (class ``SQ``, listed in ``scitq/sql/functions/00_errors.sql``).
+"""
+
+from __future__ import annotations
+
+
+class ScitqError(Exception):
+    """Something went wrong in scitq."""
+
+    #: Process exit code used by the CLI for this kind of error.
+    exit_code = 1
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigError(ScitqError):
+    """The scitq configuration is invalid."""
+
+    exit_code = 2
+
+
+class DatabaseError(ScitqError):
+    """The database could not be reached or answered with an unexpected error."""
+
+    exit_code = 3
+
+
+class EmbeddedServerError(DatabaseError):
+    """The embedded PostgreSQL server could not be started or stopped."""
+
+
+class InvalidArgument(ScitqError):
+    """An argument is invalid."""
+
+    exit_code = 2
+
+
+class NotFound(ScitqError):
+    """The requested object does not exist."""
+
+    exit_code = 4
+
+
+class DependencyCycle(InvalidArgument):
+    """The submitted dependencies form a cycle."""
+
+
+class InvalidTransition(ScitqError):
+    """The object is not in a state that allows this operation."""
+
+    exit_code = 5
+
+
+class ExecutionNotLive(ScitqError):
+    """The execution is no longer held by this worker (lost, finished or canceled).
+
+    The agent must stop its copy of the task: another attempt may be running.
+    """
+
+    exit_code = 6
+
+    def __init__(self, message: str | None = None, execution_ids: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.execution_ids = execution_ids
+
+
+class WorkerNotOwned(ScitqError):
+    """This database role may not act for that worker."""
+
+    exit_code = 7
+
+
+class PermissionDenied(ScitqError):
+    """This database role is not allowed to do that."""
+
+    exit_code = 7
