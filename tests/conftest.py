@@ -1,0 +1,17 @@
+"""Test configuration: real PostgreSQL for everything that touches SQL.
+
+By default the suite starts its own embedded server in a temporary directory;
+``SCITQ_TEST_DATABASE_URL`` points it at another server instead (a superuser
+connection: the tests create databases and roles).
+"""
+
+from __future__ import annotations
+
+import os
+
+# Settings must never come from the developer's environment during tests.
+for _name in list(os.environ):
+    if _name.startswith("SCITQ_") and _name != "SCITQ_TEST_DATABASE_URL":
+        del os.environ[_name]
+
+pytest_plugins = ["tests.fixtures.db"]
