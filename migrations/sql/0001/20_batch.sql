@@ -8,6 +8,7 @@ SECURITY DEFINER
 SET search_path = scitq, pg_temp
 AS $$
 BEGIN
+    p_now := scitq.effective_now_v1(p_now);
     UPDATE scitq.batch SET is_paused = true, paused_at = p_now
     WHERE id = scitq.batch_find_v1(p_batch) AND NOT is_paused;
 END;
@@ -20,6 +21,7 @@ SECURITY DEFINER
 SET search_path = scitq, pg_temp
 AS $$
 BEGIN
+    p_now := scitq.effective_now_v1(p_now);
     UPDATE scitq.batch SET is_paused = false, paused_at = NULL
     WHERE id = scitq.batch_find_v1(p_batch);
     PERFORM pg_notify('scitq_task_pending_v1', p_batch);
@@ -99,6 +101,7 @@ DECLARE
     v_batch_id bigint := scitq.batch_find_v1(p_batch);
     v_count integer;
 BEGIN
+    p_now := scitq.effective_now_v1(p_now);
     -- dependents in other batches are canceled, not left waiting
     v_count := scitq.task_delete_v1(
         ARRAY(SELECT t.id FROM scitq.task t WHERE t.batch_id = v_batch_id),

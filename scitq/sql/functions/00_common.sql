@@ -143,8 +143,9 @@ END;
 $$;
 
 -- Every task that depends, directly or not, on one of p_task_ids and has not started is
--- canceled, with the reason and the originating task. p_what says what happened to it
--- ('failed', 'was canceled', 'was deleted').
+-- canceled, with the reason and the originating task (the root cause when a task was
+-- itself canceled because of another). p_what says what happened to it ('failed',
+-- 'was canceled', 'was deleted'); NULL derives it from the root cause's status.
 CREATE OR REPLACE FUNCTION scitq.task_cancel_dependents_v1(
     p_task_ids bigint[],
     p_what text,
@@ -157,24 +158,33 @@ AS $$
 DECLARE
     v_count integer;
 BEGIN
-    WITH RECURSIVE dependent (id, cause) AS (
-        SELECT d.task_id, c.cause
-        FROM unnest(p_task_ids) AS c (cause)
-        JOIN scitq.task_dependency d ON d.depends_on_id = c.cause
+    WITH RECURSIVE origin (id, cause, what) AS (
+        -- a task canceled because of another passes that root cause on
+        SELECT c.id,
+               coalesce(t.canceled_by_task_id, c.id),
+               coalesce(p_what, CASE WHEN root.status = 'failed' THEN 'failed' ELSE 'was canceled' END)
+        FROM unnest(p_task_ids) AS c (id)
+        LEFT JOIN scitq.task t ON t.id = c.id
+        LEFT JOIN scitq.task root ON root.id = coalesce(t.canceled_by_task_id, c.id)
+    ),
+    dependent (id, cause, what) AS (
+        SELECT d.task_id, origin.cause, origin.what
+        FROM origin
+        JOIN scitq.task_dependency d ON d.depends_on_id = origin.id
         UNION
-        SELECT d.task_id, dependent.cause
+        SELECT d.task_id, dependent.cause, dependent.what
         FROM dependent
         JOIN scitq.task_dependency d ON d.depends_on_id = dependent.id
     ),
     target AS (
-        SELECT DISTINCT ON (id) id, cause
+        SELECT DISTINCT ON (id) id, cause, what
         FROM dependent
         ORDER BY id, cause
     )
     UPDATE scitq.task t
     SET status = 'canceled',
         status_changed_at = p_now,
-        cancel_reason = format('dependency task %s %s', target.cause, p_what),
+        cancel_reason = format('dependency task %s %s', target.cause, target.what),
         canceled_by_task_id = target.cause
     FROM target
     WHERE t.id = target.id
@@ -249,6 +259,7 @@ DECLARE
     v_execution_ids bigint[];
     v_task_ids bigint[];
 BEGIN
+    p_now := scitq.effective_now_v1(p_now);
     WITH expired AS (
         SELECT e.id
         FROM scitq.execution e

@@ -27,6 +27,7 @@ DECLARE
     v_bad record;
     v_canceled bigint[];
 BEGIN
+    p_now := scitq.effective_now_v1(p_now);
     IF jsonb_typeof(p_tasks) IS DISTINCT FROM 'array' OR jsonb_array_length(p_tasks) = 0 THEN
         RAISE EXCEPTION 'tasks must be a non-empty JSON array of objects' USING ERRCODE = 'SQ004';
     END IF;
@@ -206,7 +207,7 @@ BEGIN
         FROM scitq.task t
         WHERE t.id IN (SELECT unnest(v_ids)) AND t.status = 'canceled';
         IF v_canceled IS NOT NULL THEN
-            PERFORM scitq.task_cancel_dependents_v1(v_canceled, 'was canceled', p_now);
+            PERFORM scitq.task_cancel_dependents_v1(v_canceled, NULL, p_now);
         END IF;
     END IF;
 
@@ -273,6 +274,7 @@ AS $$
 DECLARE
     v_count integer;
 BEGIN
+    p_now := scitq.effective_now_v1(p_now);
     INSERT INTO scitq.signal (execution_id, worker_id, kind, created_at)
     SELECT e.id, e.worker_id, p_kind, p_now
     FROM scitq.execution e
@@ -293,6 +295,7 @@ SECURITY DEFINER
 SET search_path = scitq, pg_temp
 AS $$
 BEGIN
+    p_now := scitq.effective_now_v1(p_now);
     PERFORM scitq.task_signal_v1(p_task_ids, 'pause', p_now);
     RETURN QUERY
     UPDATE scitq.task t
@@ -312,6 +315,7 @@ SECURITY DEFINER
 SET search_path = scitq, pg_temp
 AS $$
 BEGIN
+    p_now := scitq.effective_now_v1(p_now);
     PERFORM scitq.task_signal_v1(p_task_ids, 'resume', p_now);
     PERFORM pg_notify('scitq_task_pending_v1', '');
     RETURN QUERY
@@ -348,6 +352,7 @@ AS $$
 DECLARE
     v_canceled bigint[];
 BEGIN
+    p_now := scitq.effective_now_v1(p_now);
     WITH canceled AS (
         UPDATE scitq.task t
         SET status = 'canceled', status_changed_at = p_now, cancel_reason = p_reason
@@ -382,6 +387,7 @@ AS $$
 DECLARE
     v_retried bigint[];
 BEGIN
+    p_now := scitq.effective_now_v1(p_now);
     SELECT array_agg(t.id ORDER BY t.id) INTO v_retried
     FROM (
         SELECT t.id
@@ -430,6 +436,7 @@ AS $$
 DECLARE
     v_count integer;
 BEGIN
+    p_now := scitq.effective_now_v1(p_now);
     PERFORM scitq.task_cancel_dependents_v1(p_task_ids, 'was deleted', p_now);
     PERFORM scitq.task_cancel_v1(p_task_ids, 'deleted', p_now);
     -- the dependents keep the reason but lose the link to a row that disappears

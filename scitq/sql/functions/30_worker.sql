@@ -240,6 +240,7 @@ AS $$
 DECLARE
     v_tasks bigint[];
 BEGIN
+    p_now := scitq.effective_now_v1(p_now);
     PERFORM 1 FROM scitq.worker WHERE id = p_worker_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'worker % does not exist', p_worker_id USING ERRCODE = 'SQ003';
