@@ -1,0 +1,104 @@
+"""Migrations build exactly what the sources describe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from scitq.db import models, schema
+
+CATALOG_QUERIES = {
+    "columns": """
+        SELECT table_name, column_name, data_type, udt_name, is_nullable, column_default
+        FROM information_schema.columns WHERE table_schema = 'scitq' AND table_name <> 'alembic_version'
+        ORDER BY 1, 2""",
+    "constraints": """
+        SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+        FROM pg_constraint WHERE connamespace = 'scitq'::regnamespace
+          AND conrelid::regclass::text <> 'scitq.alembic_version' ORDER BY 1, 2""",
+    "indexes": """
+        SELECT indexname, indexdef FROM pg_indexes
+        WHERE schemaname = 'scitq' AND tablename <> 'alembic_version' ORDER BY 1""",
+    "functions": """
+        SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid)
+        FROM pg_proc p WHERE p.pronamespace = 'scitq'::regnamespace ORDER BY 1""",
+    "views": """
+        SELECT viewname, definition FROM pg_views WHERE schemaname = 'scitq' ORDER BY 1""",
+    "triggers": """
+        SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger
+        WHERE NOT tgisinternal AND tgrelid::regclass::text LIKE 'scitq.%' ORDER BY 1""",
+    "enums": """
+        SELECT t.typname, array_agg(e.enumlabel ORDER BY e.enumsortorder)::text
+        FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
+        WHERE t.typnamespace = 'scitq'::regnamespace GROUP BY 1 ORDER BY 1""",
+    "table_grants": """
+        SELECT grantee, table_name, privilege_type FROM information_schema.role_table_grants
+        WHERE table_schema = 'scitq' AND grantee LIKE 'scitq_%' AND table_name <> 'alembic_version'
+        ORDER BY 1, 2, 3""",
+    "function_grants": """
+        SELECT p.oid::regprocedure::text, array_agg(a.grantee::regrole::text ORDER BY 1)::text
+        FROM pg_proc p, aclexplode(p.proacl) a
+        WHERE p.pronamespace = 'scitq'::regnamespace AND a.privilege_type = 'EXECUTE'
+          AND a.grantee <> 0 AND a.grantee::regrole::text LIKE 'scitq_%'
+        GROUP BY 1 ORDER BY 1""",
+}
+
+
+def catalog(conninfo: str) -> dict[str, list[Any]]:
+    with psycopg.connect(conninfo) as conn:
+        return {name: conn.execute(query).fetchall() for name, query in CATALOG_QUERIES.items()}
+
+
+def test_migrated_database_equals_the_sources(db, empty_db):
+    schema.apply_sources(empty_db)
+    migrated, source = catalog(db), catalog(empty_db)
+    for part in CATALOG_QUERIES:
+        assert migrated[part] == source[part], f"{part} differ between migrations and sources"
+    assert len(migrated["functions"]) >= 30
+    assert len(migrated["views"]) == 6
+
+
+def test_models_match_the_migrated_database(db):
+    engine = schema.engine_for(db)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "include_schemas": True,
+                "include_name": lambda name, type_, parent: type_ != "schema" or name == "scitq",
+                "compare_type": True,
+                "version_table_schema": "scitq",
+            },
+        )
+        differences = compare_metadata(context, models.metadata)
+    assert differences == []
+
+
+def test_upgrade_downgrade_upgrade(empty_db):
+    schema.upgrade(empty_db)
+    assert schema.current_revision(empty_db) == schema.head_revision()
+    from alembic import command
+
+    command.downgrade(schema.alembic_config(schema.engine_for(empty_db)), "base")
+    assert schema.current_revision(empty_db) is None
+    with psycopg.connect(empty_db) as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'scitq'::regnamespace "
+            "AND relname <> 'alembic_version' AND relkind IN ('r', 'v')"
+        ).fetchone()
+        assert left == (0,)
+    schema.upgrade(empty_db)
+    assert schema.current_revision(empty_db) == schema.head_revision()
+
+
+def test_frozen_sql_matches_the_current_sources():
+    """The latest migration's frozen copy is the current source: a changed function
+    needs a new migration (tests/README explains how)."""
+    frozen_dir = schema.migrations_dir() / "sql" / schema.head_revision()
+    from scitq import sql
+
+    frozen = {path.name: path.read_text() for path in frozen_dir.glob("*.sql")}
+    assert frozen == dict(sql.function_sources())

@@ -1,0 +1,143 @@
+"""Least privilege: agents act only through their functions and only for their worker;
+readers see only the reporting views."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from scitq import errors
+from scitq.db import queries
+
+TABLES = ["batch", "task", "task_dependency", "task_event", "worker", "execution",
+          "execution_output", "signal", "recruiter", "instance", "cloud_operation"]
+VIEWS = ["batch_progress", "task_overview", "worker_overview", "execution_overview",
+         "execution_stats", "task_log"]
+
+
+@pytest.fixture
+def agent(make_role):
+    """Two agent login roles, each with its own connection."""
+    role, dsn = make_role("scitq_agent")
+    other_role, other_dsn = make_role("scitq_agent")
+    with psycopg.connect(dsn, autocommit=True) as one, psycopg.connect(other_dsn, autocommit=True) as two:
+        yield one, two
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_agent_has_no_table_privilege(agent, table):
+    one, _ = agent
+    for statement in (f"SELECT * FROM scitq.{table}", f"DELETE FROM scitq.{table}",
+                      f"UPDATE scitq.{table} SET created_at = now()" if table not in ("task_dependency", "task_event", "execution", "execution_output", "signal", "batch") else f"TRUNCATE scitq.{table}"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            one.execute(statement)
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_agent_cannot_read_views(agent, view):
+    one, _ = agent
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        one.execute(f"SELECT * FROM scitq.{view}")
+
+
+def test_agent_cannot_call_admin_functions(agent):
+    one, _ = agent
+    for call in (
+        lambda: queries.task_submit(one, "b", [{"command": "x"}]),
+        lambda: queries.batch_pause(one, "b"),
+        lambda: queries.task_cancel(one, [1]),
+        lambda: queries.worker_update(one, 1, concurrency=3),
+        lambda: queries.execution_expire_leases(one),
+    ):
+        with pytest.raises(errors.PermissionDenied):
+            call()
+
+
+def test_agent_works_only_for_its_own_worker(conn, agent):
+    one, two = agent
+    queries.task_submit(conn, "b", [{"command": "x"}, {"command": "y"}])
+    mine = queries.worker_register(one, "agent-one", batches=["b"])["id"]
+    theirs = queries.worker_register(two, "agent-two", batches=["b"])["id"]
+    (claim,) = queries.task_claim(one, mine, 1)
+    # the other agent may not claim, heartbeat, write, finish or stop as worker one
+    for call in (
+        lambda: queries.task_claim(two, mine, 1),
+        lambda: queries.worker_heartbeat(two, mine),
+        lambda: queries.execution_append_output(two, mine, [(claim["execution_id"], 0, "stdout", "x")]),
+        lambda: queries.execution_finish(two, mine, [{"execution_id": claim["execution_id"], "return_code": 0}]),
+        lambda: queries.execution_set_phase(two, mine, claim["execution_id"], "running"),
+        lambda: queries.worker_stop(two, mine),
+        lambda: queries.worker_register(two, "agent-one"),
+    ):
+        with pytest.raises(errors.WorkerNotOwned):
+            call()
+    # nor through its own worker id
+    with pytest.raises(errors.ExecutionNotLive):
+        queries.execution_finish(two, theirs, [{"execution_id": claim["execution_id"], "return_code": 0}])
+    queries.execution_finish(one, mine, [{"execution_id": claim["execution_id"], "return_code": 0}])
+    assert conn.execute("SELECT count(*) FROM scitq.task WHERE status = 'succeeded'").fetchone() == (1,)
+
+
+def test_agent_cannot_move_the_clock(conn, agent):
+    one, _ = agent
+    queries.task_submit(conn, "b", [{"command": "x"}])
+    mine = queries.worker_register(one, "agent-one", batches=["b"], lease_seconds=60)["id"]
+    far_future = datetime(2999, 1, 1, tzinfo=UTC)
+    (claim,) = queries.task_claim(one, mine, 1, now=far_future)
+    lease = conn.execute("SELECT lease_expires_at - now() < interval '61 seconds' FROM scitq.execution"
+                         ).fetchone()
+    assert lease == (True,)
+    assert claim["lease_expires_at"].year < 2999
+
+
+def test_created_agent_role_can_log_in_and_work(conn, db, server_conninfo):
+    worker = queries.worker_create_role(conn, "remote-1", "scitq_t_remote_1", "pw-1234-abcd")
+    try:
+        assert worker["login_role"] == "scitq_t_remote_1"
+        dsn = psycopg.conninfo.make_conninfo(db, user="scitq_t_remote_1", password="pw-1234-abcd")
+        with psycopg.connect(dsn, autocommit=True) as agent_conn:
+            resumed = queries.worker_register(agent_conn, "remote-1", batches=["b"])
+            assert resumed["id"] == worker["id"]
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                agent_conn.execute("SELECT * FROM scitq.task")
+        with pytest.raises(errors.InvalidArgument, match="exists already"):
+            queries.worker_create_role(conn, "remote-2", "scitq_t_remote_1", "pw")
+        with pytest.raises(errors.InvalidArgument, match="invalid role name"):
+            queries.worker_create_role(conn, "remote-3", "Bad Name; DROP", "pw")
+    finally:
+        with psycopg.connect(server_conninfo, autocommit=True) as admin:
+            admin.execute('DROP ROLE IF EXISTS "scitq_t_remote_1"')
+
+
+def test_reader_sees_views_only(conn, make_role):
+    queries.task_submit(conn, "b", [{"command": "x"}])
+    _, dsn = make_role("scitq_reader")
+    with psycopg.connect(dsn, autocommit=True) as reader:
+        for view in VIEWS:
+            reader.execute(f"SELECT * FROM scitq.{view}").fetchall()
+        assert reader.execute("SELECT total FROM scitq.batch_progress").fetchone() == (1,)
+        for table in TABLES:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                reader.execute(f"SELECT * FROM scitq.{table}")
+        with pytest.raises(errors.PermissionDenied):
+            queries.task_submit(reader, "b", [{"command": "x"}])
+
+
+def test_admin_role_reads_tables_but_writes_only_through_functions(conn, make_role):
+    _, dsn = make_role("scitq_admin")
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        queries.task_submit(admin, "b", [{"command": "x"}])
+        assert admin.execute("SELECT count(*) FROM scitq.task").fetchone() == (1,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            admin.execute("UPDATE scitq.task SET status = 'succeeded'")
+
+
+def test_public_has_nothing(conn, make_role):
+    _, dsn = make_role(None)
+    with psycopg.connect(dsn, autocommit=True) as nobody:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            nobody.execute("SELECT * FROM scitq.batch_progress")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            nobody.execute("SELECT scitq.task_add_v1('b', 'x')")
