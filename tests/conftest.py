@@ -15,3 +15,12 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 pytest_plugins = ["tests.fixtures.db"]
+
+
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    """Mark every test that uses the database fixtures as ``sql``."""
+    import pytest
+
+    for item in items:
+        if "server_conninfo" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.sql)
