@@ -105,9 +105,7 @@ class Batch(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
     paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (
-        CheckConstraint("name <> '' AND name !~ '[/[:cntrl:]]'", name="name"),
-    )
+    __table_args__ = (CheckConstraint("name <> '' AND name !~ '[/[:cntrl:]]'", name="name"),)
 
 
 class Task(Base):
@@ -116,9 +114,7 @@ class Task(Base):
     __tablename__ = "task"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    batch_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("batch.id", ondelete="CASCADE")
-    )
+    batch_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("batch.id", ondelete="CASCADE"))
     name: Mapped[str | None] = mapped_column(Text)
     command: Mapped[str] = mapped_column(Text)
     shell: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
@@ -279,25 +275,19 @@ class Execution(Base):
             "execution_task_id_live_idx",
             "task_id",
             unique=True,
-            postgresql_where=text(
-                "status IN ('assigned', 'downloading', 'running', 'uploading')"
-            ),
+            postgresql_where=text("status IN ('assigned', 'downloading', 'running', 'uploading')"),
         ),
         Index("execution_task_id_attempt_idx", "task_id", "attempt"),
         # Lease expiry sweep and heartbeat renewal only look at live executions.
         Index(
             "execution_lease_expires_at_idx",
             "lease_expires_at",
-            postgresql_where=text(
-                "status IN ('assigned', 'downloading', 'running', 'uploading')"
-            ),
+            postgresql_where=text("status IN ('assigned', 'downloading', 'running', 'uploading')"),
         ),
         Index(
             "execution_worker_id_live_idx",
             "worker_id",
-            postgresql_where=text(
-                "status IN ('assigned', 'downloading', 'running', 'uploading')"
-            ),
+            postgresql_where=text("status IN ('assigned', 'downloading', 'running', 'uploading')"),
         ),
         CheckConstraint("attempt >= 1", name="attempt"),
     )
@@ -364,9 +354,7 @@ class Recruiter(Base):
     __table_args__ = (
         CheckConstraint("concurrency >= 1", name="concurrency"),
         CheckConstraint("prefetch >= 0", name="prefetch"),
-        CheckConstraint(
-            "min_workers >= 0 AND max_workers >= min_workers", name="worker_bounds"
-        ),
+        CheckConstraint("min_workers >= 0 AND max_workers >= min_workers", name="worker_bounds"),
         CheckConstraint("tasks_per_worker >= 1", name="tasks_per_worker"),
     )
 
@@ -406,9 +394,7 @@ class CloudOperation(Base):
         BigInteger, ForeignKey("worker.id", ondelete="SET NULL")
     )
     provider: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(
-        CLOUD_OPERATION_STATUS, server_default=text("'pending'")
-    )
+    status: Mapped[str] = mapped_column(CLOUD_OPERATION_STATUS, server_default=text("'pending'"))
     progress: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     log: Mapped[str] = mapped_column(Text, server_default=text("''"))

@@ -39,14 +39,18 @@ def task_submit(
     conn: Connection, batch: str, tasks: Sequence[Mapping[str, Any]], now: datetime | None = None
 ) -> list[Row]:
     """Submit tasks (dicts of task fields, see task_submit_v1) to a batch."""
-    return _rows(conn, "task_submit", {"batch": batch, "tasks": json.dumps(list(tasks)), "now": now})
+    return _rows(
+        conn, "task_submit", {"batch": batch, "tasks": json.dumps(list(tasks)), "now": now}
+    )
 
 
 def task_pause(conn: Connection, task_ids: Iterable[int], now: datetime | None = None) -> list[Row]:
     return _rows(conn, "task_pause", {"task_ids": list(task_ids), "now": now})
 
 
-def task_resume(conn: Connection, task_ids: Iterable[int], now: datetime | None = None) -> list[Row]:
+def task_resume(
+    conn: Connection, task_ids: Iterable[int], now: datetime | None = None
+) -> list[Row]:
     return _rows(conn, "task_resume", {"task_ids": list(task_ids), "now": now})
 
 
@@ -87,7 +91,10 @@ def batch_signal(conn: Connection, batch: str, kind: str, now: datetime | None =
 
 
 def batch_cancel(
-    conn: Connection, batch: str, reason: str = "batch canceled by user", now: datetime | None = None
+    conn: Connection,
+    batch: str,
+    reason: str = "batch canceled by user",
+    now: datetime | None = None,
 ) -> int:
     params = {"batch": batch, "reason": reason, "now": now}
     return int(_one(conn, "batch_cancel", params)["count"])
@@ -222,7 +229,10 @@ def execution_append_output(
 
 
 def execution_finish(
-    conn: Connection, worker_id: int, results: Sequence[Mapping[str, Any]], now: datetime | None = None
+    conn: Connection,
+    worker_id: int,
+    results: Sequence[Mapping[str, Any]],
+    now: datetime | None = None,
 ) -> list[Row]:
     """Finish executions (dicts with execution_id, return_code, ..., see execution_finish_v1)."""
     params = {"worker_id": worker_id, "results": json.dumps(list(results)), "now": now}

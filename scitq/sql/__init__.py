@@ -41,7 +41,7 @@ def parse_queries(text: str, source: str = "<string>") -> dict[str, LiteralStrin
         if not sql:
             raise ValueError(f"query {name} in {source} is empty")
         # The files are part of the package, never user input: a literal for type checkers.
-        queries[name] = cast(LiteralString, sql)
+        queries[name] = cast(LiteralString, sql)  # type: ignore[redundant-cast]
     return queries
 
 

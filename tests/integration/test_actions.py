@@ -10,7 +10,9 @@ from scitq.db import queries
 
 
 def statuses(conn, ids):
-    rows = dict(conn.execute("SELECT id, status FROM scitq.task WHERE id = ANY(%s)", (ids,)).fetchall())
+    rows = dict(
+        conn.execute("SELECT id, status FROM scitq.task WHERE id = ANY(%s)", (ids,)).fetchall()
+    )
     return [rows.get(i) for i in ids]
 
 
@@ -18,7 +20,9 @@ def run(conn, worker, count, return_code=0):
     """Claim and finish up to `count` tasks; returns the task ids finished."""
     claims = queries.task_claim(conn, worker, count)
     queries.execution_finish(
-        conn, worker, [{"execution_id": c["execution_id"], "return_code": return_code} for c in claims]
+        conn,
+        worker,
+        [{"execution_id": c["execution_id"], "return_code": return_code} for c in claims],
     )
     return [c["task_id"] for c in claims]
 
@@ -55,11 +59,14 @@ def test_failure_for_good_cancels_every_dependent_with_a_reason(conn):
     run(conn, worker, 1, return_code=2)
     assert statuses(conn, [a, b, c, d]) == ["failed", "canceled", "canceled", "canceled"]
     reasons = conn.execute(
-        "SELECT DISTINCT cancel_reason, canceled_by_task_id FROM scitq.task WHERE status = 'canceled'"
+        "SELECT DISTINCT cancel_reason, canceled_by_task_id FROM scitq.task "
+        "WHERE status = 'canceled'"
     ).fetchall()
     assert reasons == [(f"dependency task {a} failed", a)]
     # nothing is left waiting forever
-    assert conn.execute("SELECT count(*) FROM scitq.task WHERE status = 'waiting'").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM scitq.task WHERE status = 'waiting'").fetchone() == (
+        0,
+    )
 
 
 def test_retry_restores_the_canceled_dependents(conn):
@@ -68,7 +75,10 @@ def test_retry_restores_the_canceled_dependents(conn):
     run(conn, worker, 1, return_code=2)
     retried = queries.task_retry(conn, [a])
     assert sorted((r["id"], r["status"]) for r in retried) == [
-        (a, "pending"), (b, "waiting"), (c, "waiting"), (d, "waiting")
+        (a, "pending"),
+        (b, "waiting"),
+        (c, "waiting"),
+        (d, "waiting"),
     ]
     assert conn.execute(
         "SELECT count(*) FROM scitq.task WHERE cancel_reason IS NOT NULL"
@@ -76,13 +86,16 @@ def test_retry_restores_the_canceled_dependents(conn):
     for _ in range(3):
         run(conn, worker, 10)
     assert statuses(conn, [a, b, c, d]) == ["succeeded"] * 4
-    attempts = conn.execute("SELECT attempt FROM scitq.execution WHERE task_id = %s ORDER BY attempt",
-                            (a,)).fetchall()
+    attempts = conn.execute(
+        "SELECT attempt FROM scitq.execution WHERE task_id = %s ORDER BY attempt", (a,)
+    ).fetchall()
     assert attempts == [(1,), (2,)]
 
 
 def test_retry_gives_a_fresh_retry_budget(conn):
-    (task,) = queries.task_submit(conn, "b", [{"command": "x", "retries": 1, "retry_delay_seconds": 0}])
+    (task,) = queries.task_submit(
+        conn, "b", [{"command": "x", "retries": 1, "retry_delay_seconds": 0}]
+    )
     worker = queries.worker_register(conn, "w", batches=["b"])["id"]
     run(conn, worker, 1, return_code=1)
     run(conn, worker, 1, return_code=1)
@@ -101,7 +114,7 @@ def test_retry_ignores_tasks_that_did_not_fail(conn):
 
 
 def test_pause_and_resume_tasks(conn):
-    a, b, c, d = chain(conn)
+    a, b, _, _ = chain(conn)
     worker = queries.worker_register(conn, "w", batches=["b"], concurrency=10)["id"]
     paused = queries.task_pause(conn, [a, b])
     assert sorted((r["id"], r["status"]) for r in paused) == [(a, "paused"), (b, "paused")]
@@ -125,8 +138,9 @@ def test_cancel_running_task_cancels_execution_and_dependents(conn):
     canceled = queries.task_cancel(conn, [a], reason="wrong input")
     assert canceled == [{"id": a, "status": "canceled"}]
     assert statuses(conn, [a, b, c, d]) == ["canceled"] * 4
-    assert conn.execute("SELECT status, failure_class, failure_reason FROM scitq.execution").fetchone() == (
-        "canceled", "canceled", "wrong input")
+    assert conn.execute(
+        "SELECT status, failure_class, failure_reason FROM scitq.execution"
+    ).fetchone() == ("canceled", "canceled", "wrong input")
     beat = queries.worker_heartbeat(conn, worker, [claim["execution_id"]])
     assert beat["dead_execution_ids"] == [claim["execution_id"]]
     assert queries.task_cancel(conn, [a]) == []  # already over
@@ -138,8 +152,9 @@ def test_delete_task_cancels_its_dependents(conn):
     assert statuses(conn, [a, b, c, d]) == ["pending", None, "canceled", "canceled"]
     reason = conn.execute("SELECT cancel_reason FROM scitq.task WHERE id = %s", (c,)).fetchone()
     assert reason == (f"dependency task {b} was deleted",)
-    assert conn.execute("SELECT count(*) FROM scitq.task_dependency WHERE depends_on_id = %s",
-                        (b,)).fetchone() == (0,)
+    assert conn.execute(
+        "SELECT count(*) FROM scitq.task_dependency WHERE depends_on_id = %s", (b,)
+    ).fetchone() == (0,)
 
 
 def test_batch_actions(conn):
@@ -155,7 +170,11 @@ def test_batch_actions(conn):
     assert queries.batch_retry(conn, "x") == 4
     assert queries.batch_cancel(conn, "x") == 4
     progress = {r["batch"]: r for r in queries.batch_progress(conn)}
-    assert (progress["x"]["canceled"], progress["x"]["remaining"], progress["y"]["pending"]) == (4, 0, 1)
+    assert (progress["x"]["canceled"], progress["x"]["remaining"], progress["y"]["pending"]) == (
+        4,
+        0,
+        1,
+    )
     assert queries.batch_delete(conn, "x") == 4
     assert [r["batch"] for r in queries.batch_progress(conn)] == ["y"]
     assert conn.execute("SELECT count(*) FROM scitq.execution").fetchone() == (0,)
@@ -174,19 +193,24 @@ def test_concurrent_completion_of_two_dependencies_promotes_the_gather(db, conn)
             ],
         )
         workers = [
-            queries.worker_register(conn, f"w{round_}-{i}", batches=[f"g{round_}"])["id"] for i in range(2)
+            queries.worker_register(conn, f"w{round_}-{i}", batches=[f"g{round_}"])["id"]
+            for i in range(2)
         ]
         claims = [queries.task_claim(conn, w, 1)[0] for w in workers]
         barrier = threading.Barrier(2)
 
-        def finish(worker_id, claim):
+        def finish(worker_id, claim, barrier=barrier):
             with psycopg.connect(db) as own:
                 barrier.wait()
-                queries.execution_finish(own, worker_id, [{"execution_id": claim["execution_id"],
-                                                          "return_code": 0}])
+                queries.execution_finish(
+                    own, worker_id, [{"execution_id": claim["execution_id"], "return_code": 0}]
+                )
                 own.commit()
 
-        threads = [threading.Thread(target=finish, args=(w, c)) for w, c in zip(workers, claims, strict=True)]
+        threads = [
+            threading.Thread(target=finish, args=(w, c))
+            for w, c in zip(workers, claims, strict=True)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -16,7 +16,10 @@ def test_claim_orders_by_priority_then_age(conn):
     rows = queries.task_submit(
         conn,
         "b",
-        [{"command": f"c{i}", "name": f"t{i}", "priority": p} for i, p in enumerate([0, 5, 0, 5, 1])],
+        [
+            {"command": f"c{i}", "name": f"t{i}", "priority": p}
+            for i, p in enumerate([0, 5, 0, 5, 1])
+        ],
     )
     worker = queries.worker_register(conn, "w", batches=["b"], concurrency=10)
     claimed = queries.task_claim(conn, worker["id"], 10)
@@ -83,7 +86,9 @@ def test_claim_uses_the_partial_index(conn):
 def test_concurrent_claims_have_no_duplicates_and_lose_nothing(db, conn, claimers):
     total = 4000
     for start in range(0, total, 1000):
-        queries.task_submit(conn, "race", [{"command": f"t{i}"} for i in range(start, start + 1000)])
+        queries.task_submit(
+            conn, "race", [{"command": f"t{i}"} for i in range(start, start + 1000)]
+        )
     workers = [
         queries.worker_register(conn, f"w{i}", batches=["race"], concurrency=25)["id"]
         for i in range(claimers)
@@ -102,7 +107,9 @@ def test_concurrent_claims_have_no_duplicates_and_lose_nothing(db, conn, claimer
                     with lock:
                         seen.extend(r["task_id"] for r in rows)
                     queries.execution_finish(
-                        own, worker_id, [{"execution_id": r["execution_id"], "return_code": 0} for r in rows]
+                        own,
+                        worker_id,
+                        [{"execution_id": r["execution_id"], "return_code": 0} for r in rows],
                     )
         except BaseException as exc:  # reported below
             failures.append(exc)
@@ -116,14 +123,14 @@ def test_concurrent_claims_have_no_duplicates_and_lose_nothing(db, conn, claimer
     duplicates = [task for task, n in Counter(seen).items() if n > 1]
     assert duplicates == []
     assert len(seen) == total
+    assert conn.execute("SELECT status, count(*) FROM scitq.task GROUP BY status").fetchall() == [
+        ("succeeded", total)
+    ]
     assert conn.execute(
-        "SELECT status, count(*) FROM scitq.task GROUP BY status"
-    ).fetchall() == [("succeeded", total)]
-    assert conn.execute("SELECT count(*), count(DISTINCT task_id) FROM scitq.execution").fetchone() == (
+        "SELECT count(*), count(DISTINCT task_id) FROM scitq.execution"
+    ).fetchone() == (
         total,
         total,
     )
-    per_worker = conn.execute(
-        "SELECT count(DISTINCT worker_id) FROM scitq.execution"
-    ).fetchone()[0]
+    per_worker = conn.execute("SELECT count(DISTINCT worker_id) FROM scitq.execution").fetchone()[0]
     assert per_worker > 1  # the work was really shared

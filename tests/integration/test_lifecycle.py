@@ -20,7 +20,10 @@ def at(seconds: float) -> datetime:
 
 def setup_one(conn, *, retries=0, retry_delay=10.0, lease=60.0, batch="b"):
     task = queries.task_submit(
-        conn, batch, [{"command": "x", "retries": retries, "retry_delay_seconds": retry_delay}], now=at(0)
+        conn,
+        batch,
+        [{"command": "x", "retries": retries, "retry_delay_seconds": retry_delay}],
+        now=at(0),
     )[0]
     worker = queries.worker_register(conn, "w1", batches=[batch], lease_seconds=lease, now=at(0))
     return task["id"], worker["id"]
@@ -47,12 +50,28 @@ def test_phases_and_success_record_everything(conn):
     result = queries.execution_finish(
         conn,
         worker,
-        [{"execution_id": execution, "return_code": 0, "wall_seconds": 2.5, "cpu_user_seconds": 1.0,
-          "cpu_system_seconds": 0.5, "peak_rss_bytes": 1234, "bytes_in": 10, "bytes_out": 20}],
+        [
+            {
+                "execution_id": execution,
+                "return_code": 0,
+                "wall_seconds": 2.5,
+                "cpu_user_seconds": 1.0,
+                "cpu_system_seconds": 0.5,
+                "peak_rss_bytes": 1234,
+                "bytes_in": 10,
+                "bytes_out": 20,
+            }
+        ],
         now=at(5),
     )
-    assert result == [{"execution_id": execution, "execution_status": "succeeded", "task_id": task_id,
-                       "task_status": "succeeded"}]
+    assert result == [
+        {
+            "execution_id": execution,
+            "execution_status": "succeeded",
+            "task_id": task_id,
+            "task_status": "succeeded",
+        }
+    ]
     row = conn.execute(
         "SELECT assigned_at, download_started_at, run_started_at, upload_started_at, finished_at, "
         "return_code, failure_class, wall_seconds, cpu_user_seconds, cpu_system_seconds, "
@@ -64,8 +83,12 @@ def test_phases_and_success_record_everything(conn):
         "SELECT from_status, to_status, at FROM scitq.task_event WHERE task_id = %s ORDER BY id",
         (task_id,),
     ).fetchall()
-    assert events == [(None, "pending", at(0)), ("pending", "assigned", at(1)),
-                      ("assigned", "running", at(3)), ("running", "succeeded", at(5))]
+    assert events == [
+        (None, "pending", at(0)),
+        ("pending", "assigned", at(1)),
+        ("assigned", "running", at(3)),
+        ("running", "succeeded", at(5)),
+    ]
 
 
 def test_failure_retries_with_exponential_back_off_then_fails(conn):
@@ -73,19 +96,25 @@ def test_failure_retries_with_exponential_back_off_then_fails(conn):
     for attempt, (start, back_off) in enumerate([(1, 10), (20, 20)], start=1):
         (claim,) = queries.task_claim(conn, worker, 1, now=at(start))
         assert claim["attempt"] == attempt
-        queries.execution_finish(conn, worker, [{"execution_id": claim["execution_id"], "return_code": 3}],
-                                 now=at(start + 1))
+        queries.execution_finish(
+            conn,
+            worker,
+            [{"execution_id": claim["execution_id"], "return_code": 3}],
+            now=at(start + 1),
+        )
         status, count, available_at, _ = task_row(conn, task_id)
         assert (status, count, available_at) == ("pending", attempt, at(start + 1 + back_off))
         # not claimable during the back-off
         assert queries.task_claim(conn, worker, 1, now=at(start + back_off)) == []
     (claim,) = queries.task_claim(conn, worker, 1, now=at(60))
     assert claim["attempt"] == 3
-    queries.execution_finish(conn, worker, [{"execution_id": claim["execution_id"], "return_code": 3}],
-                             now=at(61))
+    queries.execution_finish(
+        conn, worker, [{"execution_id": claim["execution_id"], "return_code": 3}], now=at(61)
+    )
     assert task_row(conn, task_id)[:2] == ("failed", 3)
     classes = conn.execute(
-        "SELECT status, failure_class, return_code FROM scitq.execution WHERE task_id = %s ORDER BY attempt",
+        "SELECT status, failure_class, return_code FROM scitq.execution "
+        "WHERE task_id = %s ORDER BY attempt",
         (task_id,),
     ).fetchall()
     assert classes == [("failed", "exit", 3)] * 3
@@ -98,8 +127,11 @@ def test_failure_classes(conn):
     results = [
         {"execution_id": claims[0]["execution_id"], "failure_class": "timeout", "return_code": -15},
         {"execution_id": claims[1]["execution_id"], "failure_class": "oom", "return_code": 137},
-        {"execution_id": claims[2]["execution_id"], "failure_class": "download",
-         "failure_reason": "s3://x/y: NoSuchKey"},
+        {
+            "execution_id": claims[2]["execution_id"],
+            "failure_class": "download",
+            "failure_reason": "s3://x/y: NoSuchKey",
+        },
         {"execution_id": claims[3]["execution_id"]},
     ]
     rows = queries.execution_finish(conn, worker, results)
@@ -107,8 +139,12 @@ def test_failure_classes(conn):
     stored = conn.execute(
         "SELECT failure_class, failure_reason FROM scitq.execution ORDER BY id"
     ).fetchall()
-    assert stored == [("timeout", None), ("oom", None), ("download", "s3://x/y: NoSuchKey"),
-                      ("exit", "no return code reported")]
+    assert stored == [
+        ("timeout", None),
+        ("oom", None),
+        ("download", "s3://x/y: NoSuchKey"),
+        ("exit", "no return code reported"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -166,24 +202,29 @@ def test_fencing_refuses_a_lost_executions_late_writes(conn):
         queries.execution_append_output(conn, worker, [(old, 1, "stdout", "late\n")], now=at(62))
     assert caught.value.execution_ids == (old,)
     with pytest.raises(errors.ExecutionNotLive):
-        queries.execution_finish(conn, worker, [{"execution_id": old, "return_code": 0}], now=at(62))
+        queries.execution_finish(
+            conn, worker, [{"execution_id": old, "return_code": 0}], now=at(62)
+        )
     with pytest.raises(errors.ExecutionNotLive):
         queries.execution_set_phase(conn, worker, old, "running", now=at(62))
     beat = queries.worker_heartbeat(conn, worker, [old], now=at(62))
     assert beat["dead_execution_ids"] == [old]
     # nothing changed: the old execution is lost, the new one holds the task
-    assert conn.execute(
-        "SELECT id, status FROM scitq.execution ORDER BY id"
-    ).fetchall() == [(old, "lost"), (claim2["execution_id"], "assigned")]
+    assert conn.execute("SELECT id, status FROM scitq.execution ORDER BY id").fetchall() == [
+        (old, "lost"),
+        (claim2["execution_id"], "assigned"),
+    ]
     assert conn.execute(
         "SELECT seq, text FROM scitq.execution_output WHERE execution_id = %s", (old,)
     ).fetchall() == [(0, "before\n")]
     # another worker cannot write for the new execution either
     with pytest.raises(errors.ExecutionNotLive):
-        queries.execution_finish(conn, worker, [{"execution_id": claim2["execution_id"], "return_code": 0}],
-                                 now=at(63))
-    queries.execution_finish(conn, other, [{"execution_id": claim2["execution_id"], "return_code": 0}],
-                             now=at(64))
+        queries.execution_finish(
+            conn, worker, [{"execution_id": claim2["execution_id"], "return_code": 0}], now=at(63)
+        )
+    queries.execution_finish(
+        conn, other, [{"execution_id": claim2["execution_id"], "return_code": 0}], now=at(64)
+    )
     assert task_row(conn, task_id)[0] == "succeeded"
 
 
@@ -191,8 +232,9 @@ def test_expired_but_unswept_lease_is_already_refused(conn):
     _, worker = setup_one(conn, lease=30)
     (claim,) = queries.task_claim(conn, worker, 1, now=at(0))
     with pytest.raises(errors.ExecutionNotLive):
-        queries.execution_finish(conn, worker, [{"execution_id": claim["execution_id"], "return_code": 0}],
-                                 now=at(31))
+        queries.execution_finish(
+            conn, worker, [{"execution_id": claim["execution_id"], "return_code": 0}], now=at(31)
+        )
     beat = queries.worker_heartbeat(conn, worker, [claim["execution_id"]], now=at(31))
     assert beat["dead_execution_ids"] == [claim["execution_id"]]
 
@@ -204,13 +246,17 @@ def test_a_batch_of_finishes_with_one_dead_execution_changes_nothing(conn):
     queries.task_cancel(conn, [second["task_id"]])
     with pytest.raises(errors.ExecutionNotLive) as caught:
         queries.execution_finish(
-            conn, worker,
-            [{"execution_id": first["execution_id"], "return_code": 0},
-             {"execution_id": second["execution_id"], "return_code": 0}],
+            conn,
+            worker,
+            [
+                {"execution_id": first["execution_id"], "return_code": 0},
+                {"execution_id": second["execution_id"], "return_code": 0},
+            ],
         )
     assert caught.value.execution_ids == (second["execution_id"],)
     assert conn.execute("SELECT status FROM scitq.execution ORDER BY id").fetchall() == [
-        ("assigned",), ("canceled",)
+        ("assigned",),
+        ("canceled",),
     ]
 
 
@@ -240,9 +286,7 @@ def test_raw_bad_text_through_sql_fails_whole_call(conn):
     _, worker = setup_one(conn)
     (claim,) = queries.task_claim(conn, worker, 1)
     execution = claim["execution_id"]
-    call = (
-        "SELECT scitq.execution_append_output_v1(%s, %s, %s, %s::scitq.output_stream[], %s)"
-    )
+    call = "SELECT scitq.execution_append_output_v1(%s, %s, %s, %s::scitq.output_stream[], %s)"
     with pytest.raises(psycopg.DataError, match="NUL"):
         conn.execute(call, (worker, [execution] * 2, [0, 1], ["stdout"] * 2, ["fine", "bad\x00"]))
     with pytest.raises(errors.InvalidArgument, match="same length"), translated():
@@ -254,7 +298,7 @@ def test_raw_bad_text_through_sql_fails_whole_call(conn):
         b"SELECT scitq.execution_append_output_v1(%d, ARRAY[%d]::bigint[], '{0}', '{stdout}', "
         b"ARRAY['ok \xc3\x28 not utf-8'])" % (worker, execution)
     )
-    with pytest.raises(errors.InvalidArgument, match="(?i)byte sequence"), translated():
+    with pytest.raises(errors.InvalidArgument, match=r"(?i)byte sequence"), translated():
         conn.execute(statement)
     assert conn.execute("SELECT count(*) FROM scitq.execution_output").fetchone() == (0,)
 
@@ -290,7 +334,9 @@ def test_worker_restart_hands_back_its_executions(conn):
     again = queries.worker_register(conn, "w1", batches=["b"])
     assert again["id"] == worker
     assert conn.execute("SELECT status, failure_reason FROM scitq.execution").fetchone() == (
-        "lost", "the worker restarted while it held this execution")
+        "lost",
+        "the worker restarted while it held this execution",
+    )
     # a lost attempt counts: with no retry left the task fails
     assert task_row(conn, task_id)[0] == "failed"
 
@@ -304,7 +350,9 @@ def test_worker_stop_hands_back_without_using_a_retry(conn):
     assert conn.execute("SELECT status FROM scitq.worker").fetchone() == ("stopped",)
     other = queries.worker_register(conn, "w2", batches=["b"])["id"]
     (claim,) = queries.task_claim(conn, other, 1)
-    queries.execution_finish(conn, other, [{"execution_id": claim["execution_id"], "return_code": 1}])
+    queries.execution_finish(
+        conn, other, [{"execution_id": claim["execution_id"], "return_code": 1}]
+    )
     assert task_row(conn, task_id)[0] == "failed"  # the one real attempt failed, no retry
 
 
@@ -312,17 +360,21 @@ def test_worker_delete_requeues_and_keeps_history(conn):
     task_id, worker = setup_one(conn, retries=1)
     queries.task_claim(conn, worker, 1)
     queries.worker_delete(conn, worker)
-    assert conn.execute("SELECT worker_id, worker_name, status FROM scitq.execution").fetchone() == (
-        None, "w1", "lost")
+    assert conn.execute(
+        "SELECT worker_id, worker_name, status FROM scitq.execution"
+    ).fetchone() == (None, "w1", "lost")
     assert task_row(conn, task_id)[0] == "pending"
-    with pytest.raises(errors.NotFound, match="worker .* does not exist"):
+    with pytest.raises(errors.NotFound, match=r"worker .* does not exist"):
         queries.worker_heartbeat(conn, worker)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"concurrency": -1}, "concurrency"), ({"prefetch": -2}, "prefetch"),
-     ({"lease_seconds": 0}, "lease")],
+    [
+        ({"concurrency": -1}, "concurrency"),
+        ({"prefetch": -2}, "prefetch"),
+        ({"lease_seconds": 0}, "lease"),
+    ],
 )
 def test_bad_worker_settings(conn, kwargs, message):
     with pytest.raises(errors.InvalidArgument, match=message):

@@ -13,7 +13,8 @@ from scitq.db import models, schema
 CATALOG_QUERIES = {
     "columns": """
         SELECT table_name, column_name, data_type, udt_name, is_nullable, column_default
-        FROM information_schema.columns WHERE table_schema = 'scitq' AND table_name <> 'alembic_version'
+        FROM information_schema.columns
+        WHERE table_schema = 'scitq' AND table_name <> 'alembic_version'
         ORDER BY 1, 2""",
     "constraints": """
         SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)

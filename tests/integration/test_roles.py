@@ -11,26 +11,52 @@ import pytest
 from scitq import errors
 from scitq.db import queries
 
-TABLES = ["batch", "task", "task_dependency", "task_event", "worker", "execution",
-          "execution_output", "signal", "recruiter", "instance", "cloud_operation"]
-VIEWS = ["batch_progress", "task_overview", "worker_overview", "execution_overview",
-         "execution_stats", "task_log"]
+TABLES = [
+    "batch",
+    "task",
+    "task_dependency",
+    "task_event",
+    "worker",
+    "execution",
+    "execution_output",
+    "signal",
+    "recruiter",
+    "instance",
+    "cloud_operation",
+]
+VIEWS = [
+    "batch_progress",
+    "task_overview",
+    "worker_overview",
+    "execution_overview",
+    "execution_stats",
+    "task_log",
+]
 
 
 @pytest.fixture
 def agent(make_role):
     """Two agent login roles, each with its own connection."""
-    role, dsn = make_role("scitq_agent")
-    other_role, other_dsn = make_role("scitq_agent")
-    with psycopg.connect(dsn, autocommit=True) as one, psycopg.connect(other_dsn, autocommit=True) as two:
+    _, dsn = make_role("scitq_agent")
+    _, other_dsn = make_role("scitq_agent")
+    with (
+        psycopg.connect(dsn, autocommit=True) as one,
+        psycopg.connect(other_dsn, autocommit=True) as two,
+    ):
         yield one, two
 
 
 @pytest.mark.parametrize("table", TABLES)
 def test_agent_has_no_table_privilege(agent, table):
     one, _ = agent
-    for statement in (f"SELECT * FROM scitq.{table}", f"DELETE FROM scitq.{table}",
-                      f"UPDATE scitq.{table} SET created_at = now()" if table not in ("task_dependency", "task_event", "execution", "execution_output", "signal", "batch") else f"TRUNCATE scitq.{table}"):
+    for statement in (
+        f"SELECT * FROM scitq.{table}",
+        f"DELETE FROM scitq.{table}",
+        f"UPDATE scitq.{table} SET created_at = now()"
+        if table
+        not in ("task_dependency", "task_event", "execution", "execution_output", "signal", "batch")
+        else f"TRUNCATE scitq.{table}",
+    ):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             one.execute(statement)
 
@@ -65,8 +91,12 @@ def test_agent_works_only_for_its_own_worker(conn, agent):
     for call in (
         lambda: queries.task_claim(two, mine, 1),
         lambda: queries.worker_heartbeat(two, mine),
-        lambda: queries.execution_append_output(two, mine, [(claim["execution_id"], 0, "stdout", "x")]),
-        lambda: queries.execution_finish(two, mine, [{"execution_id": claim["execution_id"], "return_code": 0}]),
+        lambda: queries.execution_append_output(
+            two, mine, [(claim["execution_id"], 0, "stdout", "x")]
+        ),
+        lambda: queries.execution_finish(
+            two, mine, [{"execution_id": claim["execution_id"], "return_code": 0}]
+        ),
         lambda: queries.execution_set_phase(two, mine, claim["execution_id"], "running"),
         lambda: queries.worker_stop(two, mine),
         lambda: queries.worker_register(two, "agent-one"),
@@ -75,9 +105,13 @@ def test_agent_works_only_for_its_own_worker(conn, agent):
             call()
     # nor through its own worker id
     with pytest.raises(errors.ExecutionNotLive):
-        queries.execution_finish(two, theirs, [{"execution_id": claim["execution_id"], "return_code": 0}])
+        queries.execution_finish(
+            two, theirs, [{"execution_id": claim["execution_id"], "return_code": 0}]
+        )
     queries.execution_finish(one, mine, [{"execution_id": claim["execution_id"], "return_code": 0}])
-    assert conn.execute("SELECT count(*) FROM scitq.task WHERE status = 'succeeded'").fetchone() == (1,)
+    assert conn.execute(
+        "SELECT count(*) FROM scitq.task WHERE status = 'succeeded'"
+    ).fetchone() == (1,)
 
 
 def test_agent_cannot_move_the_clock(conn, agent):
@@ -86,8 +120,9 @@ def test_agent_cannot_move_the_clock(conn, agent):
     mine = queries.worker_register(one, "agent-one", batches=["b"], lease_seconds=60)["id"]
     far_future = datetime(2999, 1, 1, tzinfo=UTC)
     (claim,) = queries.task_claim(one, mine, 1, now=far_future)
-    lease = conn.execute("SELECT lease_expires_at - now() < interval '61 seconds' FROM scitq.execution"
-                         ).fetchone()
+    lease = conn.execute(
+        "SELECT lease_expires_at - now() < interval '61 seconds' FROM scitq.execution"
+    ).fetchone()
     assert lease == (True,)
     assert claim["lease_expires_at"].year < 2999
 

@@ -11,8 +11,15 @@ from scitq.db import queries
 
 def test_bulk_submit_keeps_order_and_fields(conn):
     tasks = [
-        {"command": f"echo {i}", "name": f"t{i}", "priority": i % 3, "retries": 2,
-         "env": {"A": str(i)}, "inputs": [f"s3://b/in{i}"], "tags": ["x"]}
+        {
+            "command": f"echo {i}",
+            "name": f"t{i}",
+            "priority": i % 3,
+            "retries": 2,
+            "env": {"A": str(i)},
+            "inputs": [f"s3://b/in{i}"],
+            "tags": ["x"],
+        }
         for i in range(2000)
     ]
     rows = queries.task_submit(conn, "bulk", tasks)
@@ -90,17 +97,33 @@ def test_dependency_on_succeeded_task_is_pending_and_on_failed_is_canceled(conn)
 @pytest.mark.parametrize(
     ("tasks", "error", "message"),
     [
-        ([{"command": "a", "name": "a", "depends_on_names": ["b"]},
-          {"command": "b", "name": "b", "depends_on_names": ["a"]}],
-         errors.DependencyCycle, "task #1 depends on itself"),
-        ([{"command": "a", "name": "a", "depends_on_names": ["a"]}],
-         errors.DependencyCycle, "depends on itself"),
+        (
+            [
+                {"command": "a", "name": "a", "depends_on_names": ["b"]},
+                {"command": "b", "name": "b", "depends_on_names": ["a"]},
+            ],
+            errors.DependencyCycle,
+            "task #1 depends on itself",
+        ),
+        (
+            [{"command": "a", "name": "a", "depends_on_names": ["a"]}],
+            errors.DependencyCycle,
+            "depends on itself",
+        ),
         ([{"command": "a", "depends_on_names": ["nobody"]}], errors.NotFound, "name that no task"),
-        ([{"command": "a", "depends_on": [987654]}], errors.NotFound, "task 987654, which does not exist"),
+        (
+            [{"command": "a", "depends_on": [987654]}],
+            errors.NotFound,
+            "task 987654, which does not exist",
+        ),
         ([{"command": ""}], errors.InvalidArgument, "task #1 has no command"),
         ([{"command": "ok"}, {"name": "x"}], errors.InvalidArgument, "task #2 has no command"),
         ([{"command": "a", "retry": 3}], errors.InvalidArgument, "unknown field 'retry'"),
-        ([{"command": "a", "env": {"A": 1}}], errors.InvalidArgument, "env must be an object of strings"),
+        (
+            [{"command": "a", "env": {"A": 1}}],
+            errors.InvalidArgument,
+            "env must be an object of strings",
+        ),
         ([{"command": "a", "inputs": "s3://x"}], errors.InvalidArgument, "must be arrays"),
         ([{"command": "a", "retries": -1}], errors.InvalidArgument, "retries"),
         ([{"command": "a", "run_timeout_seconds": 0}], errors.InvalidArgument, "run_timeout"),
@@ -123,8 +146,13 @@ def test_bad_batch_names(conn, batch):
 
 
 def test_unknown_batch_in_batch_actions(conn):
-    for action in (queries.batch_pause, queries.batch_resume, queries.batch_retry,
-                   queries.batch_delete, queries.batch_cancel):
+    for action in (
+        queries.batch_pause,
+        queries.batch_resume,
+        queries.batch_retry,
+        queries.batch_delete,
+        queries.batch_cancel,
+    ):
         with pytest.raises(errors.NotFound, match="batch 'ghost' does not exist"):
             action(conn, "ghost")
 
