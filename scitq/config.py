@@ -66,7 +66,9 @@ def default_data_dir() -> Path:
 
 def _read_config_file(environ: Mapping[str, str]) -> dict[str, Any]:
     explicit = environ.get("SCITQ_CONFIG")
-    path = Path(explicit) if explicit else Path(platformdirs.user_config_dir("scitq")) / "scitq.toml"
+    path = (
+        Path(explicit) if explicit else Path(platformdirs.user_config_dir("scitq")) / "scitq.toml"
+    )
     if not path.exists():
         if explicit:
             raise ConfigError(f"SCITQ_CONFIG names {path}, which does not exist")

@@ -2,7 +2,7 @@
 
 Every error a user can meet is a `ScitqError`. Database errors are translated in one
 place (`scitq.db.connection.translate_error`) from the SQLSTATEs raised by the stored
-functions (class ``SQ``, listed in ``scitq/sql/functions/00_errors.sql``).
+functions (class ``SQ``, listed in ``scitq/sql/functions/00_common.sql``).
 """
 
 from __future__ import annotations

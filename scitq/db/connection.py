@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 
 import psycopg
+import sqlalchemy.exc
 from psycopg import errors as pg_errors
 
 from scitq import errors
@@ -83,8 +84,12 @@ def translate_error(exc: psycopg.Error) -> errors.ScitqError:
 
 @contextlib.contextmanager
 def translated() -> Iterator[None]:
-    """Translate psycopg errors raised in the block into scitq errors."""
+    """Translate psycopg errors (also when SQLAlchemy wraps them) into scitq errors."""
     try:
         yield
     except psycopg.Error as exc:
         raise translate_error(exc) from exc
+    except sqlalchemy.exc.DBAPIError as exc:
+        if isinstance(exc.orig, psycopg.Error):
+            raise translate_error(exc.orig) from exc
+        raise errors.DatabaseError(f"database error: {exc}") from exc

@@ -190,7 +190,13 @@ class EmbeddedServer:
         with self._locked():
             self._write_conf(listen, port)
             self._stop()
-            self._start()
+            try:
+                self._start()
+            except EmbeddedServerError:
+                # a port in use must not leave a configuration that never starts again
+                self._write_conf("", DEFAULT_PORT)
+                self._start()
+                raise
         logger.info("embedded server listening on %s:%d", listen, port, extra={"action": "serve"})
         host = listen.split(",")[0].strip()
         if host in ("*", "0.0.0.0", "::"):
