@@ -28,9 +28,7 @@ def run_migrations_online() -> None:
             target_metadata=models.metadata,
             version_table_schema=models.SCHEMA,
             include_schemas=True,
-            include_name=lambda name, type_, parent: (
-                type_ != "schema" or name == models.SCHEMA
-            ),
+            include_name=lambda name, type_, parent: type_ != "schema" or name == models.SCHEMA,
             compare_type=True,
         )
         with context.begin_transaction():
