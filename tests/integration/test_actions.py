@@ -216,3 +216,25 @@ def test_concurrent_completion_of_two_dependencies_promotes_the_gather(db, conn)
         for thread in threads:
             thread.join(timeout=30)
         assert statuses(conn, [rows[2]["id"]]) == ["pending"], f"round {round_}"
+
+
+def test_retrying_a_canceled_dependent_retries_its_root_cause(conn):
+    a, b, c, d = chain(conn)
+    queries.task_cancel(conn, [a])
+    retried = queries.task_retry(conn, [b])
+    assert [(r["id"], r["status"]) for r in retried] == [
+        (a, "pending"),
+        (b, "waiting"),
+        (c, "waiting"),
+        (d, "waiting"),
+    ]
+
+
+def test_deleting_a_succeeded_task_leaves_its_dependents_alone(conn):
+    a, b, c, d = chain(conn)
+    worker = queries.worker_register(conn, "w", batches=["b"], concurrency=10)["id"]
+    run(conn, worker, 10)  # a succeeds, b becomes pending
+    assert queries.task_delete(conn, [a]) == 1
+    assert statuses(conn, [b, c, d]) == ["pending", "waiting", "waiting"]
+    assert run(conn, worker, 10) == [b]
+    assert statuses(conn, [c, d]) == ["pending", "pending"]

@@ -74,6 +74,51 @@ BEGIN
             USING ERRCODE = 'SQ004';
     END IF;
 
+    SELECT e.pos, f.field, f.expected INTO v_bad
+    FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
+    CROSS JOIN LATERAL (
+        VALUES ('name', 'string'), ('container', 'string'), ('container_options', 'string'),
+               ('output', 'string'), ('shell', 'boolean'), ('retries', 'number'),
+               ('priority', 'number'), ('retry_delay_seconds', 'number'),
+               ('download_timeout_seconds', 'number'), ('run_timeout_seconds', 'number')
+    ) AS f (field, expected)
+    WHERE e.t ? f.field
+      AND jsonb_typeof(e.t -> f.field) NOT IN (f.expected, 'null')
+    ORDER BY e.pos
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'task #%: % must be a %', v_bad.pos, v_bad.field, v_bad.expected
+            USING ERRCODE = 'SQ004';
+    END IF;
+    SELECT e.pos, r.retries, r.retry_delay_seconds, r.download_timeout_seconds, r.run_timeout_seconds,
+           r.priority
+    INTO v_bad
+    FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
+    CROSS JOIN LATERAL jsonb_to_record(e.t) AS r (
+        retries numeric, retry_delay_seconds numeric, download_timeout_seconds numeric,
+        run_timeout_seconds numeric, priority numeric
+    )
+    WHERE r.retries < 0 OR r.retries <> trunc(r.retries) OR r.retries > 1000000
+       OR r.priority <> trunc(r.priority) OR abs(r.priority) > 2147483647
+       OR r.retry_delay_seconds < 0
+       OR r.download_timeout_seconds <= 0 OR r.run_timeout_seconds <= 0
+    ORDER BY e.pos
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'task #%: retries must be a whole number from 0, priority a whole number, retry_delay_seconds 0 or more and timeouts more than 0 seconds', v_bad.pos
+            USING ERRCODE = 'SQ004';
+    END IF;
+    SELECT e.pos INTO v_bad
+    FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
+    CROSS JOIN LATERAL jsonb_array_elements(coalesce(e.t -> 'depends_on', '[]')) AS d (v)
+    WHERE jsonb_typeof(d.v) <> 'number' OR (d.v #>> '{}')::numeric <> trunc((d.v #>> '{}')::numeric)
+    ORDER BY e.pos
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'task #%: depends_on must list task ids (whole numbers)', v_bad.pos
+            USING ERRCODE = 'SQ004';
+    END IF;
+
     v_batch_id := scitq.batch_ensure_v1(p_batch);
     v_ids := ARRAY(SELECT nextval('scitq.task_id_seq') FROM generate_series(1, v_count));
 
@@ -287,7 +332,7 @@ END;
 $$;
 
 -- Pause tasks: waiting or pending ones are held (paused); running ones get a pause
--- signal (SIGSTOP). Returns the tasks affected with their status.
+-- signal (SIGSTOP) and keep their status. Returns the tasks that became paused.
 CREATE OR REPLACE FUNCTION scitq.task_pause_v1(p_task_ids bigint[], p_now timestamptz DEFAULT now())
 RETURNS TABLE (id bigint, status scitq.task_status)
 LANGUAGE plpgsql
@@ -378,6 +423,8 @@ $$;
 
 -- Retry failed or canceled tasks: a fresh retry budget, back to pending (or waiting for
 -- unmet dependencies); the tasks that were canceled because of them are restored too.
+-- Retrying a task canceled because a dependency failed retries that root cause as well
+-- (with everything it had canceled): otherwise the task would wait forever.
 CREATE OR REPLACE FUNCTION scitq.task_retry_v1(p_task_ids bigint[], p_now timestamptz DEFAULT now())
 RETURNS TABLE (id bigint, status scitq.task_status)
 LANGUAGE plpgsql
@@ -388,19 +435,30 @@ DECLARE
     v_retried bigint[];
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
-    SELECT array_agg(t.id ORDER BY t.id) INTO v_retried
-    FROM (
+    WITH asked AS (
         SELECT t.id
         FROM scitq.task t
         WHERE t.id = ANY (p_task_ids)
           AND t.status IN ('failed', 'canceled')
         UNION
+        -- the root cause of a task canceled because of a dependency
+        SELECT root.id
+        FROM scitq.task t
+        JOIN scitq.task root ON root.id = t.canceled_by_task_id
+        WHERE t.id = ANY (p_task_ids)
+          AND t.status = 'canceled'
+          AND root.status IN ('failed', 'canceled')
+    )
+    SELECT array_agg(x.id ORDER BY x.id) INTO v_retried
+    FROM (
+        SELECT asked.id FROM asked
+        UNION
         -- dependents canceled because of one of these tasks
         SELECT t.id
         FROM scitq.task t
-        WHERE t.canceled_by_task_id = ANY (p_task_ids)
+        WHERE t.canceled_by_task_id IN (SELECT asked.id FROM asked)
           AND t.status = 'canceled'
-    ) t;
+    ) x;
     IF v_retried IS NULL THEN
         RETURN;
     END IF;
@@ -421,12 +479,13 @@ BEGIN
           WHERE d.task_id = t.id AND u.status <> 'succeeded'
       );
     PERFORM pg_notify('scitq_task_pending_v1', '');
-    RETURN QUERY SELECT t.id, t.status FROM scitq.task t WHERE t.id = ANY (v_retried);
+    RETURN QUERY SELECT t.id, t.status FROM scitq.task t WHERE t.id = ANY (v_retried) ORDER BY t.id;
 END;
 $$;
 
--- Delete tasks with their executions, output and events. Unfinished dependents are
--- canceled first (a task never waits for a task that no longer exists).
+-- Delete tasks with their executions, output and events. Unfinished dependents of a task
+-- that had not succeeded are canceled first (a task never waits for a task that no
+-- longer exists); dependents of a succeeded task are left as they are.
 CREATE OR REPLACE FUNCTION scitq.task_delete_v1(p_task_ids bigint[], p_now timestamptz DEFAULT now())
 RETURNS integer
 LANGUAGE plpgsql
@@ -437,7 +496,12 @@ DECLARE
     v_count integer;
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
-    PERFORM scitq.task_cancel_dependents_v1(p_task_ids, 'was deleted', p_now);
+    -- a succeeded task has done its part: its dependents are not affected
+    PERFORM scitq.task_cancel_dependents_v1(
+        ARRAY(SELECT t.id FROM scitq.task t WHERE t.id = ANY (p_task_ids) AND t.status <> 'succeeded'),
+        'was deleted',
+        p_now
+    );
     PERFORM scitq.task_cancel_v1(p_task_ids, 'deleted', p_now);
     -- the dependents keep the reason but lose the link to a row that disappears
     UPDATE scitq.task t SET canceled_by_task_id = NULL

@@ -3,7 +3,9 @@
 -- Register a worker, or resume the row of the same name. A new row belongs to the
 -- calling role (session_user); an existing one may only be resumed by its role. NULL
 -- concurrency, prefetch or batches keep the stored values (defaults for a new row).
--- Executions left live by a previous run of this worker are handed back at once.
+-- Executions left live by a previous run of this worker are marked lost at once (no need
+-- to wait for their lease) and their tasks retried or failed per their retries: the
+-- attempt did run, and may be what brought the machine down.
 CREATE OR REPLACE FUNCTION scitq.worker_register_v1(
     p_name text,
     p_hostname text DEFAULT NULL,
@@ -284,6 +286,9 @@ BEGIN
     END IF;
     IF p_password_hash IS NULL OR p_password_hash NOT LIKE 'SCRAM-SHA-256$%' THEN
         RAISE EXCEPTION 'the password must be given as a SCRAM-SHA-256 verifier' USING ERRCODE = 'SQ004';
+    END IF;
+    IF EXISTS (SELECT 1 FROM scitq.worker WHERE name = p_worker_name) THEN
+        RAISE EXCEPTION 'worker % exists already', quote_literal(p_worker_name) USING ERRCODE = 'SQ004';
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_role) THEN
         RAISE EXCEPTION 'role % exists already', quote_literal(p_role) USING ERRCODE = 'SQ004';
