@@ -31,6 +31,7 @@ from scitq.errors import ScitqError
 #: Subcommand groups: name -> (module, attribute), imported on first use.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "db": ("scitq.cli_db", "db"),
+    "agent": ("scitq.cli_agent", "agent"),
 }
 
 #: What replaces passwords in connection strings that are printed.

@@ -139,7 +139,7 @@ def test_created_agent_role_can_log_in_and_work(conn, db, server_conninfo):
                 agent_conn.execute("SELECT * FROM scitq.task")
         with pytest.raises(errors.InvalidArgument, match="exists already"):
             queries.worker_create_role(conn, "remote-2", "scitq_t_remote_1", "pw")
-        with pytest.raises(errors.InvalidArgument, match="worker .remote-1. exists already"):
+        with pytest.raises(errors.InvalidArgument, match=r"worker .remote-1. exists already"):
             queries.worker_create_role(conn, "remote-1", "scitq_t_remote_9", "pw")
         with pytest.raises(errors.InvalidArgument, match="invalid role name"):
             queries.worker_create_role(conn, "remote-3", "Bad Name; DROP", "pw")

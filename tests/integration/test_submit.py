@@ -131,7 +131,11 @@ def test_dependency_on_succeeded_task_is_pending_and_on_failed_is_canceled(conn)
         ([{"command": "a", "shell": "yes"}], errors.InvalidArgument, "shell must be a boolean"),
         ([{"command": "a", "depends_on": ["abc"]}], errors.InvalidArgument, "must list task ids"),
         ([{"command": "a", "retry_delay_seconds": -1}], errors.InvalidArgument, "task #1"),
-        ([{"command": "a", "run_timeout_seconds": 0}], errors.InvalidArgument, "timeouts more than 0"),
+        (
+            [{"command": "a", "run_timeout_seconds": 0}],
+            errors.InvalidArgument,
+            "timeouts more than 0",
+        ),
         ([{"command": "a", "priority": "high"}], errors.InvalidArgument, "priority must be"),
         ([{"command": "a", "priority": 1e12}], errors.InvalidArgument, "priority a whole number"),
         ([], errors.InvalidArgument, "non-empty JSON array"),

@@ -1,0 +1,438 @@
+"""The agent: serves a worker row, claims tasks and runs them.
+
+One asyncio loop. `Agent.run` registers (or resumes) the worker, then runs side tasks
+next to the claim loop: the heartbeat (renews leases, brings configuration changes and
+signals, names the executions that are no longer ours), the output flusher (all running
+executions' output in one round trip, about every second) and, when the server allows
+it, a LISTEN connection that wakes the claim loop early. Polling alone is correct.
+
+Slots: an execution is held from its claim to its finish; at most
+``concurrency + prefetch`` are held (the claim asks only for free slots, and the
+database enforces the same bound) and at most ``concurrency`` run their command at once;
+prefetched ones wait for a run slot. Stopping (SIGTERM/SIGINT, or a drain set in the
+database) stops claiming, lets running commands finish within the grace period, kills
+the rest, and hands back what did not finish (`worker_stop_v1`: requeued without using a
+retry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from scitq import errors
+from scitq.agent.executor import CommandResult, CommandSpec, RunningCommand
+from scitq.agent.link import DatabaseLink, DatabaseUnavailable
+from scitq.agent.output import ExecutionOutput, OutputBatcher
+from scitq.agent.polling import Backoff, wait_any
+from scitq.config import AgentSettings
+from scitq.db import queries_async as q
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "scitq_task_pending_v1"
+FLUSH_SECONDS = 1.0
+
+
+@dataclass(eq=False)
+class Held:
+    """An execution this agent holds, from claim to finish."""
+
+    claim: dict[str, Any]
+    work_dir: Path
+    output: ExecutionOutput
+    command: RunningCommand | None = None
+    dead: bool = False  # the database says it is no longer ours
+    applied_signals: set[int] = field(default_factory=set)
+
+    @property
+    def execution_id(self) -> int:
+        return int(self.claim["execution_id"])
+
+
+class Agent:
+    """Serve one worker until stopped."""
+
+    def __init__(self, settings: AgentSettings, conninfo: str) -> None:
+        self.settings = settings
+        self.link = DatabaseLink(conninfo, application_name=f"scitq-agent {settings.name}")
+        self._conninfo = conninfo
+        self.worker_id: int = 0
+        self.concurrency = settings.concurrency or 1
+        self.prefetch = settings.prefetch or 0
+        self.is_paused = False
+        self.is_draining = False
+        self.held: dict[int, Held] = {}
+        self.running = 0
+        self.stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._slot_changed = asyncio.Condition()
+        self._acked_signals: list[int] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.batcher: OutputBatcher | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Register, serve until stopped, hand back what is left."""
+        self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        worker = await self.link.call_until_done(
+            q.worker_register,
+            self.settings.name,
+            hostname=os.uname().nodename,
+            batches=self.settings.batches,
+            concurrency=self.settings.concurrency,
+            prefetch=self.settings.prefetch,
+            cpu_count=os.cpu_count(),
+            lease_seconds=self.settings.lease_seconds,
+        )
+        self.worker_id = int(worker["id"])
+        self._apply_config(worker)
+        self.batcher = OutputBatcher(
+            worker_id=self.worker_id,
+            spool_dir=self.settings.work_dir / f"spool-{self.worker_id}",
+            cap_bytes=self.settings.output_cap_bytes,
+            on_not_live=self._on_not_live,
+        )
+        logger.info(
+            "worker %s (%d) serving", self.settings.name, self.worker_id,
+            extra={"action": "agent_start", "worker_id": self.worker_id},
+        )  # fmt: skip
+        side = [
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._flush_loop(), name="flush"),
+        ]
+        if self.settings.listen:
+            side.append(asyncio.create_task(self._listen_loop(), name="listen"))
+        try:
+            await self._claim_loop()
+            await self._finish_up()
+        finally:
+            for task in side:
+                task.cancel()
+            await asyncio.gather(*side, return_exceptions=True)
+            with contextlib.suppress(errors.ScitqError):
+                await self.link.call(q.worker_stop, self.worker_id)
+            await self.link.close()
+            logger.info("worker stopped", extra={"action": "agent_stop"})
+
+    def stop(self) -> None:
+        """Stop claiming; running tasks get the shutdown grace period."""
+        self.stopping.set()
+        self._wake.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop gracefully; a second one kills running tasks at once."""
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if self.stopping.is_set():
+                logger.warning("second stop signal: killing tasks", extra={"action": "kill_all"})
+                for held in list(self.held.values()):
+                    if held.command is not None:
+                        held.command.signal("kill")
+            self.stop()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal)
+
+    async def _finish_up(self) -> None:
+        """Wait for running commands within the grace period, then kill them."""
+        await self._notify_slots()  # prefetched executions stop waiting: handed back at stop
+        pending = [task for task in self._tasks if not task.done()]
+        if pending:
+            grace = None if self.is_draining else self.settings.shutdown_grace_seconds
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for held in list(self.held.values()):
+                if held.command is not None and not held.dead:
+                    held.dead = True
+                    await held.command.kill("the agent is shutting down")
+            if late:
+                await asyncio.wait(late, timeout=self.settings.kill_grace_seconds + 30)
+
+    # -- claiming -------------------------------------------------------------------
+
+    def _free_slots(self) -> int:
+        return self.concurrency + self.prefetch - len(self.held)
+
+    async def _claim_loop(self) -> None:
+        backoff = Backoff(self.settings.poll_min_seconds, self.settings.poll_max_seconds)
+        while not self.stopping.is_set():
+            if self.is_draining:
+                self.stop()
+                break
+            free = self._free_slots()
+            if self.is_paused or free <= 0:
+                await wait_any(self._wake, self.stopping, timeout=self.settings.poll_max_seconds)
+                self._wake.clear()
+                continue
+            try:
+                claims = await self.link.call(q.task_claim, self.worker_id, free)
+            except DatabaseUnavailable:
+                claims = []
+            for claim in claims:
+                self._start(claim)
+            if claims:
+                backoff.reset()
+                continue
+            if self.settings.exit_when_idle and not self.held:
+                logger.info("no work left: exiting", extra={"action": "idle_exit"})
+                self.stop()
+                break
+            await wait_any(self._wake, self.stopping, timeout=backoff.next())
+            self._wake.clear()
+
+    def _start(self, claim: dict[str, Any]) -> None:
+        assert self.batcher is not None
+        execution_id = int(claim["execution_id"])
+        held = Held(
+            claim=claim,
+            work_dir=self.settings.work_dir / f"execution-{execution_id}",
+            output=self.batcher.open(execution_id),
+        )
+        self.held[execution_id] = held
+        task = asyncio.create_task(self._execute(held), name=f"execution-{execution_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- one execution ----------------------------------------------------------------
+
+    async def _execute(self, held: Held) -> None:
+        result: CommandResult | None = None
+        try:
+            failure = self._prepare_work_dir(held)
+            if failure is not None:
+                result = failure
+            else:
+                await self._wait_run_slot(held)
+                if held.dead:
+                    return
+                self.running += 1
+                try:
+                    result = await self._run_command(held)
+                finally:
+                    self.running -= 1
+                    await self._notify_slots()
+            if held.dead or result is None:
+                return
+            held.output.close()
+            await self._deliver_output(held)
+            await self._finish(held, result)
+        except Exception:
+            logger.exception("execution %d crashed the agent's handling", held.execution_id)
+        finally:
+            self.held.pop(held.execution_id, None)
+            if self.batcher is not None and held.dead:
+                self.batcher.discard(held.execution_id)
+            succeeded = (
+                result is not None and result.failure_class is None and result.return_code == 0
+            )
+            if succeeded or held.dead or not self.settings.keep_failed_work_dirs:
+                shutil.rmtree(held.work_dir, ignore_errors=True)
+            self._wake.set()
+
+    def _prepare_work_dir(self, held: Held) -> CommandResult | None:
+        try:
+            for sub in ("input", "output", "resource", "tmp"):
+                (held.work_dir / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return CommandResult(
+                return_code=None, failure_class=None,
+                failure_reason=f"cannot create the work dir {held.work_dir}: {exc.strerror}",
+                wall_seconds=0.0, cpu_user_seconds=None, cpu_system_seconds=None,
+                peak_rss_bytes=None,
+            )  # fmt: skip
+        return None
+
+    async def _wait_run_slot(self, held: Held) -> None:
+        async with self._slot_changed:
+            await self._slot_changed.wait_for(
+                lambda: (
+                    held.dead
+                    or self.stopping.is_set()
+                    or (not self.is_paused and self.running < self.concurrency)
+                )
+            )
+        if self.stopping.is_set():
+            held.dead = True  # not started: handed back at stop
+
+    async def _notify_slots(self) -> None:
+        async with self._slot_changed:
+            self._slot_changed.notify_all()
+
+    async def _run_command(self, held: Held) -> CommandResult | None:
+        claim = held.claim
+        try:
+            await self.link.call(
+                q.execution_set_phase, self.worker_id, held.execution_id, "running"
+            )
+        except DatabaseUnavailable:
+            pass  # the phase is a report; the task itself need not wait for the database
+        except errors.ExecutionNotLive:
+            held.dead = True
+            return None
+        env = {str(k): str(v) for k, v in (claim.get("env") or {}).items()}
+        env.update(
+            INPUT=str(held.work_dir / "input"),
+            OUTPUT=str(held.work_dir / "output"),
+            RESOURCE=str(held.work_dir / "resource"),
+            TEMP=str(held.work_dir / "tmp"),
+            SCITQ_TASK_ID=str(claim["task_id"]),
+            SCITQ_ATTEMPT=str(claim["attempt"]),
+        )
+        cpu = max(1, (os.cpu_count() or 1) // max(1, self.concurrency))
+        env["CPU"] = str(cpu)
+        spec = CommandSpec(
+            command=claim["command"],
+            shell=bool(claim["shell"]),
+            env=env,
+            work_dir=held.work_dir,
+            cpu=cpu,
+            run_timeout_seconds=claim["run_timeout_seconds"],
+            kill_grace_seconds=self.settings.kill_grace_seconds,
+            container=claim["container"],
+            container_options=claim["container_options"],
+            container_runtime=self.settings.container_runtime,
+        )
+        held.command = await RunningCommand.start(spec, held.output.write)
+        return await held.command.wait()
+
+    async def _deliver_output(self, held: Held) -> None:
+        assert self.batcher is not None
+        backoff = Backoff(0.5, 30.0)
+        while not held.dead:
+            try:
+                await self.batcher.drain(await self.link.connection(), held.execution_id)
+                return
+            except errors.DatabaseError:
+                await asyncio.sleep(backoff.next())
+
+    async def _finish(self, held: Held, result: CommandResult | None) -> None:
+        assert result is not None
+        report: dict[str, Any] = {
+            "execution_id": held.execution_id,
+            "return_code": result.return_code,
+            "failure_class": result.failure_class,
+            "failure_reason": result.failure_reason,
+            "wall_seconds": result.wall_seconds,
+            "cpu_user_seconds": result.cpu_user_seconds,
+            "cpu_system_seconds": result.cpu_system_seconds,
+            "peak_rss_bytes": result.peak_rss_bytes,
+        }
+        report = {key: value for key, value in report.items() if value is not None}
+        try:
+            await self.link.call_until_done(q.execution_finish, self.worker_id, [report])
+        except errors.ExecutionNotLive:
+            logger.warning(
+                "execution %d was no longer ours at finish: result dropped", held.execution_id,
+                extra={"action": "finish_refused", "execution_id": held.execution_id},
+            )  # fmt: skip
+
+    # -- side tasks ------------------------------------------------------------------
+
+    def _apply_config(self, row: dict[str, Any]) -> None:
+        self.concurrency = int(row["concurrency"])
+        self.prefetch = int(row["prefetch"])
+        self.is_paused = bool(row["is_paused"])
+        self.is_draining = bool(row["is_draining"])
+
+    async def _heartbeat_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.1)
+            # the period follows the state: short while executions are held
+            if self.held:
+                period = self.settings.heartbeat_seconds
+            else:
+                period = self.settings.idle_heartbeat_seconds
+            if loop.time() - last < period:
+                continue
+            last = loop.time()
+            acked, self._acked_signals = self._acked_signals, []
+            try:
+                beat = await self.link.call(
+                    q.worker_heartbeat, self.worker_id, list(self.held), acked
+                )
+            except DatabaseUnavailable:
+                self._acked_signals = acked + self._acked_signals
+                continue
+            except errors.ScitqError as exc:
+                logger.error("heartbeat refused: %s", exc, extra={"action": "heartbeat_error"})
+                continue
+            self._apply_config(beat)
+            await self._notify_slots()
+            self._wake.set()
+            for signal_row in beat["signals"]:
+                self._apply_signal(signal_row)
+            self._on_not_live(list(beat["dead_execution_ids"]))
+
+    def _apply_signal(self, row: dict[str, Any]) -> None:
+        self._acked_signals.append(int(row["id"]))
+        held = self.held.get(int(row["execution_id"]))
+        if held is None or held.command is None or row["id"] in held.applied_signals:
+            return
+        held.applied_signals.add(int(row["id"]))
+        logger.info(
+            "signal %s for execution %d", row["kind"], held.execution_id,
+            extra={"action": "signal", "execution_id": held.execution_id, "kind": row["kind"]},
+        )  # fmt: skip
+        held.command.signal(str(row["kind"]))
+
+    def _on_not_live(self, execution_ids: list[int]) -> None:
+        """The database says these executions are no longer ours: stop our copies."""
+        for execution_id in execution_ids:
+            held = self.held.get(execution_id)
+            if held is None or held.dead:
+                continue
+            held.dead = True
+            logger.warning(
+                "execution %d is no longer ours: killing it", execution_id,
+                extra={"action": "kill_not_live", "execution_id": execution_id},
+            )  # fmt: skip
+            if held.command is not None:
+                task = asyncio.create_task(held.command.kill("the execution is no longer live"))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        if execution_ids:
+            asyncio.get_running_loop().create_task(self._notify_slots())
+
+    async def _flush_loop(self) -> None:
+        assert self.batcher is not None
+        waited = 0.0
+        while True:
+            await asyncio.sleep(0.1)
+            waited += 0.1
+            if waited < FLUSH_SECONDS and not self.batcher.needs_flush():
+                continue
+            waited = 0.0
+            if self.batcher.pending_bytes() == 0:
+                continue
+            with contextlib.suppress(errors.DatabaseError):
+                await self.batcher.flush(await self.link.connection())
+
+    async def _listen_loop(self) -> None:
+        """Wake the claim loop on NOTIFY; give up quietly where LISTEN cannot work."""
+        backoff = Backoff(1.0, 60.0)
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True, connect_timeout=5
+                ) as conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
+                    backoff.reset()
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except psycopg.Error as exc:
+                logger.debug("LISTEN unavailable: %s", exc, extra={"action": "listen_error"})
+            await asyncio.sleep(backoff.next())

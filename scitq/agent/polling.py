@@ -1,0 +1,39 @@
+"""Idle polling: exponential back-off with jitter, reset as soon as work is found.
+
+With many agents on one database the idle poll rate is what the database pays for, so it
+backs off to ``maximum``; jitter keeps agents started together from polling in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+
+class Backoff:
+    """Successive waits from ``minimum`` doubling to ``maximum``, each with ±25 % jitter."""
+
+    def __init__(self, minimum: float, maximum: float) -> None:
+        if not 0 < minimum <= maximum:
+            raise ValueError(f"need 0 < minimum <= maximum, got {minimum} and {maximum}")
+        self.minimum = minimum
+        self.maximum = maximum
+        self._current = minimum
+
+    def reset(self) -> None:
+        self._current = self.minimum
+
+    def next(self) -> float:
+        wait = self._current * random.uniform(0.75, 1.25)
+        self._current = min(self.maximum, self._current * 2)
+        return min(wait, self.maximum)
+
+
+async def wait_any(*events: asyncio.Event, timeout: float) -> None:
+    """Return when one of the events is set or after ``timeout`` seconds."""
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
