@@ -57,3 +57,52 @@ def test_database_restart_during_a_run_loses_no_output_line(own_server, start_ag
         rows = conn.execute("SELECT seq, text FROM scitq.task_log ORDER BY seq").fetchall()
     assert [seq for seq, _ in rows] == list(range(len(rows)))  # no gap, no duplicate
     assert "".join(text for _, text in rows) == "".join(f"line {i}\n" for i in range(1, 81))
+
+
+def test_frozen_agent_past_its_lease_kills_its_copy_and_is_refused(conn, start_agent, tmp_path):
+    import os
+    import signal
+
+    import psutil
+
+    pid_file = tmp_path / "pid"
+    (task,) = queries.task_submit(
+        conn,
+        "frozen",
+        [{"command": f"echo $$ > {pid_file}; exec sleep 60", "shell": True, "retries": 1,
+          "retry_delay_seconds": 0}],
+    )  # fmt: skip
+    agent = start_agent("-b", "frozen", "--lease", "2", "--heartbeat", "0.5")
+    child = psutil.Process(
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() and int(pid_file.read_text()))
+    )  # fmt: skip
+    os.kill(agent.process.pid, signal.SIGSTOP)  # the agent only: its task keeps running
+    time.sleep(3)
+    expired = queries.execution_expire_leases(conn)
+    assert [row["task_id"] for row in expired] == [task["id"]]
+    queries.task_pause(conn, [task["id"]])  # keep the retry for the test to look at
+    os.kill(agent.process.pid, signal.SIGCONT)
+    # at its next heartbeat the agent learns the execution is lost and kills its copy
+    wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, timeout=15)
+    assert conn.execute("SELECT status FROM scitq.execution").fetchall() == [("lost",)]
+    assert conn.execute("SELECT status FROM scitq.task").fetchone() == ("paused",)
+    assert agent.process.poll() is None  # and goes on serving
+
+
+def test_a_work_dir_that_cannot_be_made_fails_the_execution_not_the_agent(
+    conn, start_agent, tmp_path
+):
+    (first, second) = queries.task_submit(conn, "disk", [{"command": "true"}, {"command": "true"}])
+    name = "diskagent"
+    blocker = tmp_path / name / "execution-1"  # the first execution's work dir is a file
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("in the way")
+    agent = start_agent("-b", "disk", name=name)
+    wait_for(lambda: conn.execute(
+        "SELECT count(*) FROM scitq.task WHERE status IN ('succeeded', 'failed')").fetchone()[0] == 2)  # fmt: skip
+    rows = conn.execute(
+        "SELECT id, status, failure_reason FROM scitq.execution ORDER BY id"
+    ).fetchall()
+    assert rows[0][1] == "failed" and "cannot create the work dir" in rows[0][2]
+    assert rows[1][1] == "succeeded"
+    assert agent.process.poll() is None
