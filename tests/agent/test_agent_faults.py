@@ -74,7 +74,7 @@ def test_frozen_agent_past_its_lease_kills_its_copy_and_is_refused(conn, start_a
     )  # fmt: skip
     agent = start_agent("-b", "frozen", "--lease", "2", "--heartbeat", "0.5")
     child = psutil.Process(
-        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() and int(pid_file.read_text()))
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() and int(pid_file.read_text()))  # noqa: E501
     )  # fmt: skip
     os.kill(agent.process.pid, signal.SIGSTOP)  # the agent only: its task keeps running
     time.sleep(3)
@@ -92,14 +92,14 @@ def test_frozen_agent_past_its_lease_kills_its_copy_and_is_refused(conn, start_a
 def test_a_work_dir_that_cannot_be_made_fails_the_execution_not_the_agent(
     conn, start_agent, tmp_path
 ):
-    (first, second) = queries.task_submit(conn, "disk", [{"command": "true"}, {"command": "true"}])
+    queries.task_submit(conn, "disk", [{"command": "true"}, {"command": "true"}])
     name = "diskagent"
     blocker = tmp_path / name / "execution-1"  # the first execution's work dir is a file
     blocker.parent.mkdir(parents=True)
     blocker.write_text("in the way")
     agent = start_agent("-b", "disk", name=name)
-    wait_for(lambda: conn.execute(
-        "SELECT count(*) FROM scitq.task WHERE status IN ('succeeded', 'failed')").fetchone()[0] == 2)  # fmt: skip
+    ended = "SELECT count(*) FROM scitq.task WHERE status IN ('succeeded', 'failed')"
+    wait_for(lambda: conn.execute(ended).fetchone()[0] == 2)
     rows = conn.execute(
         "SELECT id, status, failure_reason FROM scitq.execution ORDER BY id"
     ).fetchall()
