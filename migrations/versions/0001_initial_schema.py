@@ -116,7 +116,6 @@ def upgrade() -> None:
     sa.Column('from_status', postgresql.ENUM('waiting', 'pending', 'assigned', 'running', 'succeeded', 'failed', 'paused', 'canceled', name='task_status', schema='scitq'), nullable=True),
     sa.Column('to_status', postgresql.ENUM('waiting', 'pending', 'assigned', 'running', 'succeeded', 'failed', 'paused', 'canceled', name='task_status', schema='scitq'), nullable=False),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['task_id'], ['scitq.task.id'], name=op.f('task_event_task_id_fkey'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('task_event_pkey')),
     schema='scitq'
     )

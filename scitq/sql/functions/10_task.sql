@@ -508,6 +508,7 @@ BEGIN
     WHERE t.canceled_by_task_id = ANY (p_task_ids) AND NOT t.id = ANY (p_task_ids);
     DELETE FROM scitq.task t WHERE t.id = ANY (p_task_ids);
     GET DIAGNOSTICS v_count = ROW_COUNT;
+    DELETE FROM scitq.task_event e WHERE e.task_id = ANY (p_task_ids);
     RETURN v_count;
 END;
 $$;

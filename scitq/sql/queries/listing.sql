@@ -1,0 +1,235 @@
+-- Read-only named queries of the CLI and the Python client: task listings with keyset
+-- pagination, task detail, executions, output, workers, and the facts behind
+-- `scitq task explain`. Nothing here changes a state.
+--
+-- Optional filters are written `%(x)s::type IS NULL OR ...`. The wrappers
+-- (scitq/db/listing.py) run these queries unprepared, so PostgreSQL plans each call with
+-- the actual values: a NULL filter folds away and the others can use their indexes.
+
+-- name: task_list
+-- One page of tasks in id order after the id %(after)s: keyset pagination on the primary
+-- key, so a page reads an index range from %(after)s on (plus the rows the filters drop),
+-- never the whole table. %(task_ids)s selects tasks by id (task detail).
+-- %(worker)s filters on the worker of the last attempt.
+SELECT t.id,
+       b.name AS batch,
+       t.name,
+       t.status,
+       t.command,
+       t.shell,
+       t.container,
+       t.container_options,
+       t.inputs,
+       t.resources,
+       t.output,
+       t.retries,
+       t.retry_delay_seconds,
+       t.download_timeout_seconds,
+       t.run_timeout_seconds,
+       t.priority,
+       t.env,
+       t.tags,
+       ARRAY(
+           SELECT d.depends_on_id
+           FROM scitq.task_dependency d
+           WHERE d.task_id = t.id
+           ORDER BY d.depends_on_id
+       ) AS depends_on,
+       t.attempt_count,
+       t.available_at,
+       t.cancel_reason,
+       t.canceled_by_task_id,
+       t.created_at,
+       t.status_changed_at,
+       e.id AS last_execution_id,
+       e.status AS last_execution_status,
+       e.worker_name,
+       e.return_code,
+       e.failure_class,
+       e.failure_reason,
+       e.wall_seconds,
+       e.peak_rss_bytes
+FROM scitq.task t
+JOIN scitq.batch b ON b.id = t.batch_id
+LEFT JOIN LATERAL (
+    -- the last attempt (execution_task_id_attempt_idx)
+    SELECT x.*
+    FROM scitq.execution x
+    WHERE x.task_id = t.id
+    ORDER BY x.attempt DESC
+    LIMIT 1
+) e ON true
+WHERE (%(after)s::bigint IS NULL OR t.id > %(after)s::bigint)
+  AND (%(task_ids)s::bigint[] IS NULL OR t.id = ANY (%(task_ids)s::bigint[]))
+  AND (%(batch_id)s::bigint IS NULL OR t.batch_id = %(batch_id)s::bigint)
+  AND (%(statuses)s::scitq.task_status[] IS NULL
+       OR t.status = ANY (%(statuses)s::scitq.task_status[]))
+  AND (%(name)s::text IS NULL OR t.name ILIKE %(name)s::text)
+  AND (%(since)s::timestamptz IS NULL OR t.created_at >= %(since)s::timestamptz)
+  AND (%(worker)s::text IS NULL OR e.worker_name = %(worker)s::text)
+ORDER BY t.id
+LIMIT %(limit)s;
+
+-- name: task_statuses
+-- The status of each existing task among %(task_ids)s (unknown ids are absent).
+SELECT t.id, t.status, t.cancel_reason
+FROM scitq.task t
+WHERE t.id = ANY (%(task_ids)s::bigint[])
+ORDER BY t.id;
+
+-- name: task_dependencies
+-- The tasks a task depends on, with their status.
+SELECT u.id, u.name, b.name AS batch, u.status, u.cancel_reason
+FROM scitq.task_dependency d
+JOIN scitq.task u ON u.id = d.depends_on_id
+JOIN scitq.batch b ON b.id = u.batch_id
+WHERE d.task_id = %(task_id)s
+ORDER BY u.id;
+
+-- name: task_executions
+-- Every attempt of a task, oldest first.
+SELECT e.id, e.task_id, e.attempt, e.status, e.worker_name, e.assigned_at,
+       e.download_started_at, e.run_started_at, e.upload_started_at, e.finished_at,
+       e.lease_expires_at, e.return_code, e.failure_class, e.failure_reason, e.wall_seconds,
+       e.cpu_user_seconds, e.cpu_system_seconds, e.peak_rss_bytes, e.bytes_in, e.bytes_out
+FROM scitq.execution e
+WHERE e.task_id = %(task_id)s
+ORDER BY e.attempt;
+
+-- name: execution_get
+SELECT e.id, e.task_id, e.attempt, e.status, e.worker_name, e.assigned_at,
+       e.download_started_at, e.run_started_at, e.upload_started_at, e.finished_at,
+       e.lease_expires_at, e.return_code, e.failure_class, e.failure_reason, e.wall_seconds,
+       e.cpu_user_seconds, e.cpu_system_seconds, e.peak_rss_bytes, e.bytes_in, e.bytes_out
+FROM scitq.execution e
+WHERE e.id = %(execution_id)s;
+
+-- name: execution_output_read
+-- Output chunks of one execution after the sequence number %(after_seq)s, in order: a range
+-- of the primary key (execution_id, seq). %(streams)s keeps only those streams.
+SELECT o.execution_id, o.seq, o.stream, o.at, o.text
+FROM scitq.execution_output o
+WHERE o.execution_id = %(execution_id)s
+  AND o.seq > %(after_seq)s
+  AND (%(streams)s::scitq.output_stream[] IS NULL
+       OR o.stream = ANY (%(streams)s::scitq.output_stream[]))
+ORDER BY o.seq
+LIMIT %(limit)s;
+
+-- name: execution_output_tail
+-- The last %(limit)s chunks of one execution (of %(streams)s), oldest first: the same
+-- index range read backwards.
+SELECT tail.execution_id, tail.seq, tail.stream, tail.at, tail.text
+FROM (
+    SELECT o.execution_id, o.seq, o.stream, o.at, o.text
+    FROM scitq.execution_output o
+    WHERE o.execution_id = %(execution_id)s
+      AND (%(streams)s::scitq.output_stream[] IS NULL
+           OR o.stream = ANY (%(streams)s::scitq.output_stream[]))
+    ORDER BY o.seq DESC
+    LIMIT %(limit)s
+) tail
+ORDER BY tail.seq;
+
+-- name: batch_find
+SELECT b.id, b.name, b.is_paused, b.paused_at, b.created_at
+FROM scitq.batch b
+WHERE b.name = %(batch)s;
+
+-- name: batch_execution_stats
+SELECT s.*
+FROM scitq.execution_stats s
+WHERE s.batch = %(batch)s;
+
+-- name: batch_workers
+-- Workers that serve a batch: those listing it, and those serving every batch ('{}').
+SELECT w.*
+FROM scitq.worker_overview w
+WHERE cardinality(w.batches) = 0 OR %(batch)s::text = ANY (w.batches)
+ORDER BY w.worker_id;
+
+-- name: worker_list
+SELECT w.*
+FROM scitq.worker_overview w
+ORDER BY w.worker_id;
+
+-- name: worker_find
+-- A worker by name, else by id (a name made of digits wins over the id).
+SELECT w.id, w.name
+FROM scitq.worker w
+WHERE w.name = %(name)s
+   OR w.id = %(worker_id)s::bigint
+ORDER BY w.name = %(name)s DESC
+LIMIT 1;
+
+-- name: task_explain
+-- What decides whether a task runs: its status and batch, its last attempt, the
+-- dependencies it still waits for, the workers serving its batch with their free slots,
+-- and how many runnable tasks of the batch come before it in claim order (at most 10000).
+SELECT t.id,
+       t.status,
+       t.priority,
+       t.available_at,
+       t.status_changed_at,
+       t.cancel_reason,
+       t.canceled_by_task_id,
+       t.attempt_count,
+       t.retries,
+       b.name AS batch,
+       b.is_paused AS batch_is_paused,
+       b.paused_at AS batch_paused_at,
+       now() AS now,
+       e.id AS execution_id,
+       e.status AS execution_status,
+       e.attempt,
+       e.worker_name,
+       e.assigned_at,
+       e.run_started_at,
+       e.finished_at,
+       e.return_code,
+       e.failure_class,
+       e.failure_reason,
+       coalesce((
+           SELECT jsonb_agg(jsonb_build_object(
+                      'id', u.id, 'name', u.name, 'batch', ub.name, 'status', u.status,
+                      'cancel_reason', u.cancel_reason)
+                  ORDER BY u.id)
+           FROM scitq.task_dependency d
+           JOIN scitq.task u ON u.id = d.depends_on_id
+           JOIN scitq.batch ub ON ub.id = u.batch_id
+           WHERE d.task_id = t.id
+             AND u.status <> 'succeeded'
+       ), '[]'::jsonb) AS unmet_dependencies,
+       coalesce((
+           SELECT jsonb_agg(jsonb_build_object(
+                      'id', w.worker_id, 'name', w.name, 'liveness', w.liveness,
+                      'last_heartbeat_at', w.last_heartbeat_at, 'is_paused', w.is_paused,
+                      'is_draining', w.is_draining, 'slots', w.concurrency + w.prefetch,
+                      'live', w.running + w.assigned)
+                  ORDER BY w.worker_id)
+           FROM scitq.worker_overview w
+           WHERE cardinality(w.batches) = 0 OR b.name = ANY (w.batches)
+       ), '[]'::jsonb) AS workers,
+       CASE WHEN t.status = 'pending' THEN (
+           SELECT count(*)
+           FROM (
+               -- a range of task_claim_idx
+               SELECT 1
+               FROM scitq.task x
+               WHERE x.batch_id = t.batch_id
+                 AND x.status = 'pending'
+                 AND x.available_at <= now()
+                 AND (x.priority > t.priority OR (x.priority = t.priority AND x.id < t.id))
+               LIMIT 10000
+           ) ahead
+       ) END AS ahead
+FROM scitq.task t
+JOIN scitq.batch b ON b.id = t.batch_id
+LEFT JOIN LATERAL (
+    SELECT x.*
+    FROM scitq.execution x
+    WHERE x.task_id = t.id
+    ORDER BY x.attempt DESC
+    LIMIT 1
+) e ON true
+WHERE t.id = %(task_id)s;
