@@ -99,7 +99,7 @@ def upgrade() -> None:
     op.create_index('task_batch_id_name_idx', 'task', ['batch_id', 'name'], unique=False, schema='scitq')
     op.create_index('task_batch_id_status_idx', 'task', ['batch_id', 'status'], unique=False, schema='scitq')
     op.create_index('task_claim_idx', 'task', ['batch_id', sa.literal_column('priority DESC'), 'id'], unique=False, schema='scitq', postgresql_where=sa.text("status = 'pending'"))
-    op.create_index('task_status_idx', 'task', ['status'], unique=False, schema='scitq')
+    op.create_index('task_canceled_by_task_id_idx', 'task', ['canceled_by_task_id'], unique=False, schema='scitq', postgresql_where=sa.text('canceled_by_task_id IS NOT NULL'))
     op.create_table('task_dependency',
     sa.Column('task_id', sa.BigInteger(), nullable=False),
     sa.Column('depends_on_id', sa.BigInteger(), nullable=False),
@@ -261,7 +261,7 @@ def downgrade() -> None:
     op.drop_table('task_event', schema='scitq')
     op.drop_index('task_dependency_depends_on_id_idx', table_name='task_dependency', schema='scitq')
     op.drop_table('task_dependency', schema='scitq')
-    op.drop_index('task_status_idx', table_name='task', schema='scitq')
+    op.drop_index('task_canceled_by_task_id_idx', table_name='task', schema='scitq', postgresql_where=sa.text('canceled_by_task_id IS NOT NULL'))
     op.drop_index('task_claim_idx', table_name='task', schema='scitq', postgresql_where=sa.text("status = 'pending'"))
     op.drop_index('task_batch_id_status_idx', table_name='task', schema='scitq')
     op.drop_index('task_batch_id_name_idx', table_name='task', schema='scitq')

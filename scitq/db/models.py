@@ -165,7 +165,12 @@ class Task(Base):
         ),
         Index("task_batch_id_status_idx", "batch_id", "status"),
         Index("task_batch_id_name_idx", "batch_id", "name"),
-        Index("task_status_idx", "status"),
+        # retry and delete find the tasks canceled because of a given one
+        Index(
+            "task_canceled_by_task_id_idx",
+            "canceled_by_task_id",
+            postgresql_where=text("canceled_by_task_id IS NOT NULL"),
+        ),
     )
 
 

@@ -269,6 +269,8 @@ RETURNS TABLE (execution_id bigint, execution_status scitq.execution_status, tas
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = scitq, pg_temp
+-- plans cached while the tables were small would scan them whole once they have grown
+SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     v_succeeded bigint[];
