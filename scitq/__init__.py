@@ -1,5 +1,23 @@
-"""scitq: a distributed scientific task queue coordinated by PostgreSQL."""
+"""scitq: a distributed scientific task queue coordinated by PostgreSQL.
+
+``scitq.Client`` is imported on first use, so that ``import scitq`` (and the CLI) stay
+light.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "2.0.0.dev0"
+__all__ = ["Client", "__version__"]
+
+if TYPE_CHECKING:
+    from scitq.client import Client
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Client":
+        from scitq.client import Client
+
+        return Client
+    raise AttributeError(f"module 'scitq' has no attribute {name!r}")

@@ -32,6 +32,10 @@ from scitq.errors import ScitqError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "db": ("scitq.cli_db", "db"),
     "agent": ("scitq.cli_agent", "agent"),
+    "launch": ("scitq.cli_launch", "launch"),
+    "task": ("scitq.cli_task", "task"),
+    "batch": ("scitq.cli_batch", "batch"),
+    "worker": ("scitq.cli_worker", "worker"),
 }
 
 #: What replaces passwords in connection strings that are printed.

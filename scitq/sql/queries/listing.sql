@@ -7,10 +7,16 @@
 -- the actual values: a NULL filter folds away and the others can use their indexes.
 
 -- name: task_list
--- One page of tasks in id order after the id %(after)s: keyset pagination on the primary
--- key, so a page reads an index range from %(after)s on (plus the rows the filters drop),
--- never the whole table. %(task_ids)s selects tasks by id (task detail).
--- %(worker)s filters on the worker of the last attempt.
+-- One page of tasks in id order after the id %(after)s (keyset pagination).
+-- %(task_ids)s selects tasks by id; %(worker)s keeps the tasks with an attempt on that
+-- worker (by name: history survives the deletion of the worker row).
+--
+-- With filters, the primary key order is fast only where matching rows are dense. So a
+-- filtered page is read in two phases (scitq.client.Client.page): first with
+-- %(scan_budget)s, the page is looked for among the next %(scan_budget)s ids only (a
+-- bounded range of task_pkey); if that does not fill it, again with %(by_id)s false,
+-- which hides the id order from the planner so that it uses the filter's own index
+-- (task_batch_id_status_idx, task_status_idx) and sorts what matches.
 SELECT t.id,
        b.name AS batch,
        t.name,
@@ -60,14 +66,30 @@ LEFT JOIN LATERAL (
     LIMIT 1
 ) e ON true
 WHERE (%(after)s::bigint IS NULL OR t.id > %(after)s::bigint)
+  AND (%(scan_budget)s::integer IS NULL OR t.id <= (
+           -- the last id of the window: an index-only range of task_pkey
+           SELECT max(w.id)
+           FROM (
+               SELECT x.id
+               FROM scitq.task x
+               WHERE x.id > coalesce(%(after)s::bigint, 0)
+               ORDER BY x.id
+               LIMIT %(scan_budget)s::integer
+           ) w))
   AND (%(task_ids)s::bigint[] IS NULL OR t.id = ANY (%(task_ids)s::bigint[]))
   AND (%(batch_id)s::bigint IS NULL OR t.batch_id = %(batch_id)s::bigint)
   AND (%(statuses)s::scitq.task_status[] IS NULL
        OR t.status = ANY (%(statuses)s::scitq.task_status[]))
   AND (%(name)s::text IS NULL OR t.name ILIKE %(name)s::text)
   AND (%(since)s::timestamptz IS NULL OR t.created_at >= %(since)s::timestamptz)
-  AND (%(worker)s::text IS NULL OR e.worker_name = %(worker)s::text)
-ORDER BY t.id
+    -- any attempt; a hashed pass on execution when the page is not found early
+  AND (%(worker)s::text IS NULL OR EXISTS (
+           SELECT 1
+           FROM scitq.execution w
+           WHERE w.task_id = t.id
+             AND w.worker_name = %(worker)s::text))
+-- `t.id + 0` sorts the same but cannot be read from task_pkey
+ORDER BY CASE WHEN %(by_id)s::boolean THEN t.id ELSE t.id + 0 END
 LIMIT %(limit)s;
 
 -- name: task_statuses

@@ -1,0 +1,394 @@
+"""The Python API: submit tasks, query them, follow their output, wait for batches.
+
+    from scitq import Client
+
+    with Client() as client:  # settings as for the CLI; no database configured: embedded
+        task = client.submit(["echo", "hello world"], batch="demo", retries=2)
+        client.wait("demo", progress=lambda p: print(p.done, "/", p.total))
+        print(client.log(task.id))
+
+A `Client` holds one connection and is not thread-safe: use one per thread. Results are
+frozen dataclasses; errors are `scitq.errors.ScitqError` subclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+from scitq.config import Settings, load_settings
+from scitq.db import listing, queries
+from scitq.db.connection import connect
+from scitq.db.listing import (
+    BatchProgress,
+    Dependency,
+    Execution,
+    Explanation,
+    LogChunk,
+    Task,
+    as_dict,
+    from_row,
+)
+from scitq.errors import InvalidArgument, NotFound, ScitqError
+
+__all__ = ["BatchProgress", "Client", "Dependency", "Execution", "Explanation", "LogChunk",
+           "Submitted", "Task", "WaitTimeout", "as_dict"]  # fmt: skip
+
+#: The batch of tasks submitted without one (as in scitq v1).
+DEFAULT_BATCH = "Default"
+#: Tasks per `task_submit_v1` call in `Client.submit_many`.
+SUBMIT_CHUNK = 5000
+#: Ids looked at in id order before a filtered page turns to the filters' indexes.
+PAGE_SCAN_BUDGET = 20_000
+TASK_STATUSES = ("waiting", "pending", "assigned", "running", "succeeded", "failed", "paused",
+                 "canceled")  # fmt: skip
+FINAL_TASK_STATUSES = frozenset({"succeeded", "failed", "canceled"})
+OUTPUT_STREAMS = ("stdout", "stderr", "scitq")
+#: Fields of a task accepted by submit (see task_submit_v1).
+TASK_FIELDS = frozenset({
+    "command", "name", "shell", "container", "container_options", "inputs", "resources",
+    "output", "retries", "retry_delay_seconds", "download_timeout_seconds",
+    "run_timeout_seconds", "priority", "env", "tags", "depends_on", "depends_on_names",
+})  # fmt: skip
+
+
+class WaitTimeout(ScitqError):
+    """A wait ended before the batch did."""
+
+    exit_code = 9
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Submitted:
+    id: int
+    name: str | None
+    status: str
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+class Client:
+    """A connection to scitq's database with the operations of the ``scitq`` CLI.
+
+    Args:
+        database_url: a PostgreSQL URI or conninfo; None uses the settings
+            (``SCITQ_DATABASE_URL``, the configuration file, else the embedded server).
+        settings: settings to use instead of `scitq.config.load_settings`.
+    """
+
+    def __init__(self, database_url: str | None = None, *, settings: Settings | None = None):
+        settings = settings if settings is not None else load_settings()
+        if database_url is not None:
+            settings = settings.with_database_url(database_url)
+        self.settings = settings
+        self.connection = connect(settings.database)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- submitting ---------------------------------------------------------------------
+
+    def submit(
+        self, command: str | Sequence[str], *, batch: str = DEFAULT_BATCH, **fields: Any
+    ) -> Task:
+        """Submit one task and return it.
+
+        Args:
+            command: a command line, or its words (joined with shell quoting).
+            batch: the batch, created if needed.
+            **fields: other task fields of `task_submit_v1` (``name``, ``shell``,
+                ``container``, ``inputs``, ``retries``, ``env``, ``depends_on`` (ids or
+                tasks), ...).
+        """
+        task = {**fields, "command": command if isinstance(command, str) else shlex.join(command)}
+        submitted = self.submit_many(batch, [task])
+        return self.get(submitted[0].id)
+
+    def submit_many(
+        self, batch: str, tasks: Iterable[Mapping[str, Any]], *, chunk_size: int = SUBMIT_CHUNK
+    ) -> list[Submitted]:
+        """Submit tasks (dicts of task fields) to one batch, all or none.
+
+        The tasks go in calls of ``chunk_size`` inside one transaction; errors name a
+        task by its position in ``tasks`` (``task #1`` is the first).
+        """
+        if chunk_size < 1:
+            raise InvalidArgument(f"chunk_size must be 1 or more, not {chunk_size}")
+        submitted: list[Submitted] = []
+        chunk: list[dict[str, Any]] = []
+        with self.connection.transaction():
+            for position, task in enumerate(tasks, start=1):
+                chunk.append(_task_fields(task, position))
+                if len(chunk) == chunk_size:
+                    submitted += self._submit_chunk(batch, chunk, len(submitted))
+                    chunk = []
+            if chunk:
+                submitted += self._submit_chunk(batch, chunk, len(submitted))
+        if not submitted:
+            raise InvalidArgument("no task to submit")
+        return submitted
+
+    def _submit_chunk(
+        self, batch: str, chunk: list[dict[str, Any]], offset: int
+    ) -> list[Submitted]:
+        try:
+            rows = queries.task_submit(self.connection, batch, chunk)
+        except (InvalidArgument, NotFound) as error:  # messages name tasks by position
+            if offset == 0:
+                raise
+            renumbered = re.sub(r"task #(\d+)", lambda m: f"task #{int(m[1]) + offset}", str(error))
+            raise type(error)(renumbered) from error
+        return [from_row(Submitted, row) for row in rows]
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get(self, task_id: int) -> Task:
+        """One task; `NotFound` if it does not exist."""
+        found = listing.task_list(self.connection, limit=1, task_ids=[task_id])
+        if not found:
+            raise NotFound(f"task {task_id} does not exist")
+        return found[0]
+
+    def page(
+        self,
+        *,
+        limit: int = 100,
+        after: int | None = None,
+        batch: str | None = None,
+        status: str | Sequence[str] | None = None,
+        name: str | None = None,
+        worker: str | None = None,
+        since: datetime | None = None,
+    ) -> list[Task]:
+        """Up to ``limit`` tasks in id order, with ids above ``after``.
+
+        Args:
+            batch: only this batch (`NotFound` if there is none of that name).
+            status: one status or several.
+            name: a case-insensitive LIKE pattern (``%`` any text, ``_`` one character).
+            worker: only tasks with an attempt on this worker (by name).
+            since: only tasks created at or after this time.
+        """
+        if limit < 1:
+            raise InvalidArgument(f"the limit must be 1 or more, not {limit}")
+        statuses = [status] if isinstance(status, str) else list(status or ())
+        unknown = sorted(set(statuses) - set(TASK_STATUSES))
+        if unknown:
+            raise InvalidArgument(
+                f"unknown task status {', '.join(unknown)}: use {', '.join(TASK_STATUSES)}"
+            )
+        filters: dict[str, Any] = {
+            "batch_id": None if batch is None else self.batch_id(batch),
+            "statuses": statuses, "name": name, "since": since, "worker": worker,
+        }  # fmt: skip
+        if not any(filters.values()):
+            return listing.task_list(self.connection, limit=limit, after=after)
+        # matching rows may be dense right after `after`: a bounded look first, then the
+        # filters' indexes (see the query task_list)
+        window = listing.task_list(
+            self.connection, limit=limit, after=after, scan_budget=PAGE_SCAN_BUDGET, **filters
+        )
+        if len(window) == limit:
+            return window
+        return listing.task_list(self.connection, limit=limit, after=after, by_id=False, **filters)
+
+    def tasks(
+        self, *, limit: int | None = None, after: int | None = None, page_size: int = 1000,
+        **filters: Any,
+    ) -> Iterator[Task]:  # fmt: skip
+        """Every task matching the filters of `page`, in id order, page by page."""
+        left = limit
+        while left is None or left > 0:
+            size = page_size if left is None else min(page_size, left)
+            found = self.page(limit=size, after=after, **filters)
+            yield from found
+            if len(found) < size:
+                return
+            after = found[-1].id
+            left = None if left is None else left - len(found)
+
+    def batch_id(self, batch: str) -> int:
+        row = listing.batch_find(self.connection, batch)
+        if row is None:
+            raise NotFound(f"batch {batch!r} does not exist")
+        return int(row["id"])
+
+    def executions(self, task_id: int) -> list[Execution]:
+        """Every attempt of a task, oldest first."""
+        return listing.task_executions(self.connection, task_id)
+
+    def dependencies(self, task_id: int) -> list[Dependency]:
+        """The tasks this task depends on."""
+        return listing.task_dependencies(self.connection, task_id)
+
+    def batches(self) -> list[BatchProgress]:
+        return [from_row(BatchProgress, row) for row in queries.batch_progress(self.connection)]
+
+    def progress(self, batch: str) -> BatchProgress:
+        rows = queries.batch_progress(self.connection, batch)
+        if not rows:
+            raise NotFound(f"batch {batch!r} does not exist")
+        return from_row(BatchProgress, rows[0])
+
+    # -- acting -------------------------------------------------------------------------
+
+    def retry(self, task_ids: Iterable[int]) -> dict[int, str]:
+        """Retry failed or canceled tasks; returns the new status of every task restored."""
+        return {r["id"]: r["status"] for r in queries.task_retry(self.connection, task_ids)}
+
+    def cancel(self, task_ids: Iterable[int], reason: str = "canceled by user") -> dict[int, str]:
+        """Cancel tasks that have not ended; returns those canceled."""
+        rows = queries.task_cancel(self.connection, task_ids, reason)
+        return {r["id"]: r["status"] for r in rows}
+
+    def wait(
+        self,
+        batch: str,
+        *,
+        timeout: float | None = None,
+        interval: float = 2.0,
+        progress: Callable[[BatchProgress], None] | None = None,
+    ) -> BatchProgress:
+        """Wait until no task of the batch is left to run; returns the final counts.
+
+        ``progress`` is called with the counts at every poll. Raises `WaitTimeout` after
+        ``timeout`` seconds. Failed or canceled tasks end the wait like succeeded ones:
+        look at ``failed`` and ``canceled`` in the result.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = self.progress(batch)
+            if progress is not None:
+                progress(current)
+            if current.remaining == 0:
+                return current
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise WaitTimeout(
+                    f"batch {batch!r} still has {_plural(current.remaining, 'task')} to run "
+                    f"after {timeout:g} s"
+                )
+            time.sleep(interval if left is None else min(interval, left))
+
+    # -- output -------------------------------------------------------------------------
+
+    def log(self, task_id: int, *, attempt: int | None = None, streams: Sequence[str] = ()) -> str:
+        """The output of one attempt (the last by default) as text; "" if it never ran."""
+        chunks = self.log_chunks(task_id, attempt=attempt, streams=streams)
+        return "".join(chunk.text for chunk in chunks)
+
+    def log_chunks(
+        self,
+        task_id: int,
+        *,
+        attempt: int | None = None,
+        streams: Sequence[str] = (),
+        tail: int | None = None,
+        follow: bool = False,
+        interval: float = 1.0,
+    ) -> Iterator[LogChunk]:
+        """The output chunks of one attempt (the last by default), in order.
+
+        Args:
+            streams: only these streams (``stdout``, ``stderr``, ``scitq``); all by default.
+            tail: start with the last ``tail`` chunks only.
+            follow: keep polling for new output until the attempt ends; when the task has
+                not started yet, first wait for its attempt.
+        """
+        unknown = sorted(set(streams) - set(OUTPUT_STREAMS))
+        if unknown:
+            raise InvalidArgument(f"unknown stream {', '.join(unknown)}: use stdout, stderr, scitq")
+        execution = self._log_execution(task_id, attempt, follow, interval)
+        if execution is None:
+            return
+        after = -1
+        if tail is not None:
+            chunks = listing.execution_output_tail(
+                self.connection, execution.id, limit=tail, streams=streams
+            )
+            yield from chunks
+            after = chunks[-1].seq if chunks else after
+            if not follow:
+                return
+        page = 1000
+        while True:
+            # read the status before the output: what was written before the end is drained
+            ended = not follow or not self._execution(execution.id).is_live
+            while True:
+                chunks = listing.execution_output_read(
+                    self.connection, execution.id, after_seq=after, streams=streams, limit=page
+                )
+                yield from chunks
+                if chunks:
+                    after = chunks[-1].seq
+                if len(chunks) < page:
+                    break
+            if ended:
+                return
+            time.sleep(interval)
+
+    def _execution(self, execution_id: int) -> Execution:
+        execution = listing.execution_get(self.connection, execution_id)
+        if execution is None:  # deleted with its task meanwhile
+            raise NotFound(f"execution {execution_id} does not exist any more")
+        return execution
+
+    def _log_execution(
+        self, task_id: int, attempt: int | None, follow: bool, interval: float
+    ) -> Execution | None:
+        while True:
+            task = self.get(task_id)
+            executions = self.executions(task_id)
+            chosen = [e for e in executions if attempt is None or e.attempt == attempt]
+            if chosen:
+                return chosen[-1]
+            reachable = attempt is None or attempt > task.attempt_count
+            if not follow or task.status in FINAL_TASK_STATUSES or not reachable:
+                if attempt is not None and not (follow and reachable):
+                    raise NotFound(
+                        f"task {task_id} has no attempt {attempt} "
+                        f"({_plural(task.attempt_count, 'attempt')} so far)"
+                    )
+                return None
+            time.sleep(interval)
+
+    # -- explain ------------------------------------------------------------------------
+
+    def explain(self, task_id: int) -> Explanation:
+        """Why a task is not running (or what it is doing)."""
+        explanation = listing.task_explain(self.connection, task_id)
+        if explanation is None:
+            raise NotFound(f"task {task_id} does not exist")
+        return explanation
+
+
+def _task_fields(task: Mapping[str, Any], position: int) -> dict[str, Any]:
+    unknown = sorted(set(task) - TASK_FIELDS)
+    if unknown:
+        raise InvalidArgument(
+            f"task #{position} has an unknown field {unknown[0]!r}: "
+            f"use {', '.join(sorted(TASK_FIELDS))}"
+        )
+    fields = dict(task)
+    if "depends_on" in fields:  # tasks may be given for their ids
+        fields["depends_on"] = [getattr(dep, "id", dep) for dep in fields["depends_on"]]
+    for key in ("inputs", "resources", "tags", "depends_on_names"):
+        if isinstance(fields.get(key), tuple):
+            fields[key] = list(fields[key])
+    return fields
