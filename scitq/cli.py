@@ -36,6 +36,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "task": ("scitq.cli_task", "task"),
     "batch": ("scitq.cli_batch", "batch"),
     "worker": ("scitq.cli_worker", "worker"),
+    "scheduler": ("scitq.cli_scheduler", "scheduler"),
 }
 
 #: What replaces passwords in connection strings that are printed.

@@ -83,6 +83,35 @@ class AgentSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulerSettings:
+    """How the scheduler runs: the options of ``scitq scheduler``.
+
+    Retention periods of None keep rows forever.
+    """
+
+    #: Period of the frequent duties: lease expiry, timeouts, worker liveness.
+    duty_seconds: float = 10.0
+    #: Period of the retention duty (output and decision log pruning).
+    retention_seconds: float = 3600.0
+    #: An execution past its download or run timeout by this much gets a kill signal;
+    #: still live this long after the signal, it is marked timed out. Longer than the
+    #: agent's own TERM-then-KILL sequence, which normally ends it first.
+    timeout_grace_seconds: float = 60.0
+    #: Delete the output of executions finished more than this many days ago.
+    output_retention_days: float | None = None
+    #: Delete scheduler decisions older than this many days.
+    decision_retention_days: float | None = 30.0
+    #: Rows deleted per transaction by the retention duty.
+    retention_batch: int = 10000
+    #: A standby scheduler tries to take the lock this often.
+    lock_retry_seconds: float = 2.0
+    #: The active scheduler checks that it still holds the lock this often.
+    lock_check_seconds: float = 2.0
+    #: On SIGTERM/SIGINT, how long running duties may finish.
+    shutdown_grace_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """All scitq settings; processes take the part they need."""
 

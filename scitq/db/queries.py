@@ -250,3 +250,90 @@ def task_get(conn: Connection, task_id: int) -> Row | None:
 
 def schema_counts(conn: Connection) -> Row:
     return _one(conn, "schema_counts", {})
+
+
+# -- scheduler ----------------------------------------------------------------------------
+
+
+def scheduler_lock_try(conn: Connection, key: int) -> bool:
+    """Take the scheduler's session-level advisory lock if free; True when taken."""
+    return bool(_one(conn, "scheduler_lock_try", {"key": key})["locked"])
+
+
+def scheduler_lock_release(conn: Connection, key: int) -> bool:
+    return bool(_one(conn, "scheduler_lock_release", {"key": key})["released"])
+
+
+def scheduler_lock_holder(conn: Connection, key: int) -> Row | None:
+    """The ``pid`` and ``application_name`` of the session holding the lock, if any."""
+    rows = _rows(conn, "scheduler_lock_holder", {"key": key})
+    return rows[0] if rows else None
+
+
+def scheduler_lock_held(conn: Connection, key: int, pid: int) -> bool:
+    """Whether the session of backend ``pid`` holds the lock."""
+    return bool(_one(conn, "scheduler_lock_held", {"key": key, "pid": pid})["held"])
+
+
+def scheduler_record(
+    conn: Connection,
+    duty: str,
+    decisions: Sequence[Mapping[str, Any]],
+    scheduler: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Record decisions (dicts: decision, subject_kind, subject_id, reason, details)."""
+    params = {
+        "duty": duty,
+        "decisions": json.dumps(list(decisions), default=str),
+        "scheduler": scheduler,
+        "now": now,
+    }
+    return int(_one(conn, "scheduler_record", params)["count"])
+
+
+def execution_expiry_outcome(conn: Connection, execution_ids: Iterable[int]) -> list[Row]:
+    return _rows(conn, "execution_expiry_outcome", {"execution_ids": list(execution_ids)})
+
+
+def execution_overdue(
+    conn: Connection, grace_seconds: float, limit: int = 1000, now: datetime | None = None
+) -> list[Row]:
+    """Live executions past their download or run timeout plus ``grace_seconds``."""
+    params = {"grace_seconds": grace_seconds, "limit": limit, "now": now}
+    return _rows(conn, "execution_overdue", params)
+
+
+def execution_timeout(
+    conn: Connection,
+    execution_ids: Iterable[int],
+    reason: str = "timed out",
+    now: datetime | None = None,
+) -> list[Row]:
+    params = {"execution_ids": list(execution_ids), "reason": reason, "now": now}
+    return _rows(conn, "execution_timeout", params)
+
+
+def worker_track_liveness(
+    conn: Connection, scheduler: str | None = None, now: datetime | None = None
+) -> list[Row]:
+    return _rows(conn, "worker_track_liveness", {"scheduler": scheduler, "now": now})
+
+
+def execution_output_prune(
+    conn: Connection, older_than_seconds: float, limit: int = 10000, now: datetime | None = None
+) -> int:
+    params = {"older_than_seconds": older_than_seconds, "limit": limit, "now": now}
+    return int(_one(conn, "execution_output_prune", params)["count"])
+
+
+def scheduler_decision_prune(
+    conn: Connection, older_than_seconds: float, limit: int = 10000, now: datetime | None = None
+) -> int:
+    params = {"older_than_seconds": older_than_seconds, "limit": limit, "now": now}
+    return int(_one(conn, "scheduler_decision_prune", params)["count"])
+
+
+def scheduler_log(conn: Connection, duty: str | None = None, limit: int = 100) -> list[Row]:
+    """The latest decisions, newest first."""
+    return _rows(conn, "scheduler_log", {"duty": duty, "limit": limit})
