@@ -37,6 +37,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "batch": ("scitq.cli_batch", "batch"),
     "worker": ("scitq.cli_worker", "worker"),
     "scheduler": ("scitq.cli_scheduler", "scheduler"),
+    "up": ("scitq.cli_up", "up"),
 }
 
 #: What replaces passwords in connection strings that are printed.

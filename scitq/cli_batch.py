@@ -20,7 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from scitq.cli import CliState, console, pass_state
-from scitq.cli_task import (
+from scitq.cli_output import (
     Column,
     cell,
     format_seconds,
@@ -36,7 +36,7 @@ from scitq.db import listing, queries
 
 #: `scitq batch wait`: the batch ended with failed or canceled tasks.
 EXIT_TASKS_FAILED = 8
-#: `scitq batch wait`: --timeout passed first (the code of scitq.client.WaitTimeout).
+#: `scitq batch wait`: --timeout passed first (the code of scitq.errors.WaitTimeout).
 EXIT_TIMEOUT = 9
 
 BATCH_COLUMNS: list[Column] = [

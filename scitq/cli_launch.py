@@ -18,7 +18,7 @@ from typing import IO, Any
 import click
 
 from scitq.cli import CliState, pass_state
-from scitq.cli_task import open_client, print_json, print_json_array
+from scitq.cli_output import open_client, print_json, print_json_array
 from scitq.client import DEFAULT_BATCH, SUBMIT_CHUNK, TASK_FIELDS, as_dict
 from scitq.errors import InvalidArgument, NotFound
 

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from scitq.cli import CliState, pass_state
-from scitq.cli_task import (
+from scitq.cli_output import (
     Column,
     open_client,
     output_options,

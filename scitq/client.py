@@ -35,7 +35,7 @@ from scitq.db.listing import (
     as_dict,
     from_row,
 )
-from scitq.errors import InvalidArgument, NotFound, ScitqError
+from scitq.errors import InvalidArgument, NotFound, WaitTimeout
 
 __all__ = ["BatchProgress", "Client", "Dependency", "Execution", "Explanation", "LogChunk",
            "Submitted", "Task", "WaitTimeout", "as_dict"]  # fmt: skip
@@ -56,12 +56,6 @@ TASK_FIELDS = frozenset({
     "output", "retries", "retry_delay_seconds", "download_timeout_seconds",
     "run_timeout_seconds", "priority", "env", "tags", "depends_on", "depends_on_names",
 })  # fmt: skip
-
-
-class WaitTimeout(ScitqError):
-    """A wait ended before the batch did."""
-
-    exit_code = 9
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -79,3 +79,9 @@ class PermissionDenied(ScitqError):
     """This database role is not allowed to do that."""
 
     exit_code = 7
+
+
+class WaitTimeout(ScitqError):
+    """A wait ended before the batch did."""
+
+    exit_code = 9

@@ -78,6 +78,7 @@ class Agent:
         self._wake = asyncio.Event()
         self._slot_changed = asyncio.Condition()
         self._acked_signals: list[int] = []
+        self._config_version = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.batcher: OutputBatcher | None = None
 
@@ -232,7 +233,8 @@ class Agent:
             logger.exception("execution %d crashed the agent's handling", held.execution_id)
         finally:
             self.held.pop(held.execution_id, None)
-            if self.batcher is not None and held.dead:
+            if self.batcher is not None:
+                # delivered (or void): forget it, silent executions included
                 self.batcher.discard(held.execution_id)
             succeeded = (
                 result is not None and result.failure_class is None and result.return_code == 0
@@ -341,6 +343,7 @@ class Agent:
     # -- side tasks ------------------------------------------------------------------
 
     def _apply_config(self, row: dict[str, Any]) -> None:
+        self._config_version = int(row["config_version"])
         self.concurrency = int(row["concurrency"])
         self.prefetch = int(row["prefetch"])
         self.is_paused = bool(row["is_paused"])
@@ -370,9 +373,10 @@ class Agent:
             except errors.ScitqError as exc:
                 logger.error("heartbeat refused: %s", exc, extra={"action": "heartbeat_error"})
                 continue
-            self._apply_config(beat)
-            await self._notify_slots()
-            self._wake.set()
+            if beat["config_version"] != self._config_version:
+                self._apply_config(beat)
+                await self._notify_slots()
+                self._wake.set()  # more slots, a resume or a drain: act now
             for signal_row in beat["signals"]:
                 self._apply_signal(signal_row)
             self._on_not_live(list(beat["dead_execution_ids"]))

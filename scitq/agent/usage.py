@@ -92,15 +92,18 @@ class ProcessTreeSampler:
         except psutil.Error:
             return False
         self.memory_limit_bytes = usable_memory_bytes(pid)
-        self.sample()
+        # the root alone: listing children scans every process of the machine, which
+        # costs more than a short task; later samples walk the whole tree
+        self.sample(with_children=False)
         return True
 
-    def sample(self) -> None:
+    def sample(self, *, with_children: bool = True) -> None:
         """Read the tree once; processes that vanish meanwhile are skipped."""
         if self._root is None:
             return
         try:
-            processes = [self._root, *self._root.children(recursive=True)]
+            children = self._root.children(recursive=True) if with_children else []
+            processes = [self._root, *children]
         except psutil.Error:
             return  # the root is gone: its last sample stands
         user = system = 0.0

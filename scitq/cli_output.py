@@ -1,0 +1,119 @@
+"""Output shared by the task, batch, worker and launch groups.
+
+Rich tables for people, ``--json`` and ``--csv`` for scripts, and the `Client` each
+command opens from the CLI settings.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from scitq.cli import CliState, console
+from scitq.client import Client
+
+F = TypeVar("F", bound=Callable[..., Any])
+#: (header, value of a row) for rich tables.
+Column = tuple[str, Callable[[Any], Any]]
+
+STATUS_STYLES = {
+    "succeeded": "green", "failed": "red", "canceled": "magenta", "running": "cyan",
+    "assigned": "blue", "pending": "yellow", "waiting": "dim", "paused": "dim",
+    "online": "green", "offline": "red", "stopped": "dim",
+}  # fmt: skip
+#: Width of tables written to files and pipes.
+WIDE = 200
+
+
+def output_options(function: F) -> F:
+    """``--json`` and ``--csv`` flags."""
+    function = click.option("--csv", "as_csv", is_flag=True, help="Print CSV for scripts.")(
+        function
+    )
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(function)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with datetimes as ISO 8601 text and tuples as lists."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    return value
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(jsonable(value), indent=2))
+
+
+def print_json_array(items: Iterable[Mapping[str, Any]]) -> None:
+    """A JSON array, written item by item (listings may be long)."""
+    out = sys.stdout
+    separator = "[\n"
+    for item in items:
+        out.write(separator + json.dumps(jsonable(item)))
+        separator = ",\n"
+    out.write("[]\n" if separator == "[\n" else "\n]\n")
+
+
+def print_csv(rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> None:
+    """CSV with a header; lists and objects as JSON text, None as an empty field."""
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(fields)
+    for row in rows:
+        cells = [jsonable(row[field]) for field in fields]
+        writer.writerow(
+            "" if c is None else json.dumps(c) if isinstance(c, list | dict) else c for c in cells
+        )
+
+
+def print_table(rows: Iterable[Any], columns: Sequence[Column], title: str | None = None) -> None:
+    table = Table(title=title, show_edge=False, header_style="bold")
+    for header, _ in columns:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*(cell(value(row)) for _, value in columns))
+    out = console()
+    if not out.is_terminal:  # rich assumes 80 columns: too narrow for files and pipes
+        out.width = WIDE
+    out.print(table)
+
+
+def cell(value: Any) -> Text:
+    """A table cell: times shortened, statuses coloured, None empty."""
+    if value is None:
+        return Text("")
+    if isinstance(value, datetime):
+        return Text(format_time(value))
+    if isinstance(value, list | tuple):
+        return Text(", ".join(str(item) for item in value))
+    text = str(value)
+    return Text(text, style=STATUS_STYLES.get(text, ""))
+
+
+def format_time(value: datetime | None) -> str:
+    return "" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def open_client(state: CliState) -> Client:
+    return Client(settings=state.settings())
