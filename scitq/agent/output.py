@@ -25,17 +25,14 @@ import logging
 import os
 import struct
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import psycopg
-from psycopg.rows import dict_row
 
-from scitq import errors, sql
-from scitq.db.connection import translate_error
-from scitq.db.output_text import to_storable
+from scitq import errors
+from scitq.db.queries_async import execution_append_output
 
 logger = logging.getLogger(__name__)
 
@@ -54,31 +51,6 @@ class Chunk(NamedTuple):
     seq: int
     stream: str
     text: bytes  # storable text, UTF-8 encoded
-
-
-async def execution_append_output(
-    conn: psycopg.AsyncConnection[Any],
-    worker_id: int,
-    chunks: Sequence[tuple[int, int, str, str | bytes]],
-    now: datetime | None = None,
-) -> int:
-    """Append ``(execution_id, seq, stream, text)`` chunks in one round trip (async twin of
-    `scitq.db.queries.execution_append_output`)."""
-    params = {
-        "worker_id": worker_id,
-        "execution_ids": [chunk[0] for chunk in chunks],
-        "seqs": [chunk[1] for chunk in chunks],
-        "streams": [chunk[2] for chunk in chunks],
-        "texts": [to_storable(chunk[3]) for chunk in chunks],
-        "now": now,
-    }
-    try:
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql.queries()["execution_append_output"], params)
-            row = await cur.fetchone()
-    except psycopg.Error as exc:
-        raise translate_error(exc) from exc
-    return int(row["count"]) if row else 0
 
 
 def _storable(text: str) -> bytes:
