@@ -19,79 +19,33 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     SmallInteger,
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, ENUM, JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
 
-SCHEMA = "scitq"
-
-metadata = MetaData(
-    schema=SCHEMA,
-    naming_convention={
-        "ix": "%(table_name)s_%(column_0_N_name)s_idx",
-        "uq": "%(table_name)s_%(column_0_N_name)s_key",
-        "ck": "%(table_name)s_%(constraint_name)s_check",
-        "fk": "%(table_name)s_%(column_0_name)s_fkey",
-        "pk": "%(table_name)s_pkey",
-    },
+# SCHEMA and metadata are re-exported: Alembic and the schema tools take them from here
+from scitq.db.model_base import (
+    CLOUD_OPERATION_KIND,
+    CLOUD_OPERATION_STATUS,
+    EXECUTION_STATUS,
+    FAILURE_CLASS,
+    INSTANCE_STATUS,
+    NOW,
+    OUTPUT_STREAM,
+    SIGNAL_KIND,
+    TASK_STATUS,
+    WORKER_STATUS,
+    Base,
 )
-
-
-def _enum(name: str, *values: str) -> ENUM:
-    return ENUM(*values, name=name, schema=SCHEMA, metadata=metadata, create_type=True)
-
-
-#: waiting: dependencies unmet; pending: runnable (once available_at has passed);
-#: assigned: claimed by a worker (prefetch or download); running: command started;
-#: succeeded / failed: final outcome of the last attempt, no retry left for failed;
-#: paused: held back by a user; canceled: by a user or because a dependency failed.
-TASK_STATUS = _enum(
-    "task_status",
-    "waiting",
-    "pending",
-    "assigned",
-    "running",
-    "succeeded",
-    "failed",
-    "paused",
-    "canceled",
+from scitq.db.model_base import (
+    SCHEMA as SCHEMA,
 )
-#: Live statuses are assigned, downloading, running, uploading; the others are final.
-EXECUTION_STATUS = _enum(
-    "execution_status",
-    "assigned",
-    "downloading",
-    "running",
-    "uploading",
-    "succeeded",
-    "failed",
-    "lost",
-    "canceled",
-    "timeout",
+from scitq.db.model_base import (
+    metadata as metadata,
 )
-FAILURE_CLASS = _enum(
-    "failure_class", "exit", "timeout", "oom", "download", "upload", "lost", "canceled"
-)
-OUTPUT_STREAM = _enum("output_stream", "stdout", "stderr", "scitq")
-SIGNAL_KIND = _enum("signal_kind", "pause", "resume", "term", "kill")
-WORKER_STATUS = _enum("worker_status", "online", "stopped")
-CLOUD_OPERATION_KIND = _enum("cloud_operation_kind", "deploy", "destroy")
-CLOUD_OPERATION_STATUS = _enum(
-    "cloud_operation_status", "pending", "running", "succeeded", "failed"
-)
-INSTANCE_STATUS = _enum(
-    "instance_status", "requested", "building", "active", "deleting", "deleted", "error"
-)
-
-NOW = text("now()")
-
-
-class Base(DeclarativeBase):
-    metadata = metadata
 
 
 class Batch(Base):
