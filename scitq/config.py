@@ -112,10 +112,92 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class S3Settings:
+    """How to reach S3 (``[transfer.s3]``, ``SCITQ_S3_*``).
+
+    Anything left None falls back to boto3's own resolution: ``AWS_*`` environment
+    variables, ``~/.aws/config`` and ``~/.aws/credentials``, instance roles.
+    Credentials are never repr'd (they must not reach logs).
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    #: Files larger than this are sent and fetched in parts of this size.
+    multipart_threshold: int = 8 * 2**20
+    multipart_chunksize: int = 8 * 2**20
+    #: Parallel parts per file.
+    max_concurrency: int = 4
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FtpSettings:
+    """FTP credentials (``[transfer.ftp]``, ``SCITQ_FTP_*``).
+
+    Without a user, the ``.netrc`` entry for the host is used, then anonymous login.
+    """
+
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    netrc: Path | None = field(default_factory=lambda: Path.home() / ".netrc")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnaSettings:
+    """Where ``run+fastq://`` and ``run+submitted://`` find public sequencing data
+    (``[transfer.ena]``, ``SCITQ_ENA_*``, ``SCITQ_SRA_URL``; docs/transfer-ena.md).
+
+    Attributes:
+        portal_url: the ENA portal API (its ``filereport`` endpoint lists a run's files).
+        sra_url: where SRA objects are fetched for ``@sra`` (``<sra_url>/<acc>/<acc>``).
+        https_base: replaces ``https://<host>`` of the file locations ENA reports (a
+            mirror of ftp.sra.ebi.ac.uk); None downloads from the reported host.
+        ftp_base: the same for FTP (``ftp://mirror.example.org:2121``).
+        ca_file: extra certificate authorities (PEM) trusted for these HTTPS services.
+        fasterq_dump: the sra-tools command that converts SRA objects (``@sra``).
+    """
+
+    portal_url: str = "https://www.ebi.ac.uk/ena/portal/api"
+    sra_url: str = "https://sra-pub-run-odp.s3.amazonaws.com/sra"
+    https_base: str | None = None
+    ftp_base: str | None = None
+    ca_file: Path | None = None
+    fasterq_dump: str = "fasterq-dump"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferSettings:
+    """How data is staged (``[transfer]``, ``SCITQ_TRANSFER_*``; docs/transfer.md)."""
+
+    s3: S3Settings = field(default_factory=S3Settings)
+    ftp: FtpSettings = field(default_factory=FtpSettings)
+    ena: EnaSettings = field(default_factory=EnaSettings)
+    #: Attempts after the first one, per item.
+    retries: int = 3
+    #: Back-off before retry n is min(max, base * 2**n) * a random factor in [0.5, 1].
+    backoff_base_seconds: float = 2.0
+    backoff_max_seconds: float = 120.0
+    #: Files moved at once by one staging call.
+    parallel: int = 4
+    #: Per-item timeout: base + size / min_rate (a stalled transfer ends, a big one may
+    #: take its time).
+    timeout_base_seconds: float = 300.0
+    timeout_min_rate_bytes: float = 1 * 2**20
+    #: Connection and read (idle socket) timeouts for network schemes.
+    connect_timeout_seconds: float = 30.0
+    read_timeout_seconds: float = 120.0
+    #: Where resources are cached, one download per URI for all tasks of the machine.
+    cache_dir: Path = field(default_factory=lambda: default_data_dir() / "resources")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """All scitq settings; processes take the part they need."""
 
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    transfer: TransferSettings = field(default_factory=TransferSettings)
 
     def with_database_url(self, url: str | None) -> Settings:
         """Return a copy pointed at another database (``None``: embedded)."""
@@ -145,6 +227,98 @@ def _read_config_file(environ: Mapping[str, str]) -> dict[str, Any]:
         raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
 
 
+def _table(file: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = file.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] in the configuration file must be a table")
+    return value
+
+
+def _number(text: Any, name: str, kind: type[int] | type[float]) -> Any:
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, not {text!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative ({value})")
+    return value
+
+
+def _transfer_settings(env: Mapping[str, str], file: Mapping[str, Any]) -> TransferSettings:
+    """``[transfer]``, ``[transfer.s3]``, ``[transfer.ftp]`` and their variables."""
+    section = _table(file, "transfer")
+    s3_file = _table(section, "s3")
+    ftp_file = _table(section, "ftp")
+
+    def pick(variable: str, table: Mapping[str, Any], key: str) -> Any:
+        return env.get(variable) or table.get(key)
+
+    defaults = TransferSettings()
+    s3 = S3Settings(
+        endpoint_url=pick("SCITQ_S3_ENDPOINT_URL", s3_file, "endpoint_url"),
+        region=pick("SCITQ_S3_REGION", s3_file, "region"),
+        profile=pick("SCITQ_S3_PROFILE", s3_file, "profile"),
+        access_key_id=pick("SCITQ_S3_ACCESS_KEY_ID", s3_file, "access_key_id"),
+        secret_access_key=pick("SCITQ_S3_SECRET_ACCESS_KEY", s3_file, "secret_access_key"),
+    )
+    netrc_text = pick("SCITQ_NETRC", ftp_file, "netrc") or env.get("NETRC")
+    ftp = FtpSettings(
+        user=pick("SCITQ_FTP_USER", ftp_file, "user"),
+        password=pick("SCITQ_FTP_PASSWORD", ftp_file, "password"),
+        netrc=Path(netrc_text).expanduser() if netrc_text else FtpSettings().netrc,
+    )
+    numbers: dict[str, Any] = {}
+    for key, kind in (
+        ("retries", int),
+        ("backoff_base_seconds", float),
+        ("backoff_max_seconds", float),
+        ("parallel", int),
+        ("timeout_base_seconds", float),
+        ("timeout_min_rate_bytes", float),
+        ("connect_timeout_seconds", float),
+        ("read_timeout_seconds", float),
+    ):
+        variable = f"SCITQ_TRANSFER_{key.upper()}"
+        value = pick(variable, section, key)
+        if value is not None:
+            numbers[key] = _number(value, variable if env.get(variable) else key, kind)
+    if numbers.get("parallel") == 0:
+        raise ConfigError("transfer parallel must be at least 1")
+    cache_text = pick("SCITQ_RESOURCE_CACHE_DIR", section, "cache_dir")
+    cache_dir = Path(cache_text).expanduser() if cache_text else defaults.cache_dir
+    return TransferSettings(
+        s3=s3, ftp=ftp, ena=_ena_settings(env, section), cache_dir=cache_dir, **numbers
+    )
+
+
+def _ena_settings(env: Mapping[str, str], transfer: Mapping[str, Any]) -> EnaSettings:
+    """``[transfer.ena]`` and its variables (``SCITQ_ENA_*``, ``SCITQ_SRA_URL``)."""
+    table = _table(transfer, "ena")
+    defaults = EnaSettings()
+    values: dict[str, Any] = {}
+    for key, variable in (
+        ("portal_url", "SCITQ_ENA_PORTAL_URL"),
+        ("sra_url", "SCITQ_SRA_URL"),
+        ("https_base", "SCITQ_ENA_HTTPS_BASE"),
+        ("ftp_base", "SCITQ_ENA_FTP_BASE"),
+        ("ca_file", "SCITQ_ENA_CA_FILE"),
+        ("fasterq_dump", "SCITQ_FASTERQ_DUMP"),
+    ):
+        value = env.get(variable) or table.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"transfer.ena {key} must be a non-empty string, not {value!r}")
+        values[key] = value
+    for key in ("portal_url", "sra_url", "https_base", "ftp_base"):
+        url = values.get(key, getattr(defaults, key))
+        if url is not None and "://" not in url:
+            raise ConfigError(f"transfer.ena {key} must be a URL (scheme://host...), not {url!r}")
+    if "ca_file" in values:
+        values["ca_file"] = Path(values["ca_file"]).expanduser()
+    return EnaSettings(**values)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from the environment and the configuration file.
 
@@ -162,4 +336,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         url = ""  # libpq reads PG* itself
     data_dir_text = env.get("SCITQ_DATA_DIR") or db_file.get("data_dir")
     data_dir = Path(data_dir_text).expanduser() if data_dir_text else default_data_dir()
-    return Settings(database=DatabaseSettings(url=url, data_dir=data_dir))
+    return Settings(
+        database=DatabaseSettings(url=url, data_dir=data_dir),
+        transfer=_transfer_settings(env, file),
+    )

@@ -85,3 +85,30 @@ class WaitTimeout(ScitqError):
     """A wait ended before the batch did."""
 
     exit_code = 9
+
+
+class InvalidUri(InvalidArgument):
+    """A data URI is malformed or uses an unknown scheme."""
+
+
+class TransferError(ScitqError):
+    """A download or an upload failed.
+
+    Attributes:
+        uri: the URI that failed (never holds a password).
+        reason: why, in one line.
+        direction: ``download`` or ``upload`` (the execution failure class).
+        retryable: False when trying again cannot help (missing object, refused
+            credentials, corrupt archive); transient network errors are retryable.
+    """
+
+    exit_code = 10
+
+    def __init__(
+        self, uri: str, reason: str, *, direction: str = "download", retryable: bool = True
+    ) -> None:
+        super().__init__(f"{direction} of {uri} failed: {reason}")
+        self.uri = uri
+        self.reason = reason
+        self.direction = direction
+        self.retryable = retryable
