@@ -319,6 +319,8 @@ class Recruiter(Base):
         CheckConstraint("prefetch >= 0", name="prefetch"),
         CheckConstraint("min_workers >= 0 AND max_workers >= min_workers", name="worker_bounds"),
         CheckConstraint("tasks_per_worker >= 1", name="tasks_per_worker"),
+        # one rule per rank and batch (v1's primary key)
+        Index("recruiter_batch_id_rank_idx", "batch_id", "rank", unique=True),
     )
 
 
@@ -341,6 +343,30 @@ class Instance(Base):
     status: Mapped[str] = mapped_column(INSTANCE_STATUS, server_default=text("'requested'"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The recruiter that asked for it; NULL for `scitq worker deploy` (or a deleted rule).
+    recruiter_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("recruiter.id", ondelete="SET NULL")
+    )
+    #: What its agent serves, and how.
+    batch: Mapped[str | None] = mapped_column(Text)
+    concurrency: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    prefetch: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    #: Kept when idle (copied to its worker once it registers).
+    is_permanent: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    #: When its worker first registered (the instance became active).
+    active_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("concurrency >= 1", name="concurrency"),
+        CheckConstraint("prefetch >= 0", name="prefetch"),
+        # a worker name is an instance name: at most one live instance per name
+        Index(
+            "instance_name_live_idx",
+            "name",
+            unique=True,
+            postgresql_where=text("status <> 'deleted'"),
+        ),
+    )
 
 
 class CloudOperation(Base):
@@ -365,8 +391,24 @@ class CloudOperation(Base):
     error_class: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    #: The last error, on one line (the log has the details).
+    error: Mapped[str | None] = mapped_column(Text)
+    #: A pending operation is not started before this time (back-off after a failure).
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (CheckConstraint("progress BETWEEN 0 AND 100", name="progress"),)
+    __table_args__ = (
+        CheckConstraint("progress BETWEEN 0 AND 100", name="progress"),
+        CheckConstraint(
+            "error_class IN ('quota', 'auth', 'capacity', 'transient', 'config', 'unknown')",
+            name="error_class",
+        ),
+        Index(
+            "cloud_operation_status_idx",
+            "status",
+            postgresql_where=text("status IN ('pending', 'running')"),
+        ),
+    )
 
 
 class SchedulerDecision(Base):
