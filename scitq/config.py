@@ -7,6 +7,7 @@ Precedence, highest first: command-line flags (applied by the CLI on top of what
 
 from __future__ import annotations
 
+import netrc
 import os
 import socket
 import tomllib
@@ -317,6 +318,31 @@ def _ena_settings(env: Mapping[str, str], transfer: Mapping[str, Any]) -> EnaSet
     if "ca_file" in values:
         values["ca_file"] = Path(values["ca_file"]).expanduser()
     return EnaSettings(**values)
+
+
+def netrc_login(path: Path | None, host: str, user: str | None = None) -> tuple[str, str] | None:
+    """The (login, password) a ``.netrc`` file gives for ``host``, or None.
+
+    Args:
+        path: the file (`FtpSettings.netrc`); None or a missing file: no entry.
+        host: the machine name to look up (``default`` entries apply too).
+        user: when given, the entry must be for this login.
+
+    Raises:
+        ConfigError: the file exists but cannot be parsed.
+    """
+    if path is None or not path.is_file():
+        return None
+    try:
+        entry = netrc.netrc(str(path)).authenticators(host)
+    except (OSError, netrc.NetrcParseError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if entry is None:
+        return None
+    login, _account, password = entry
+    if user is not None and login != user:
+        return None
+    return login, password or ""
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

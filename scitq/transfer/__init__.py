@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Literal
 
 from scitq.errors import InvalidUri
+from scitq.transfer.cache import ResourceCache
 from scitq.transfer.schemes import (
     Progress,
     RemoteEntry,
@@ -25,6 +26,7 @@ from scitq.transfer.schemes import (
     scheme_info,
     transport_for,
 )
+from scitq.transfer.staging import fetch, fetch_with_retries, stage_inputs, upload_outputs
 from scitq.transfer.uri import Action, Uri, parse_uri
 
 Role = Literal["input", "resource", "output"]
@@ -33,13 +35,18 @@ __all__ = [
     "Action",
     "Progress",
     "RemoteEntry",
+    "ResourceCache",
     "Role",
     "Transport",
     "Uri",
+    "fetch",
+    "fetch_with_retries",
     "known_schemes",
     "parse_uri",
     "register_scheme",
+    "stage_inputs",
     "transport_for",
+    "upload_outputs",
     "validate_uri",
 ]
 

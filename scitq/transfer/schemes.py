@@ -102,6 +102,12 @@ def _check_s3(uri: Uri) -> None:
         raise InvalidUri(f"s3 takes no @options: {uri.text!r}")
 
 
+def _check_run(uri: Uri) -> None:
+    from scitq.transfer.ena import check_run_uri  # run+fastq, run+submitted
+
+    check_run_uri(uri)
+
+
 @dataclass(frozen=True, slots=True)
 class SchemeInfo:
     """A registered scheme.
@@ -127,6 +133,8 @@ BUILTIN_SCHEMES: dict[str, SchemeInfo] = {
     "https": SchemeInfo(
         "scitq.transfer.http:HttpTransport", upload=False, check=_needs_authority("host")
     ),
+    "run+fastq": SchemeInfo("scitq.transfer.ena:RunTransport", upload=False, check=_check_run),
+    "run+submitted": SchemeInfo("scitq.transfer.ena:RunTransport", upload=False, check=_check_run),
 }
 
 _registry: dict[str, SchemeInfo] = dict(BUILTIN_SCHEMES)

@@ -1,0 +1,192 @@
+"""The resource cache: each resource URI downloaded once per machine, then linked.
+
+Layout of the cache directory::
+
+    index.json          URI -> {"key", "bytes", "fetched_at"}, rewritten atomically
+    index.lock          serialises index updates (fcntl.flock)
+    locks/<key>.lock    one per URI: the process holding it downloads, others wait
+    items/<key>/        the resource, actions applied, files read-only
+
+The key is a hash of the exact URI text (actions included, as in v1), so
+``s3://b/ref.tgz`` and ``s3://b/ref.tgz|untar`` are two resources. ``flock`` locks are
+held per open file, so they serialise threads of one process as well as processes;
+the index survives restarts, and an item whose directory vanished is fetched again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from scitq.config import TransferSettings
+from scitq.errors import TransferError
+from scitq.transfer.localfs import atomic_path, walk_files
+from scitq.transfer.schemes import Progress
+from scitq.transfer.staging import as_uri, fetch_with_retries
+from scitq.transfer.uri import Uri
+
+log = logging.getLogger(__name__)
+
+_READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def cache_key(uri: str) -> str:
+    """The directory name of a URI in the cache."""
+    return hashlib.sha256(uri.encode()).hexdigest()[:32]
+
+
+class ResourceCache:
+    """Resources downloaded once per cache directory and linked read-only into tasks.
+
+    Args:
+        settings: transfer settings; ``settings.cache_dir`` is the cache directory.
+    """
+
+    def __init__(self, settings: TransferSettings) -> None:
+        self.settings = settings
+        self.root = settings.cache_dir
+
+    # -- index ---------------------------------------------------------------------
+
+    def _read_index(self) -> dict[str, Any]:
+        try:
+            with (self.root / "index.json").open() as stream:
+                index: dict[str, Any] = json.load(stream)
+                return index
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("resource index unreadable, starting over", extra={"error": str(exc)})
+            return {}
+
+    def _update_index(self, uri: str, entry: dict[str, Any] | None) -> None:
+        with _flock(self.root / "index.lock"):
+            index = self._read_index()
+            if entry is None:
+                index.pop(uri, None)
+            else:
+                index[uri] = entry
+            with atomic_path(self.root / "index.json") as temporary:
+                temporary.write_text(json.dumps(index, indent=1, sort_keys=True))
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """The cached URIs and their index entries (key, bytes, fetched_at)."""
+        return self._read_index()
+
+    # -- items ---------------------------------------------------------------------
+
+    def _item_dir(self, key: str) -> Path:
+        return self.root / "items" / key
+
+    def get(self, uri: Uri | str, *, progress: Progress | None = None) -> tuple[Path, int]:
+        """The local directory holding ``uri``, downloading it first if needed.
+
+        Concurrent callers (threads or processes) for the same URI wait while one of
+        them downloads; then all get the same directory.
+
+        Returns:
+            (directory, bytes downloaded by this call: 0 when it was cached).
+
+        Raises:
+            TransferError: the download failed (after retries); nothing is cached and the
+                next call tries again.
+        """
+        parsed = as_uri(uri)
+        key = cache_key(parsed.text)
+        item = self._item_dir(key)
+        with _flock(self.root / "locks" / f"{key}.lock"):
+            entry = self._read_index().get(parsed.text)
+            if entry is not None and item.is_dir():
+                return item, 0
+            shutil.rmtree(item, ignore_errors=True)  # a half-removed or unindexed item
+            building = item.with_name(f".{key}.building")
+            if building.exists():
+                self._make_writable(building)
+                shutil.rmtree(building)  # left by a killed process
+            size = fetch_with_retries(parsed, building, self.settings, progress=progress)
+            self._make_read_only(building)
+            os.replace(building, item)
+            self._update_index(parsed.text, {"key": key, "bytes": size, "fetched_at": time.time()})
+            log.info("resource cached", extra={"uri": parsed.text, "bytes": size})
+            return item, size
+
+    @staticmethod
+    def _make_read_only(root: Path) -> None:
+        for path, _relative in walk_files(root):
+            os.chmod(path, stat.S_IMODE(path.stat().st_mode) & ~0o222 | _READ_ONLY)
+
+    @staticmethod
+    def _make_writable(root: Path) -> None:
+        for directory, _subdirs, files in os.walk(root):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    os.chmod(Path(directory, name), 0o644)
+
+    def forget(self, uri: Uri | str) -> None:
+        """Drop ``uri`` from the cache (the next `get` downloads it again)."""
+        parsed = as_uri(uri)
+        key = cache_key(parsed.text)
+        with _flock(self.root / "locks" / f"{key}.lock"):
+            self._update_index(parsed.text, None)
+            item = self._item_dir(key)
+            if item.exists():
+                self._make_writable(item)
+                shutil.rmtree(item)
+
+    def link_into(
+        self, uri: Uri | str, task_resource_dir: Path, *, progress: Progress | None = None
+    ) -> int:
+        """Make ``uri``'s files appear, read-only, in ``task_resource_dir``.
+
+        Files are hard links to the cached copy (read-only copies when the task
+        directory is on another filesystem). A file of the same name already there is
+        replaced (the later resource wins, as in v1).
+
+        Returns:
+            The bytes downloaded for this call (0 when the resource was cached).
+
+        Raises:
+            TransferError: the download failed.
+        """
+        item, downloaded = self.get(uri, progress=progress)
+        parsed = as_uri(uri)
+        try:
+            for path, relative in walk_files(item):
+                target = task_resource_dir / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.exists() or target.is_symlink():
+                    if os.path.samefile(path, target):
+                        continue
+                    target.unlink()
+                try:
+                    os.link(path, target)
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                        raise
+                    shutil.copyfile(path, target)
+                    os.chmod(target, _READ_ONLY)
+        except OSError as exc:
+            raise TransferError(parsed.text, f"cannot link the cached resource: {exc}") from exc
+        return downloaded

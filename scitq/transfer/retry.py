@@ -1,0 +1,95 @@
+"""Retries with exponential back-off and jitter, and deadlines that grow with size."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from scitq.config import TransferSettings
+from scitq.errors import TransferError
+from scitq.transfer.schemes import Progress
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Cancelled(TransferError):
+    """A transfer stopped because its deadline passed or a sibling failed."""
+
+
+def backoff_seconds(attempt: int, settings: TransferSettings) -> float:
+    """The pause before retry number ``attempt`` (0-based): exponential, capped, jittered."""
+    ceiling = min(settings.backoff_max_seconds, settings.backoff_base_seconds * 2**attempt)
+    return float(ceiling * random.uniform(0.5, 1.0))  # jitter, not security
+
+
+def item_timeout(size: int, settings: TransferSettings) -> float:
+    """The time one item may take: a base plus its size at the slowest accepted rate."""
+    rate = max(settings.timeout_min_rate_bytes, 1.0)
+    return settings.timeout_base_seconds + size / rate
+
+
+def guarded_progress(
+    uri: str,
+    direction: str,
+    deadline: float | None,
+    stop: threading.Event | None,
+    progress: Progress | None,
+) -> Progress:
+    """A progress callback that also ends the transfer past ``deadline`` or on ``stop``.
+
+    Transports call progress after every chunk, so raising here aborts them between
+    chunks; a stall without chunks is ended by the sockets' read timeouts.
+    """
+
+    def report(count: int) -> None:
+        if stop is not None and stop.is_set():
+            raise Cancelled(uri, "canceled", direction=direction, retryable=False)
+        if deadline is not None and time.monotonic() > deadline:
+            raise Cancelled(uri, "timed out", direction=direction)
+        if progress is not None:
+            progress(count)
+
+    return report
+
+
+def with_retries(
+    action: Callable[[int], T],
+    settings: TransferSettings,
+    uri: str,
+    stop: threading.Event | None = None,
+) -> T:
+    """Call ``action(attempt)`` until it succeeds, retrying retryable `TransferError`s.
+
+    Args:
+        action: one attempt; receives the attempt number (0 first).
+        settings: ``retries`` and the back-off parameters.
+        uri: for logs.
+        stop: when set, no further attempt starts.
+
+    Raises:
+        TransferError: the last failure, or the first that is not retryable.
+    """
+    attempt = 0
+    while True:
+        try:
+            return action(attempt)
+        except TransferError as exc:
+            if not exc.retryable or attempt >= settings.retries or (stop and stop.is_set()):
+                raise
+            pause = backoff_seconds(attempt, settings)
+            log.warning(
+                "transfer failed, retrying",
+                extra={"uri": uri, "reason": exc.reason, "attempt": attempt + 1, "pause": pause},
+            )
+            if stop is not None:
+                if stop.wait(pause):
+                    raise
+            else:
+                time.sleep(pause)
+            attempt += 1
