@@ -228,7 +228,7 @@ def _read_config_file(environ: Mapping[str, str]) -> dict[str, Any]:
         raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
 
 
-def _table(file: Mapping[str, Any], name: str) -> dict[str, Any]:
+def _transfer_table(file: Mapping[str, Any], name: str) -> dict[str, Any]:
     value = file.get(name, {})
     if not isinstance(value, dict):
         raise ConfigError(f"[{name}] in the configuration file must be a table")
@@ -247,9 +247,9 @@ def _number(text: Any, name: str, kind: type[int] | type[float]) -> Any:
 
 def _transfer_settings(env: Mapping[str, str], file: Mapping[str, Any]) -> TransferSettings:
     """``[transfer]``, ``[transfer.s3]``, ``[transfer.ftp]`` and their variables."""
-    section = _table(file, "transfer")
-    s3_file = _table(section, "s3")
-    ftp_file = _table(section, "ftp")
+    section = _transfer_table(file, "transfer")
+    s3_file = _transfer_table(section, "s3")
+    ftp_file = _transfer_table(section, "ftp")
 
     def pick(variable: str, table: Mapping[str, Any], key: str) -> Any:
         return env.get(variable) or table.get(key)
@@ -294,7 +294,7 @@ def _transfer_settings(env: Mapping[str, str], file: Mapping[str, Any]) -> Trans
 
 def _ena_settings(env: Mapping[str, str], transfer: Mapping[str, Any]) -> EnaSettings:
     """``[transfer.ena]`` and its variables (``SCITQ_ENA_*``, ``SCITQ_SRA_URL``)."""
-    table = _table(transfer, "ena")
+    table = _transfer_table(transfer, "ena")
     defaults = EnaSettings()
     values: dict[str, Any] = {}
     for key, variable in (
