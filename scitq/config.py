@@ -198,6 +198,7 @@ class Settings:
     """All scitq settings; processes take the part they need."""
 
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     transfer: TransferSettings = field(default_factory=TransferSettings)
 
     def with_database_url(self, url: str | None) -> Settings:
@@ -364,5 +365,37 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     data_dir = Path(data_dir_text).expanduser() if data_dir_text else default_data_dir()
     return Settings(
         database=DatabaseSettings(url=url, data_dir=data_dir),
+        web=_web_settings(env, file.get("web", {}), data_dir),
         transfer=_transfer_settings(env, file),
+    )
+
+
+def _web_settings(env: Mapping[str, str], table: Any, data_dir: Path) -> WebSettings:
+    """The ``[web]`` table, overridden by ``SCITQ_WEB_*`` variables."""
+    if not isinstance(table, dict):
+        raise ConfigError("[web] in the configuration file must be a table")
+
+    def value(key: str) -> Any:
+        return env.get(f"SCITQ_WEB_{key.upper()}") or table.get(key)
+
+    def integer(key: str, default: int, low: int, high: int) -> int:
+        raw = value(key)
+        if raw is None:
+            return default
+        try:
+            number = int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"web {key} must be a whole number, not {raw!r}") from None
+        if not low <= number <= high:
+            raise ConfigError(f"web {key} must be between {low} and {high}, not {number}")
+        return number
+
+    key_file = value("secret_key_file")
+    return WebSettings(
+        host=str(value("host") or "127.0.0.1"),
+        port=integer("port", 5000, 0, 65535),
+        secret_key=value("secret_key") or None,
+        secret_key_file=Path(key_file).expanduser() if key_file else data_dir / "web-secret-key",
+        trusted_header=value("trusted_header") or None,
+        threads=integer("threads", 8, 1, 256),
     )

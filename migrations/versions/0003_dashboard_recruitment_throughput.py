@@ -27,6 +27,25 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     # -- dashboard (issue 6) --
+    op.create_table(
+        "web_user",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("name", sa.Text(), nullable=False),
+        sa.Column("password_hash", sa.Text(), nullable=False),
+        sa.Column("role", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint("name <> '' AND name !~ '[[:cntrl:]]'", name=op.f("web_user_name_check")),
+        sa.CheckConstraint("role IN ('admin', 'viewer')", name=op.f("web_user_role_check")),
+        sa.PrimaryKeyConstraint("id", name=op.f("web_user_pkey")),
+        sa.UniqueConstraint("name", name=op.f("web_user_name_key")),
+        schema="scitq",
+    )
+    op.create_index(
+        "execution_finished_at_idx", "execution", ["finished_at"], unique=False, schema="scitq",
+        postgresql_where=sa.text("finished_at IS NOT NULL"),
+    )
+    # -- end dashboard --
     # -- recruitment (issue 9) --
     _upgrade_recruitment()
     # -- agent throughput and listing indexes (issues 3, 5) --
@@ -39,11 +58,17 @@ def downgrade() -> None:
     # -- recruitment (issue 9) --
     _downgrade_recruitment()
     # -- dashboard (issue 6) --
+    op.drop_index("execution_finished_at_idx", table_name="execution", schema="scitq")
+    op.drop_table("web_user", schema="scitq")
+    # -- end dashboard --
     run_frozen_sql(op.get_bind(), "0002")
 
 
 # Views and functions that 0003 adds, dropped before the tables they use.
 DROP_ROUTINES = """
+DROP FUNCTION IF EXISTS scitq.web_user_set_v1(text, text, text, timestamptz);
+DROP FUNCTION IF EXISTS scitq.web_user_record_login_v1(text, timestamptz);
+DROP FUNCTION IF EXISTS scitq.web_user_delete_v1(text);
 DROP VIEW IF EXISTS scitq.cloud_operation_overview;
 DROP VIEW IF EXISTS scitq.instance_overview;
 DROP VIEW IF EXISTS scitq.recruiter_overview;

@@ -252,6 +252,13 @@ class Execution(Base):
             "worker_id",
             postgresql_where=text("status IN ('assigned', 'downloading', 'running', 'uploading')"),
         ),
+        # The dashboard's throughput chart: attempts ended in the last hour. Partial, so
+        # the updates of live executions (heartbeats, phases) never touch it.
+        Index(
+            "execution_finished_at_idx",
+            "finished_at",
+            postgresql_where=text("finished_at IS NOT NULL"),
+        ),
         CheckConstraint("attempt >= 1", name="attempt"),
     )
 
@@ -454,4 +461,24 @@ class WorkerLiveness(Base):
 
     __table_args__ = (
         CheckConstraint("liveness IN ('online', 'offline', 'stopped')", name="liveness"),
+    )
+
+
+class WebUser(Base):
+    """A person who may log in to the web dashboard (issue 6)."""
+
+    __tablename__ = "web_user"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    #: A werkzeug password hash (``scrypt:...``); never shown, never logged.
+    password_hash: Mapped[str] = mapped_column(Text)
+    #: admin: may act (pause, retry, edit workers...); viewer: may only look.
+    role: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("name <> '' AND name !~ '[[:cntrl:]]'", name="name"),
+        CheckConstraint("role IN ('admin', 'viewer')", name="role"),
     )

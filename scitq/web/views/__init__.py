@@ -1,0 +1,1 @@
+"""The dashboard's blueprints, one per area: overview, batches, tasks, workers, cloud."""

@@ -1,0 +1,229 @@
+"""Tasks: a filtered, keyset-paginated list; a task's page with every attempt, why it
+waits, its resources and the output of an attempt that follows while it runs and pages
+back through logs of any size; the task actions of ``scitq task``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from flask import Blueprint, abort, render_template, request, url_for
+
+from scitq.client import FINAL_TASK_STATUSES, TASK_STATUSES
+from scitq.db import dashboard, listing, queries
+from scitq.db.listing import Execution, LogChunk, Task
+from scitq.errors import InvalidArgument, NotFound, ScitqError
+from scitq.web.db import get_conn
+from scitq.web.htmx import is_htmx, render
+from scitq.web.responses import acted, go_to, refused
+
+blueprint = Blueprint("tasks", __name__, url_prefix="/tasks")
+
+PAGE_SIZE = 50
+#: Output chunks read for one page of log, and the most text shown at once (a chunk is
+#: at most 64 KiB): older output is one click away.
+LOG_CHUNKS = 64
+LOG_BYTES = 256 * 1024
+ACTIONS: dict[str, Callable[[Any, Sequence[int]], Any]] = {
+    "pause": queries.task_pause,
+    "resume": queries.task_resume,
+    "retry": queries.task_retry,
+    "cancel": queries.task_cancel,
+    "delete": queries.task_delete,
+}
+MESSAGES = {"pause": "paused", "resume": "resumed", "retry": "retried", "cancel": "canceled",
+            "delete": "deleted"}  # fmt: skip
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise InvalidArgument(f"{name} must be a whole number, not {value!r}")
+    return int(value)
+
+
+def _name_pattern(text: str) -> str | None:
+    """A name filter as an ILIKE pattern: ``%`` and ``_`` as typed, else a substring."""
+    text = text.strip()
+    if not text:
+        return None
+    return text if "%" in text or "_" in text else f"%{text}%"
+
+
+@blueprint.get("/")
+def index() -> Any:
+    filters: dict[str, Any] = {
+        "batch": request.args.get("batch", "").strip(),
+        "status": [s for s in request.args.getlist("status") if s],
+        "name": request.args.get("name", "").strip(),
+        "worker": request.args.get("worker", "").strip(),
+    }
+    error = None
+    tasks: list[Task] = []
+    try:
+        after = _int_arg("after")
+        conn = get_conn()
+        batch_id = None
+        if filters["batch"]:
+            found = listing.batch_find(conn, str(filters["batch"]))
+            if found is None:
+                raise NotFound(f"batch {filters['batch']!r} does not exist")
+            batch_id = int(found["id"])
+        tasks = dashboard.task_page(
+            conn,
+            limit=PAGE_SIZE + 1,  # one more: is there a next page?
+            after=after,
+            batch_id=batch_id,
+            statuses=list(filters["status"]),
+            name=_name_pattern(str(filters["name"])),
+            worker=str(filters["worker"]) or None,
+        )
+    except (InvalidArgument, NotFound) as exc:
+        error = str(exc)
+    more = len(tasks) > PAGE_SIZE
+    tasks = tasks[:PAGE_SIZE]
+    query: dict[str, Any] = {key: value for key, value in filters.items() if value}
+    next_url = url_for("tasks.index", **query, after=tasks[-1].id) if more and tasks else None
+    return render(
+        "tasks/index.html",
+        "tasks/_results.html",
+        tasks=tasks,
+        filters=filters,
+        statuses=TASK_STATUSES,
+        next_url=next_url,
+        first_url=url_for("tasks.index", **query) if request.args.get("after") else None,
+        error=error,
+    ), (400 if error else 200)
+
+
+def _task(task_id: int) -> Task:
+    found = listing.task_list(get_conn(), limit=1, task_ids=[task_id])
+    if not found:
+        abort(404, description=f"task {task_id} does not exist")
+    return found[0]
+
+
+def _summary_context(task_id: int) -> dict[str, Any]:
+    conn = get_conn()
+    task = _task(task_id)
+    return {
+        "task": task,
+        "executions": listing.task_executions(conn, task_id),
+        "dependencies": listing.task_dependencies(conn, task_id),
+        "explanation": listing.task_explain(conn, task_id),
+        "is_final": task.status in FINAL_TASK_STATUSES,
+    }
+
+
+def _chosen(executions: Sequence[Execution], attempt: int | None) -> Execution | None:
+    for execution in reversed(executions):
+        if attempt is None or execution.attempt == attempt:
+            return execution
+    return None
+
+
+def _bounded(chunks: list[LogChunk]) -> list[LogChunk]:
+    """The newest chunks whose text fits in LOG_BYTES (at least one)."""
+    kept: list[LogChunk] = []
+    total = 0
+    for chunk in reversed(chunks):
+        total += len(chunk.text)
+        if kept and total > LOG_BYTES:
+            break
+        kept.append(chunk)
+    return kept[::-1]
+
+
+@blueprint.get("/<int:task_id>")
+def detail(task_id: int) -> str:
+    """The task page; for htmx (re-polled until the task ends) its summary only."""
+    context = _summary_context(task_id)
+    if is_htmx():
+        return render_template("tasks/_summary.html", **context)
+    attempt = _int_arg("attempt")
+    execution = _chosen(context["executions"], attempt)
+    chunks: list[LogChunk] = []
+    if execution is not None:
+        chunks = _bounded(listing.execution_output_tail(get_conn(), execution.id, limit=LOG_CHUNKS))
+    return render_template(
+        "tasks/detail.html",
+        execution=execution,
+        chunks=chunks,
+        earlier=bool(chunks) and chunks[0].seq > 0,
+        last_seq=chunks[-1].seq if chunks else -1,
+        **context,
+    )
+
+
+def _execution_arg(task_id: int) -> Execution:
+    execution_id = _int_arg("execution")
+    execution = None if execution_id is None else listing.execution_get(get_conn(), execution_id)
+    if execution is None or execution.task_id != task_id:
+        abort(404, description=f"task {task_id} has no such execution")
+    return execution
+
+
+@blueprint.get("/<int:task_id>/log")
+def log_follow(task_id: int) -> str:
+    """Output after ``after`` and, while the attempt is live, the element polling for more."""
+    execution = _execution_arg(task_id)
+    after = _int_arg("after")
+    after = -1 if after is None else after
+    conn = get_conn()
+    # the status first: output written before the end is read below
+    live = execution.is_live
+    chunks = listing.execution_output_read(conn, execution.id, after_seq=after, limit=LOG_CHUNKS)
+    return render_template(
+        "tasks/_log_follow.html",
+        task_id=task_id,
+        execution=execution,
+        chunks=chunks,
+        live=live,
+        last_seq=chunks[-1].seq if chunks else after,
+    )
+
+
+@blueprint.get("/<int:task_id>/log/earlier")
+def log_earlier(task_id: int) -> str:
+    """Output just before ``before`` and, if there is more, the button for it."""
+    execution = _execution_arg(task_id)
+    before = _int_arg("before")
+    if before is None:
+        raise InvalidArgument("before is required")
+    chunks = _bounded(
+        dashboard.execution_output_before(
+            get_conn(), execution.id, before_seq=before, limit=LOG_CHUNKS
+        )
+    )
+    return render_template(
+        "tasks/_log_earlier.html",
+        task_id=task_id,
+        execution=execution,
+        chunks=chunks,
+        earlier=bool(chunks) and chunks[0].seq > 0,
+    )
+
+
+@blueprint.post("/<int:task_id>/<action>")
+def act(task_id: int, action: str) -> Any:
+    if action not in ACTIONS:
+        abort(404)
+    back = url_for("tasks.detail", task_id=task_id)
+    try:
+        result = ACTIONS[action](get_conn(), [task_id])
+    except ScitqError as error:
+        return refused(error, back)
+    changed = result if isinstance(result, int) else len(result)
+    if not changed:
+        task = _task(task_id)
+        return refused(
+            InvalidArgument(f"task {task_id} is {task.status}: nothing to {action}"), back
+        )
+    message = f"task {task_id} {MESSAGES[action]}"
+    if action == "delete":
+        return go_to(url_for("tasks.index"), message)
+    return acted(
+        message, back, lambda: render_template("tasks/_summary.html", **_summary_context(task_id))
+    )
