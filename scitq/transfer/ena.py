@@ -318,6 +318,9 @@ class RunTransport:
                 failures.append(error)
             else:
                 raise error
+        for failure in failures:
+            if type(failure) is not TransferError:
+                raise failure  # a cancellation or deadline from the caller: pass it on
         if failures:
             raise TransferError(
                 uri.text,

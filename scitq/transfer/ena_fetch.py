@@ -182,15 +182,20 @@ def _ftp_retrieve(url: str, settings: TransferSettings, sink: Callable[[bytes], 
         ftp.login()  # public archives are anonymous
         ftp.retrbinary(f"RETR {parts.path}", sink, blocksize=_CHUNK)
     except ftplib.error_perm as exc:
+        ftp.close()
         raise FetchFailure("permanent", f"{url}: FTP {exc}") from None
     except (ftplib.error_temp, ftplib.error_reply, ftplib.error_proto) as exc:
+        ftp.close()
         raise FetchFailure("transient", f"{url}: FTP {exc}") from None
     except (OSError, EOFError) as exc:
+        ftp.close()
         raise FetchFailure(
             "transient", f"cannot reach {url}: {exc or type(exc).__name__}"
         ) from None
-    finally:
-        try:
-            ftp.quit()
-        except (OSError, EOFError, AttributeError, ftplib.Error):
-            ftp.close()  # never connected, or the server is gone
+    except BaseException:
+        ftp.close()  # aborted (deadline, cancel): do not wait for the server's reply
+        raise
+    try:
+        ftp.quit()
+    except (OSError, EOFError, ftplib.Error):
+        ftp.close()

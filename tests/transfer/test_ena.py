@@ -382,3 +382,16 @@ def test_settings_from_environment_and_file(tmp_path: Path) -> None:
     assert load_settings({}).transfer.ena == EnaSettings()
     with pytest.raises(ConfigError, match="portal_url must be a URL"):
         load_settings({"SCITQ_ENA_PORTAL_URL": "www.ebi.ac.uk"})
+
+
+def test_staged_like_any_input(ena_standin: EnaStandIn, tmp_path: Path) -> None:
+    from scitq.transfer.staging import fetch_with_retries
+
+    run = ena_standin.add_run("ERR9500095")
+    ena_standin.fail_next["/" + run.fastq[0].path] = 1
+    settings = settings_for(ena_standin)
+    fetch_with_retries("run+fastq@filter_r1://ERR9500095|gunzip|mv:reads", tmp_path, settings)
+    assert names(tmp_path) == ["reads"]
+    assert names(tmp_path / "reads") == ["ERR9500095_1.fastq"]
+    content = (tmp_path / "reads" / "ERR9500095_1.fastq").read_bytes()
+    assert content == gzip.decompress(run.fastq[0].content)
