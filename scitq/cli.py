@@ -38,6 +38,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("scitq.cli_worker", "worker"),
     "scheduler": ("scitq.cli_scheduler", "scheduler"),
     "up": ("scitq.cli_up", "up"),
+    "fetch": ("scitq.cli_fetch", "fetch"),
 }
 
 #: What replaces passwords in connection strings that are printed.

@@ -14,7 +14,12 @@ for _name in list(os.environ):
     if _name.startswith("SCITQ_") and _name != "SCITQ_TEST_DATABASE_URL":
         del os.environ[_name]
 
-pytest_plugins = ["tests.fixtures.db", "tests.fixtures.agents", "tests.fixtures.ena_standin"]
+pytest_plugins = [
+    "tests.fixtures.db",
+    "tests.fixtures.agents",
+    "tests.fixtures.ena_standin",
+    "tests.fixtures.servers",
+]
 
 
 def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
