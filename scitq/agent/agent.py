@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,8 @@ from scitq.agent.executor import CommandResult, CommandSpec, RunningCommand
 from scitq.agent.link import DatabaseLink, DatabaseUnavailable
 from scitq.agent.output import ExecutionOutput, OutputBatcher
 from scitq.agent.polling import Backoff, wait_any
+from scitq.agent.reports import Reporter
+from scitq.agent.workdirs import WorkFolders
 from scitq.config import AgentSettings
 from scitq.db import queries_async as q
 
@@ -81,12 +82,15 @@ class Agent:
         self._config_version = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.batcher: OutputBatcher | None = None
+        self.reporter: Reporter | None = None
+        self.work_folders = WorkFolders(settings.work_dir)
 
     # -- lifecycle ------------------------------------------------------------------
 
     async def run(self) -> None:
         """Register, serve until stopped, hand back what is left."""
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        self.work_folders.remove_leftovers()
         worker = await self.link.call_until_done(
             q.worker_register,
             self.settings.name,
@@ -105,6 +109,7 @@ class Agent:
             cap_bytes=self.settings.output_cap_bytes,
             on_not_live=self._on_not_live,
         )
+        self.reporter = Reporter(self.link, self.worker_id, self._on_not_live)
         logger.info(
             "worker %s (%d) serving", self.settings.name, self.worker_id,
             extra={"action": "agent_start", "worker_id": self.worker_id},
@@ -112,6 +117,7 @@ class Agent:
         side = [
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._flush_loop(), name="flush"),
+            asyncio.create_task(self.reporter.run(), name="reports"),
         ]
         if self.settings.listen:
             side.append(asyncio.create_task(self._listen_loop(), name="listen"))
@@ -240,13 +246,12 @@ class Agent:
                 result is not None and result.failure_class is None and result.return_code == 0
             )
             if succeeded or held.dead or not self.settings.keep_failed_work_dirs:
-                shutil.rmtree(held.work_dir, ignore_errors=True)
+                self.work_folders.release(held.work_dir)
             self._wake.set()
 
     def _prepare_work_dir(self, held: Held) -> CommandResult | None:
         try:
-            for sub in ("input", "output", "resource", "tmp"):
-                (held.work_dir / sub).mkdir(parents=True, exist_ok=True)
+            self.work_folders.create(held.work_dir.name)
         except OSError as exc:
             return CommandResult(
                 return_code=None, failure_class=None,
@@ -274,15 +279,9 @@ class Agent:
 
     async def _run_command(self, held: Held) -> CommandResult | None:
         claim = held.claim
-        try:
-            await self.link.call(
-                q.execution_set_phase, self.worker_id, held.execution_id, "running"
-            )
-        except DatabaseUnavailable:
-            pass  # the phase is a report; the task itself need not wait for the database
-        except errors.ExecutionNotLive:
-            held.dead = True
-            return None
+        assert self.reporter is not None
+        # a report sent with the next batch: the task need not wait for the database
+        self.reporter.set_phase(held.execution_id, "running")
         env = {str(k): str(v) for k, v in (claim.get("env") or {}).items()}
         env.update(
             INPUT=str(held.work_dir / "input"),
@@ -332,13 +331,8 @@ class Agent:
             "peak_rss_bytes": result.peak_rss_bytes,
         }
         report = {key: value for key, value in report.items() if value is not None}
-        try:
-            await self.link.call_until_done(q.execution_finish, self.worker_id, [report])
-        except errors.ExecutionNotLive:
-            logger.warning(
-                "execution %d was no longer ours at finish: result dropped", held.execution_id,
-                extra={"action": "finish_refused", "execution_id": held.execution_id},
-            )  # fmt: skip
+        assert self.reporter is not None
+        await self.reporter.finish(report)  # waits while the database is away
 
     # -- side tasks ------------------------------------------------------------------
 

@@ -44,6 +44,8 @@ from typing import Any
 
 from scitq.agent import containers
 from scitq.agent.usage import (
+    FIRST_SAMPLE_SECONDS,
+    OOM_COUNT_MAX_AGE_SECONDS,
     SAMPLE_INTERVAL_SECONDS,
     ProcessTreeSampler,
     oom_kill_count,
@@ -146,7 +148,7 @@ class RunningCommand:
         self._stderr_tail = b""
         self._sink_failed = False
         self._sampler = ProcessTreeSampler()
-        self._oom_kills_at_start = oom_kill_count()
+        self._oom_kills_at_start = oom_kill_count(max_age=OOM_COUNT_MAX_AGE_SECONDS)
         # Read after the spawn (see ProcessTreeSampler.usage).
         self._spawner_peak_rss = own_peak_rss_bytes()
         self._background: set[asyncio.Task[None]] = set()
@@ -206,16 +208,28 @@ class RunningCommand:
         for stream, fd in zip(_STREAMS, self._pipe_fds(), strict=True):
             os.set_blocking(fd, False)
             self._loop.add_reader(fd, self._read, stream, fd)
-        thread = threading.Thread(target=self._reap, args=(process.pid,), daemon=True)
-        thread.start()
+        try:
+            pidfd = os.pidfd_open(process.pid)
+        except (AttributeError, OSError):  # no pidfd (Linux < 5.3): a thread waits instead
+            thread = threading.Thread(target=self._reap, args=(process.pid,), daemon=True)
+            thread.start()
+        else:
+            self._loop.add_reader(pidfd, self._reap_exited, process.pid, pidfd)
         self._spawn(self._sample())
+
+    def _reap_exited(self, pid: int, pidfd: int) -> None:
+        # The pidfd became readable: the command has exited, so wait4 returns at once.
+        self._loop.remove_reader(pidfd)
+        os.close(pidfd)
+        self._reap(pid)
 
     def _pipe_fds(self) -> tuple[int, int]:
         assert self._process is not None and self._process.stdout and self._process.stderr
         return self._process.stdout.fileno(), self._process.stderr.fileno()
 
     def _reap(self, pid: int) -> None:
-        # Runs in its own thread: wait4 blocks until the command exits.
+        # In the loop once the pidfd says the command exited, or in a thread of its own
+        # where wait4 blocks until it does.
         result: _Exit
         try:
             _, status, rusage = os.wait4(pid, 0)
@@ -264,6 +278,10 @@ class RunningCommand:
         task.add_done_callback(self._background.discard)
 
     async def _sample(self) -> None:
+        # A short command is over before its first sample: its wait4 rusage is exact, and
+        # attaching (reading /proc) would cost more than the command itself.
+        if await self._exits_within(FIRST_SAMPLE_SECONDS):
+            return
         attempts = 0
         while not self._exited.done():
             if self._sampler.attached:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import resource
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,11 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between two samples of a running process tree.
 SAMPLE_INTERVAL_SECONDS = 0.5
+#: The first sample waits this long: shorter commands are measured by their rusage alone.
+FIRST_SAMPLE_SECONDS = 0.05
+#: How old the OOM-kill count read at a command's start may be (one read serves many
+#: short commands; the count is machine-wide, so this widens no blind spot that matters).
+OOM_COUNT_MAX_AGE_SECONDS = 0.5
 #: Share of the usable memory above which a SIGKILL is attributed to memory exhaustion.
 OOM_RSS_FRACTION = 0.9
 
@@ -145,26 +151,34 @@ class ProcessTreeSampler:
 
 
 def own_peak_rss_bytes() -> int:
-    """This process's peak RSS so far (``VmHWM``); 0 if unknown."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    """This process's peak RSS so far (``VmHWM``, as ``ru_maxrss``)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def oom_kill_count() -> int | None:
-    """The machine-wide number of OOM kills so far (``None`` if the kernel does not say)."""
+def oom_kill_count(max_age: float = 0.0) -> int | None:
+    """The machine-wide number of OOM kills so far (``None`` if the kernel does not say).
+
+    Args:
+        max_age: a count read less than this many seconds ago may be returned instead.
+    """
+    global _oom_count_cache
+    now = time.monotonic()
+    if _oom_count_cache is not None and now - _oom_count_cache[0] < max_age:
+        return _oom_count_cache[1]
+    count = None
     try:
         for line in _VMSTAT.read_text().splitlines():
             name, _, value = line.partition(" ")
             if name == "oom_kill":
-                return int(value)
+                count = int(value)
+                break
     except (OSError, ValueError):
         pass
-    return None
+    _oom_count_cache = (now, count)
+    return count
+
+
+_oom_count_cache: tuple[float, int | None] | None = None
 
 
 def oom_kills_since(count: int | None) -> int | None:

@@ -207,6 +207,23 @@ def execution_set_phase(
     _rows(conn, "execution_set_phase", params)
 
 
+def execution_set_phases(
+    conn: Connection,
+    worker_id: int,
+    execution_ids: Sequence[int],
+    phase: str,
+    now: datetime | None = None,
+) -> int:
+    """Move many executions to ``phase`` (forward only); how many moved."""
+    params = {
+        "worker_id": worker_id,
+        "execution_ids": list(execution_ids),
+        "phase": phase,
+        "now": now,
+    }
+    return int(_rows(conn, "execution_set_phases", params)[0]["count"])
+
+
 def execution_append_output(
     conn: Connection,
     worker_id: int,

@@ -94,6 +94,22 @@ async def execution_set_phase(
     await _rows(conn, "execution_set_phase", params)
 
 
+async def execution_set_phases(
+    conn: AsyncConnection,
+    worker_id: int,
+    execution_ids: Sequence[int],
+    phase: str,
+    now: datetime | None = None,
+) -> int:
+    params = {
+        "worker_id": worker_id,
+        "execution_ids": list(execution_ids),
+        "phase": phase,
+        "now": now,
+    }
+    return int((await _rows(conn, "execution_set_phases", params))[0]["count"])
+
+
 async def execution_append_output(
     conn: AsyncConnection,
     worker_id: int,

@@ -384,3 +384,41 @@ def test_bad_worker_settings(conn, kwargs, message):
         worker = queries.worker_register(conn, "w")["id"]
         with pytest.raises(errors.InvalidArgument, match=message):
             queries.worker_update(conn, worker, **kwargs)
+
+
+def test_set_phases_moves_many_forward_only_and_names_every_dead_one(conn):
+    tasks = queries.task_submit(conn, "b", [{"command": "x"}] * 4, now=at(0))
+    worker = queries.worker_register(
+        conn, "w1", batches=["b"], concurrency=4, lease_seconds=60, now=at(0)
+    )["id"]
+    claims = queries.task_claim(conn, worker, 4, now=at(1))
+    ids = [claim["execution_id"] for claim in claims]
+    assert queries.execution_set_phases(conn, worker, ids[:1], "downloading", now=at(2)) == 1
+    assert queries.execution_set_phases(conn, worker, ids, "running", now=at(3)) == 4
+    # a retried call, and one arriving after a later phase, change nothing
+    assert queries.execution_set_phases(conn, worker, ids, "running", now=at(4)) == 0
+    queries.execution_set_phases(conn, worker, ids[:1], "uploading", now=at(5))
+    assert queries.execution_set_phases(conn, worker, ids[:1], "running", now=at(6)) == 0
+    rows = conn.execute(
+        "SELECT status, download_started_at, run_started_at, upload_started_at"
+        " FROM scitq.execution WHERE id = ANY(%s) ORDER BY id",
+        (ids,),
+    ).fetchall()
+    assert rows[0] == ("uploading", at(2), at(3), at(5))
+    assert all(row == ("running", None, at(3), None) for row in rows[1:])
+    statuses = conn.execute(
+        "SELECT status FROM scitq.task WHERE id = ANY(%s)", ([t["id"] for t in tasks],)
+    ).fetchall()
+    assert statuses == [("running",)] * 4
+    assert queries.execution_set_phases(conn, worker, [], "running", now=at(7)) == 0
+
+    # two executions lost: the call names both and changes nothing
+    queries.task_cancel(conn, [claims[1]["task_id"], claims[3]["task_id"]], now=at(8))
+    with pytest.raises(errors.ExecutionNotLive) as lost:
+        queries.execution_set_phases(conn, worker, ids, "uploading", now=at(9))
+    assert sorted(lost.value.execution_ids) == [ids[1], ids[3]]
+    assert conn.execute(
+        "SELECT count(*) FROM scitq.execution WHERE status = 'uploading'"
+    ).fetchone() == (1,)
+    with pytest.raises(errors.InvalidArgument, match="phase must be"):
+        queries.execution_set_phases(conn, worker, ids[:1], "succeeded", now=at(10))

@@ -35,6 +35,7 @@ GRANT EXECUTE ON FUNCTION
     scitq.worker_stop_v1(bigint, timestamptz),
     scitq.task_claim_v1(bigint, integer, timestamptz),
     scitq.execution_set_phase_v1(bigint, bigint, scitq.execution_status, timestamptz),
+    scitq.execution_set_phase_v2(bigint, bigint[], scitq.execution_status, timestamptz),
     scitq.execution_append_output_v1(bigint, bigint[], integer[], scitq.output_stream[], text[], timestamptz),
     scitq.execution_finish_v1(bigint, jsonb, timestamptz)
 TO scitq_agent;

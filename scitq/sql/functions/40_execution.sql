@@ -207,6 +207,64 @@ BEGIN
 END;
 $$;
 
+-- Record a phase for many executions of one worker in one call (the agent batches the
+-- phases of all the executions that moved since its last report). An execution already
+-- at or past the phase is left as it is, so a call retried after a lost connection, or
+-- one that arrives after a later phase, changes nothing. Any execution that is not live
+-- fails the whole call with SQ001 naming every such id in DETAIL: the agent stops those
+-- copies and sends the rest again.
+CREATE OR REPLACE FUNCTION scitq.execution_set_phase_v2(
+    p_worker_id bigint,
+    p_execution_ids bigint[],
+    p_phase scitq.execution_status,
+    p_now timestamptz DEFAULT now()
+)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = scitq, pg_temp
+-- plans cached while the tables were small would scan them whole once they have grown
+SET plan_cache_mode = force_custom_plan
+AS $$
+DECLARE
+    v_rank constant scitq.execution_status[] := ARRAY['assigned', 'downloading', 'running', 'uploading'];
+    v_moved bigint[];
+BEGIN
+    p_now := scitq.effective_now_v1(p_now);
+    PERFORM scitq.worker_check_v1(p_worker_id);
+    IF p_phase IS NULL OR p_phase NOT IN ('downloading', 'running', 'uploading') THEN
+        RAISE EXCEPTION 'phase must be downloading, running or uploading, not %', p_phase
+            USING ERRCODE = 'SQ004';
+    END IF;
+    IF p_execution_ids IS NULL OR cardinality(p_execution_ids) = 0 THEN
+        RETURN 0;
+    END IF;
+    -- locks the live ones (in id order) and refuses the call if any is not live
+    PERFORM scitq.execution_check_live_v1(p_worker_id, p_execution_ids, p_now);
+
+    WITH moved AS (
+        UPDATE scitq.execution e
+        SET status = p_phase,
+            download_started_at = CASE WHEN p_phase = 'downloading' THEN p_now ELSE e.download_started_at END,
+            run_started_at = CASE WHEN p_phase = 'running' THEN p_now ELSE e.run_started_at END,
+            upload_started_at = CASE WHEN p_phase = 'uploading' THEN p_now ELSE e.upload_started_at END
+        WHERE e.id = ANY (p_execution_ids)
+          -- only forward: the same or a later phase stays
+          AND array_position(v_rank, e.status) < array_position(v_rank, p_phase)
+        RETURNING e.task_id
+    )
+    SELECT array_agg(moved.task_id) INTO v_moved FROM moved;
+
+    IF p_phase IN ('running', 'uploading') AND v_moved IS NOT NULL THEN
+        UPDATE scitq.task t
+        SET status = 'running', status_changed_at = p_now
+        WHERE t.id = ANY (v_moved)
+          AND t.status = 'assigned';
+    END IF;
+    RETURN coalesce(cardinality(v_moved), 0);
+END;
+$$;
+
 -- Append output chunks of one or more executions in one call (parallel arrays, one
 -- element per chunk). seq numbers are the agent's, per execution: a chunk sent twice
 -- (a retry after a lost connection) is stored once. Text must be valid and free of NUL

@@ -34,6 +34,11 @@ SELECT scitq.execution_set_phase_v1(
     %(worker_id)s, %(execution_id)s, %(phase)s::scitq.execution_status, %(now)s
 );
 
+-- name: execution_set_phases
+SELECT scitq.execution_set_phase_v2(
+    %(worker_id)s, %(execution_ids)s::bigint[], %(phase)s::scitq.execution_status, %(now)s
+) AS count;
+
 -- name: execution_append_output
 SELECT scitq.execution_append_output_v1(
     %(worker_id)s, %(execution_ids)s::bigint[], %(seqs)s::integer[],

@@ -1,0 +1,192 @@
+"""Phases and results of all executions, sent to the database in few round trips.
+
+Executions hand their phase changes and their results to the `Reporter` instead of
+calling the database themselves. Its loop sends what is pending: phases (one call per
+phase, for every execution that reached it, in the order the phases happen) and all the
+results in one call (`Reporter.run` says in which order). A report leaves at once when
+the loop is idle; while a round trip is in flight the next reports gather, so under load
+one call carries many executions (this is what makes short tasks cheap: a few
+transactions per batch of finished tasks instead of two per task).
+
+Faults: while the database is unreachable, everything stays queued and the loop retries
+with back-off; nothing is dropped. An execution the database says is no longer ours
+(SQLSTATE SQ001, with its id) is left out, its copy stopped through ``on_not_live``, and
+the rest is sent again at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from scitq import errors
+from scitq.agent.link import DatabaseLink, DatabaseUnavailable
+from scitq.agent.polling import Backoff
+from scitq.db import queries_async as q
+
+logger = logging.getLogger(__name__)
+
+#: Phases in the order an execution goes through them.
+PHASES = ("downloading", "running", "uploading")
+
+Report = Mapping[str, Any]
+Pending = dict[int, tuple[Report, "asyncio.Future[bool]"]]
+
+
+class Reporter:
+    """Queues phase changes and results; `run` sends them in batches."""
+
+    def __init__(
+        self,
+        link: DatabaseLink,
+        worker_id: int,
+        on_not_live: Callable[[list[int]], None],
+    ) -> None:
+        self._link = link
+        self._worker_id = worker_id
+        self._on_not_live = on_not_live
+        self._phases: dict[str, list[int]] = {phase: [] for phase in PHASES}
+        self._results: Pending = {}
+        self._pending = asyncio.Event()
+        #: Round trips made, for tests and benchmarks.
+        self.calls = 0
+
+    def set_phase(self, execution_id: int, phase: str) -> None:
+        """Record that an execution reached ``phase`` (sent with the next batch)."""
+        if phase not in self._phases:
+            raise ValueError(f"unknown phase {phase!r}: use one of {', '.join(PHASES)}")
+        self._phases[phase].append(execution_id)
+        self._pending.set()
+
+    async def finish(self, report: Report) -> bool:
+        """Send an execution's result; True once stored, False if it was no longer ours.
+
+        Waits as long as the database is unreachable.
+        """
+        execution_id = int(report["execution_id"])
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._results[execution_id] = (report, done)
+        self._pending.set()
+        return await done
+
+    async def run(self) -> None:
+        """Send what is pending, for ever (cancel to stop)."""
+        backoff = Backoff(0.5, 30.0)
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            try:
+                # Results go before the phases of other executions: a slot freed by a
+                # finished command is taken by the next one, whose start must not be
+                # recorded before the end of the one it replaced. The phases of the
+                # finishing executions themselves go first, so they are complete.
+                await self._send_phases(set(self._results))
+                await self._send_results()
+                await self._send_phases()
+            except DatabaseUnavailable:
+                self._pending.set()
+                await asyncio.sleep(backoff.next())
+            else:
+                backoff.reset()
+
+    # -- phases ---------------------------------------------------------------------
+
+    async def _send_phases(self, only: set[int] | None = None) -> None:
+        """Send the pending phases (only of the executions in ``only``, if given)."""
+        for phase in PHASES:
+            pending = self._phases[phase]
+            if only is None:
+                batch, self._phases[phase] = pending, []
+            else:
+                batch = [i for i in pending if i in only]
+                self._phases[phase] = [i for i in pending if i not in only]
+            try:
+                await self._send_phase(phase, batch)
+            except DatabaseUnavailable:
+                self._phases[phase] = batch + self._phases[phase]
+                raise
+
+    async def _send_phase(self, phase: str, execution_ids: list[int]) -> None:
+        while execution_ids:
+            try:
+                self.calls += 1
+                await self._link.call(q.execution_set_phases, self._worker_id, execution_ids, phase)
+                return
+            except errors.ExecutionNotLive as exc:
+                dead = set(exc.execution_ids)
+                if not dead & set(execution_ids):
+                    raise  # names nothing we sent: not something a retry fixes
+                self._on_not_live(sorted(dead))
+                execution_ids = [i for i in execution_ids if i not in dead]
+            except DatabaseUnavailable:
+                raise
+            except errors.ScitqError as exc:
+                # a phase is a report: the task itself goes on without it
+                logger.error(
+                    "phase %s refused for executions %s: %s", phase, execution_ids, exc,
+                    extra={"action": "phase_refused", "phase": phase},
+                )  # fmt: skip
+                return
+
+    # -- results --------------------------------------------------------------------
+
+    async def _send_results(self) -> None:
+        batch, self._results = self._results, {}
+        try:
+            await self._send_result_batch(batch)
+        except DatabaseUnavailable:
+            self._results = {**batch, **self._results}
+            raise
+
+    async def _send_result_batch(self, batch: Pending) -> None:
+        while batch:
+            try:
+                self.calls += 1
+                reports = [report for report, _ in batch.values()]
+                await self._link.call(q.execution_finish, self._worker_id, reports)
+            except errors.ExecutionNotLive as exc:
+                dead = set(exc.execution_ids) & set(batch)
+                if not dead:
+                    await self._send_one_by_one(batch)
+                    return
+                for execution_id in sorted(dead):
+                    logger.warning(
+                        "execution %d was no longer ours at finish: result dropped", execution_id,
+                        extra={"action": "finish_refused", "execution_id": execution_id},
+                    )  # fmt: skip
+                    _settle(batch.pop(execution_id)[1], False)
+            except DatabaseUnavailable:
+                raise
+            except errors.ScitqError:
+                await self._send_one_by_one(batch)
+                return
+            else:
+                for _, done in batch.values():
+                    _settle(done, True)
+                return
+
+    async def _send_one_by_one(self, batch: Pending) -> None:
+        """Isolate the result the database refuses, so the others are stored."""
+        for execution_id in list(batch):
+            report, done = batch[execution_id]
+            try:
+                self.calls += 1
+                await self._link.call(q.execution_finish, self._worker_id, [report])
+            except DatabaseUnavailable:
+                raise
+            except errors.ScitqError as exc:
+                logger.error(
+                    "result of execution %d refused: %s", execution_id, exc,
+                    extra={"action": "finish_refused", "execution_id": execution_id},
+                )  # fmt: skip
+                _settle(done, False)
+            else:
+                _settle(done, True)
+            del batch[execution_id]
+
+
+def _settle(done: asyncio.Future[bool], stored: bool) -> None:
+    if not done.done():
+        done.set_result(stored)
