@@ -168,13 +168,13 @@ def list_command(state: CliState, uri: str, recursive: bool, as_json: bool) -> N
             for e in entries
         )
         return
-    print_table(
-        entries,
-        [
-            ("PATH", lambda e: e.path + ("/" if e.is_dir else "")),
-            ("SIZE", lambda e: "" if e.is_dir else e.size),
-        ],
-    )
+    columns: list[tuple[str, Callable[[RemoteEntry], Any]]] = [
+        ("PATH", lambda e: e.path + ("/" if e.is_dir else "")),
+        ("SIZE", lambda e: "" if e.is_dir else e.size),
+    ]
+    if any(e.md5 for e in entries):  # e.g. run+fastq:// (ENA publishes them)
+        columns.append(("MD5", lambda e: e.md5 or ""))
+    print_table(entries, columns)
 
 
 @fetch.command("sync")

@@ -8,10 +8,12 @@ reach it through `EnaSettings`, exactly as they would reach a mirror.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import socket
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -395,3 +397,63 @@ def test_staged_like_any_input(ena_standin: EnaStandIn, tmp_path: Path) -> None:
     assert names(tmp_path / "reads") == ["ERR9500095_1.fastq"]
     content = (tmp_path / "reads" / "ERR9500095_1.fastq").read_bytes()
     assert content == gzip.decompress(run.fastq[0].content)
+
+
+def _scitq(standin: EnaStandIn, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m scitq ARGS`` configured for the stand-in by environment variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCITQ_")}
+    env.update(
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+        SCITQ_ENA_PORTAL_URL=standin.portal_url,
+        SCITQ_ENA_HTTPS_BASE=standin.https_base,
+        SCITQ_ENA_FTP_BASE=standin.ftp_base,
+        SCITQ_ENA_CA_FILE=str(standin.ca_file),
+        SCITQ_TRANSFER_RETRIES="1",
+        SCITQ_TRANSFER_BACKOFF_BASE_SECONDS="0.01",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "scitq", "fetch", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_scitq_fetch_list_and_copy(ena_standin: EnaStandIn, tmp_path: Path) -> None:
+    run = ena_standin.add_run("ERR9600096")
+    listed = _scitq(ena_standin, "list", "run+fastq://ERR9600096")
+    assert listed.returncode == 0, listed.stderr
+    for item in run.fastq:
+        line = next(x for x in listed.stdout.splitlines() if item.location.split("/")[-1] in x)
+        assert str(len(item.content)) in line
+        assert item.md5 in line
+
+    as_json = _scitq(ena_standin, "list", "--json", "run+fastq@filter_r1://ERR9600096")
+    assert json.loads(as_json.stdout) == [
+        {
+            "path": "ERR9600096_1.fastq.gz",
+            "size": len(run.fastq[0].content),
+            "md5": run.fastq[0].md5,
+        }
+    ]
+
+    copied = _scitq(ena_standin, "copy", "-q", "run+fastq@ftp://ERR9600096", f"{tmp_path}/reads/")
+    assert copied.returncode == 0, copied.stderr
+    assert names(tmp_path / "reads") == ["ERR9600096_1.fastq.gz", "ERR9600096_2.fastq.gz"]
+    assert (tmp_path / "reads" / "ERR9600096_2.fastq.gz").read_bytes() == run.fastq[1].content
+
+
+def test_scitq_fetch_errors_are_one_line(ena_standin: EnaStandIn, tmp_path: Path) -> None:
+    missing = _scitq(ena_standin, "copy", "-q", "run+fastq://ERR9700097", f"{tmp_path}/")
+    assert missing.returncode != 0
+    assert missing.stderr.strip().splitlines() == [
+        "scitq: error: download of run+fastq://ERR9700097 failed: "
+        "ENA has no run ERR9700097 (empty file report)"
+    ]
+    requests = len(ena_standin.http_requests)
+    malformed = _scitq(ena_standin, "list", "run+fastq://ERX123")
+    assert malformed.returncode == 2
+    assert "'ERX123' in 'run+fastq://ERX123' is not a run accession" in malformed.stderr
+    assert len(ena_standin.http_requests) == requests  # refused before any request
