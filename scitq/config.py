@@ -84,6 +84,67 @@ class AgentSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LocalProviderSettings:
+    """The ``local`` provider: agents as processes of this machine (``[providers.local]``).
+
+    Attributes:
+        state_dir: where each agent's pid file, log and work directory go.
+        max_agents: agents it runs at most (its quota).
+        agent_options: extra options for ``scitq agent`` (e.g. ``["--heartbeat", "1"]``).
+        stop_grace_seconds: after SIGTERM, how long an agent may hand back its tasks
+            before it is killed.
+    """
+
+    state_dir: Path = field(default_factory=lambda: default_data_dir() / "local-agents")
+    max_agents: int = field(default_factory=lambda: os.cpu_count() or 1)
+    agent_options: tuple[str, ...] = ()
+    stop_grace_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenStackSettings:
+    """The ``openstack`` provider (``[providers.openstack]``).
+
+    Attributes:
+        cloud: a cloud name of ``clouds.yaml``; None: ``auth`` below.
+        auth: keystone auth (``auth_url``, ``username``, ``password``, ``project_name``,
+            ``user_domain_name``, ``project_domain_name``) when no cloud is named.
+        region: the default region.
+        flavor, image: defaults when a recruiter names none.
+        network: the network servers are attached to (name or id).
+        key_name: a keypair for SSH access (optional).
+        security_groups: names of security groups (optional).
+        max_instances: servers it runs at most (its quota as scitq counts it).
+        name_prefix: servers (and workers) are named ``<prefix>-<instance id>``.
+        install_command: run by cloud-init to install scitq on the server.
+        boot_seconds: how long to wait for a server to become ACTIVE.
+        poll_seconds: how often to ask.
+    """
+
+    cloud: str | None = None
+    auth: dict[str, str] = field(default_factory=dict)
+    region: str | None = None
+    flavor: str | None = None
+    image: str | None = None
+    network: str | None = None
+    key_name: str | None = None
+    security_groups: tuple[str, ...] = ()
+    max_instances: int = 10
+    name_prefix: str = "scitq"
+    install_command: str = "python3 -m pip install --break-system-packages scitq"
+    boot_seconds: float = 600.0
+    poll_seconds: float = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderSettings:
+    """The providers the scheduler may use: ``local`` always, ``openstack`` when set."""
+
+    local: LocalProviderSettings = field(default_factory=LocalProviderSettings)
+    openstack: OpenStackSettings | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SchedulerSettings:
     """How the scheduler runs: the options of ``scitq scheduler``.
 
@@ -110,6 +171,52 @@ class SchedulerSettings:
     lock_check_seconds: float = 2.0
     #: On SIGTERM/SIGINT, how long running duties may finish.
     shutdown_grace_seconds: float = 30.0
+    # -- recruitment (issue 9) --
+    #: Period of the recruit duty (recruit, reuse, destroy idle, start cloud operations).
+    recruit_seconds: float = 10.0
+    #: A recruited worker with nothing to do for this long is destroyed.
+    idle_grace_seconds: float = 120.0
+    #: An instance whose agent has not registered this long after its creation is
+    #: destroyed (a machine that failed to boot or to install scitq).
+    boot_timeout_seconds: float = 900.0
+    #: Cloud operations run at once (threads; provider calls are slow).
+    operation_threads: int = 4
+    #: Attempts of an operation that fails transiently, and the first back-off (doubled
+    #: after each failure).
+    operation_attempts: int = 3
+    operation_retry_seconds: float = 10.0
+    #: After a failed deploy, a recruiter waits this long (doubled per failure in a row,
+    #: at most an hour) before it deploys again.
+    deploy_backoff_seconds: float = 60.0
+    #: The database address cloud agents connect to, without credentials (each gets its
+    #: own role); None: the scheduler's own address.
+    agent_database_url: str | None = None
+    providers: ProviderSettings = field(default_factory=lambda: ProviderSettings())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebSettings:
+    """How the web dashboard serves: the ``[web]`` table and ``SCITQ_WEB_*`` variables.
+
+    Attributes:
+        host: the address to listen on (loopback by default: put a reverse proxy with
+            TLS in front to serve other machines).
+        port: the TCP port.
+        secret_key: the key that signs session cookies; None reads (or creates, mode
+            0600) ``secret_key_file``.
+        secret_key_file: where the generated key is kept.
+        trusted_header: a request header naming the logged-in user, set by a reverse
+            proxy that authenticated them (e.g. ``X-Remote-User``); None disables it.
+            Only enable it when nothing but the proxy can reach the dashboard.
+        threads: requests served at once (and database connections held at most).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 5000
+    secret_key: str | None = None
+    secret_key_file: Path = field(default_factory=lambda: default_data_dir() / "web-secret-key")
+    trusted_header: str | None = None
+    threads: int = 8
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,8 +305,9 @@ class Settings:
     """All scitq settings; processes take the part they need."""
 
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
-    web: WebSettings = field(default_factory=WebSettings)
     transfer: TransferSettings = field(default_factory=TransferSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
 
     def with_database_url(self, url: str | None) -> Settings:
         """Return a copy pointed at another database (``None``: embedded)."""
@@ -367,6 +475,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         database=DatabaseSettings(url=url, data_dir=data_dir),
         web=_web_settings(env, file.get("web", {}), data_dir),
         transfer=_transfer_settings(env, file),
+        scheduler=scheduler_settings(env, file, data_dir),
     )
 
 
@@ -399,3 +508,117 @@ def _web_settings(env: Mapping[str, str], table: Any, data_dir: Path) -> WebSett
         trusted_header=value("trusted_header") or None,
         threads=integer("threads", 8, 1, 256),
     )
+
+
+# -- scheduler and providers (issue 9) ----------------------------------------------------
+
+
+def _sub_table(parent: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    table = parent.get(key, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{where}] in the configuration file must be a table")
+    return table
+
+
+def _typed(where: str, key: str, raw: Any, kind: type) -> Any:
+    """``raw`` (from TOML or an environment variable) as ``kind``, or a ConfigError."""
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind is tuple:
+            items = raw if isinstance(raw, list) else str(raw).split()
+            return tuple(str(item) for item in items)
+        if kind is Path:
+            return Path(str(raw)).expanduser()
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} {key} must be a {kind.__name__}, not {raw!r}") from None
+    if kind in (int, float) and value < 0:
+        raise ConfigError(f"{where} {key} must not be negative, not {raw!r}")
+    return value
+
+
+def _fields_from(
+    cls: Any, where: str, table: Mapping[str, Any], env: Mapping[str, str], prefix: str,
+    kinds: Mapping[str, type],
+) -> dict[str, Any]:  # fmt: skip
+    """The fields of dataclass ``cls`` given in ``table`` or as ``<prefix><FIELD>``."""
+    known = set(kinds)
+    unknown = sorted(set(table) - known - {"local", "openstack"})
+    if unknown:
+        raise ConfigError(
+            f"unknown setting{'s' if len(unknown) > 1 else ''} in [{where}]: "
+            f"{', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
+    values: dict[str, Any] = {}
+    for key, kind in kinds.items():
+        raw = env.get(prefix + key.upper()) if prefix else None
+        if raw is None or raw == "":
+            raw = table.get(key)
+        if raw is not None:
+            values[key] = _typed(where, key, raw, kind)
+    return values
+
+
+_SCHEDULER_KINDS: dict[str, type] = {
+    "duty_seconds": float, "retention_seconds": float, "timeout_grace_seconds": float,
+    "output_retention_days": float, "decision_retention_days": float, "retention_batch": int,
+    "lock_retry_seconds": float, "lock_check_seconds": float, "shutdown_grace_seconds": float,
+    "recruit_seconds": float, "idle_grace_seconds": float, "boot_timeout_seconds": float,
+    "operation_threads": int, "operation_attempts": int, "operation_retry_seconds": float,
+    "deploy_backoff_seconds": float, "agent_database_url": str,
+}  # fmt: skip
+_LOCAL_KINDS: dict[str, type] = {
+    "state_dir": Path, "max_agents": int, "agent_options": tuple, "stop_grace_seconds": float,
+}  # fmt: skip
+_OPENSTACK_KINDS: dict[str, type] = {
+    "cloud": str, "region": str, "flavor": str, "image": str, "network": str,
+    "key_name": str, "security_groups": tuple, "max_instances": int, "name_prefix": str,
+    "install_command": str, "boot_seconds": float, "poll_seconds": float,
+}  # fmt: skip
+_OPENSTACK_AUTH_KEYS = ("auth_url", "username", "password", "project_name", "project_id",
+                        "user_domain_name", "project_domain_name", "project_domain_id")  # fmt: skip
+
+
+def scheduler_settings(
+    env: Mapping[str, str], file: Mapping[str, Any], data_dir: Path | None = None
+) -> SchedulerSettings:
+    """The ``[scheduler]`` table (and ``[scheduler.local]``, ``[scheduler.openstack]``),
+    each key overridden by ``SCITQ_SCHEDULER_<KEY>`` (``SCITQ_LOCAL_<KEY>``,
+    ``SCITQ_OPENSTACK_<KEY>`` for the providers). Unknown keys are errors.
+
+    OpenStack credentials are never read from scitq's variables: name a cloud of
+    ``clouds.yaml`` (``cloud``), or give ``[scheduler.openstack.auth]``.
+    """
+    table = _sub_table(file, "scheduler", "scheduler")
+    values = _fields_from(SchedulerSettings, "scheduler", table, env, "SCITQ_SCHEDULER_",
+                          _SCHEDULER_KINDS)  # fmt: skip
+    local_table = _sub_table(table, "local", "scheduler.local")
+    local = _fields_from(LocalProviderSettings, "scheduler.local", local_table, env,
+                         "SCITQ_LOCAL_", _LOCAL_KINDS)  # fmt: skip
+    if "state_dir" not in local and data_dir is not None:
+        local["state_dir"] = data_dir / "local-agents"
+    openstack: OpenStackSettings | None = None
+    if "openstack" in table or env.get("SCITQ_OPENSTACK_CLOUD"):
+        os_table = dict(_sub_table(table, "openstack", "scheduler.openstack"))
+        auth = _sub_table(os_table, "auth", "scheduler.openstack.auth")
+        os_table.pop("auth", None)
+        bad = sorted(set(auth) - set(_OPENSTACK_AUTH_KEYS))
+        if bad:
+            raise ConfigError(f"unknown key in [scheduler.openstack.auth]: {', '.join(bad)}")
+        os_values = _fields_from(OpenStackSettings, "scheduler.openstack", os_table, env,
+                                 "SCITQ_OPENSTACK_", _OPENSTACK_KINDS)  # fmt: skip
+        if not os_values.get("cloud") and not auth.get("auth_url"):
+            raise ConfigError(
+                "[scheduler.openstack] needs cloud (a name in clouds.yaml) or "
+                "[scheduler.openstack.auth] with auth_url"
+            )
+        openstack = OpenStackSettings(auth={k: str(v) for k, v in auth.items()}, **os_values)
+    providers = ProviderSettings(local=LocalProviderSettings(**local), openstack=openstack)
+    return SchedulerSettings(providers=providers, **values)

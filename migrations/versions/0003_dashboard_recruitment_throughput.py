@@ -78,6 +78,7 @@ DROP FUNCTION IF EXISTS scitq.cloud_operation_abandon_v1(bigint[], text, timesta
 DROP FUNCTION IF EXISTS scitq.cloud_operation_finish_v1(bigint, text, text, double precision, timestamptz);
 DROP FUNCTION IF EXISTS scitq.cloud_operation_progress_v1(bigint, text, integer, text, bigint, timestamptz);
 DROP FUNCTION IF EXISTS scitq.cloud_operation_claim_v1(integer, timestamptz);
+DROP FUNCTION IF EXISTS scitq.worker_forget_v1(bigint, timestamptz);
 DROP FUNCTION IF EXISTS scitq.instance_reassign_v1(bigint, bigint);
 DROP FUNCTION IF EXISTS scitq.instance_release_v1(bigint, text, timestamptz);
 DROP FUNCTION IF EXISTS scitq.instance_request_v1(text, text, integer, integer, integer, text, text, text, bigint, boolean, text, timestamptz);

@@ -30,6 +30,8 @@ from scitq.db import queries, schema
 from scitq.errors import DatabaseError, PermissionDenied, ScitqError
 from scitq.scheduler import duties
 from scitq.scheduler.leadership import LeadershipLost, SchedulerLock, open_connection
+from scitq.scheduler.operations import OperationRunner
+from scitq.scheduler.recruit import Recruitment, provider_quotas
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class Scheduler:
         self._busy = threading.Condition()
         self._running_duties = 0
         self._connections: dict[str, psycopg.Connection[Any]] = {}
+        self._recruitment: Recruitment | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -158,9 +161,13 @@ class Scheduler:
             extra={"action": "lock_acquired", "backend_pid": lock_pid},
         )  # fmt: skip
         self._record_leadership(lock, "acquired", f"scheduler {self.name} took the lock")
+        self._recruitment = self._start_recruitment()
         runner = self._build(lock, lock_pid)
-        runner.start()  # returns once _check_leadership has shut it down
-        self._wait_for_duties()
+        try:
+            runner.start()  # returns once _check_leadership has shut it down
+            self._wait_for_duties()
+        finally:
+            self._stop_recruitment()
         self._close_duty_connections()
         if self._lost.is_set():
             logger.warning(
@@ -216,6 +223,22 @@ class Scheduler:
         finally:
             conn.close()
 
+    # -- recruitment --------------------------------------------------------------------
+
+    def _start_recruitment(self) -> Recruitment:
+        """The providers and the thread pool of cloud operations for this term."""
+        from scitq.providers import build_providers
+
+        providers = build_providers(self.settings.providers)
+        runner = OperationRunner(self.settings, providers, self._conninfo, self.application_name)
+        return Recruitment(runner=runner, quotas=provider_quotas(self.settings))
+
+    def _stop_recruitment(self) -> None:
+        """Let running cloud operations finish (they are recorded), start no new one."""
+        recruitment, self._recruitment = self._recruitment, None
+        if recruitment is not None and recruitment.runner is not None:
+            recruitment.runner.shutdown(wait=True)
+
     # -- duties -----------------------------------------------------------------------
 
     def _run_duty(self, duty: duties.Duty, lock_pid: int) -> None:
@@ -227,6 +250,7 @@ class Scheduler:
             context = duties.DutyContext(
                 conn=self._duty_connection(duty.name), settings=self.settings,
                 scheduler=self.name, lock_pid=lock_pid, stop=self._stop,
+                recruitment=self._recruitment,
             )  # fmt: skip
             count = duty.run(context)
             if count:

@@ -3,7 +3,7 @@
 A duty is a function of a `DutyContext` returning how many things it acted on. Its work
 is done by stored functions, in transactions that first check that this scheduler still
 holds the scheduler lock; each transaction records the decisions it took with the changes
-they explain. `DUTIES` lists them with their period; recruitment will add its own.
+they explain. `DUTIES` lists them with their period; recruitment is in `scitq.scheduler.recruit`.
 
 Retries need no duty: a failed task goes back to ``pending`` with ``available_at`` after
 its back-off, and claims skip it until then.
@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -25,6 +25,9 @@ from scitq.config import SchedulerSettings
 from scitq.db import queries
 from scitq.db.connection import translated
 from scitq.scheduler.leadership import SCHEDULER_LOCK, LeadershipLost
+
+if TYPE_CHECKING:
+    from scitq.scheduler.recruit import Recruitment
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class DutyContext:
             duty to act; None skips the check (tests, one-off runs).
         now: the time to act at (tests); None is the database's time.
         stop: set when the scheduler stops: long duties end between transactions.
+        recruitment: what the recruit duty keeps between runs (its operation runner).
     """
 
     conn: psycopg.Connection[Any]
@@ -57,6 +61,7 @@ class DutyContext:
     lock_pid: int | None = None
     now: datetime | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    recruitment: Recruitment | None = None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
@@ -289,11 +294,22 @@ def _frequent(settings: SchedulerSettings) -> float:
     return settings.duty_seconds
 
 
+def _recruit(ctx: DutyContext) -> int:
+    from scitq.scheduler.recruit import recruit
+
+    return recruit(ctx)
+
+
+def _recruit_period(settings: SchedulerSettings) -> float:
+    return settings.recruit_seconds
+
+
 DUTIES: tuple[Duty, ...] = (
     Duty("expire_leases", expire_leases, _frequent, "executions lost"),
     Duty("timeouts", enforce_timeouts, _frequent, "overdue executions killed or marked"),
     Duty("worker_liveness", track_worker_liveness, _frequent, "liveness changes"),
     Duty("retention", apply_retention, _retention_period, "rows deleted"),
+    Duty("recruit", _recruit, _recruit_period, "instances recruited, reused or released"),
 )
 
 

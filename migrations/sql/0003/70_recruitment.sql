@@ -411,6 +411,32 @@ BEGIN
 END;
 $$;
 
+-- Delete a worker row and, if it is that worker's own agent role (made by
+-- worker_create_role_v1 for a cloud instance), the role too; shared or administrative
+-- roles stay.
+CREATE OR REPLACE FUNCTION scitq.worker_forget_v1(p_worker_id bigint, p_now timestamptz DEFAULT now())
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = scitq, pg_temp
+AS $$
+DECLARE
+    v_role text;
+BEGIN
+    SELECT w.login_role INTO v_role FROM scitq.worker w WHERE w.id = p_worker_id;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    PERFORM scitq.worker_delete_v1(p_worker_id, p_now);
+    IF v_role IS NOT NULL AND v_role <> session_user AND v_role <> current_user
+       AND pg_has_role(v_role, 'scitq_agent', 'MEMBER')
+       AND NOT pg_has_role(v_role, 'scitq_admin', 'MEMBER')
+       AND NOT EXISTS (SELECT 1 FROM scitq.worker w WHERE w.login_role = v_role) THEN
+        EXECUTE format('DROP ROLE IF EXISTS %I', v_role);
+    END IF;
+END;
+$$;
+
 -- End a running operation. p_error_class NULL: it succeeded (a deploy leaves its instance
 -- building until its worker registers; a destroy deletes the instance, the worker row and
 -- the worker's own login role). Otherwise it failed with that class and message; with
@@ -431,7 +457,6 @@ AS $$
 DECLARE
     v_operation scitq.cloud_operation;
     v_instance scitq.instance;
-    v_role text;
     v_stamp text;
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
@@ -460,21 +485,18 @@ BEGIN
             UPDATE scitq.instance SET status = 'deleted', deleted_at = p_now
             WHERE id = v_instance.id;
             IF v_instance.worker_id IS NOT NULL THEN
-                SELECT w.login_role INTO v_role FROM scitq.worker w WHERE w.id = v_instance.worker_id;
-                IF FOUND THEN
-                    PERFORM scitq.worker_delete_v1(v_instance.worker_id, p_now);
-                    -- the worker's own role (made by worker_create_role_v1 for a cloud
-                    -- instance) goes with it; a shared or administrative role stays
-                    IF v_role IS NOT NULL AND v_role <> session_user
-                       AND pg_has_role(v_role, 'scitq_agent', 'MEMBER')
-                       AND NOT pg_has_role(v_role, 'scitq_admin', 'MEMBER')
-                       AND NOT EXISTS (SELECT 1 FROM scitq.worker w WHERE w.login_role = v_role) THEN
-                        EXECUTE format('DROP ROLE IF EXISTS %I', v_role);
-                    END IF;
-                END IF;
+                PERFORM scitq.worker_forget_v1(v_instance.worker_id, p_now);
             END IF;
         END IF;
         RETURN v_operation;
+    END IF;
+
+    -- a failed deploy: the worker row (and role) made for an agent that never came
+    IF v_operation.kind = 'deploy' AND v_instance.worker_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM scitq.worker w
+                       WHERE w.id = v_instance.worker_id AND w.last_heartbeat_at IS NOT NULL) THEN
+        UPDATE scitq.instance SET worker_id = NULL WHERE id = v_instance.id;
+        PERFORM scitq.worker_forget_v1(v_instance.worker_id, p_now);
     END IF;
 
     IF p_retry_after_seconds IS NOT NULL THEN
