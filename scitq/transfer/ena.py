@@ -273,8 +273,25 @@ def _split(value: str) -> list[str]:
 class RunTransport:
     """The transport of ``run+fastq`` and ``run+submitted`` (see the module docstring)."""
 
+    #: A report is reused this long: staging lists a URI (for its size) right before
+    #: downloading it, and ENA need not answer the same question twice.
+    REPORT_TTL_SECONDS = 60.0
+
     def __init__(self, settings: TransferSettings) -> None:
         self.settings = settings
+        self._reports: dict[str, tuple[float, dict[str, str]]] = {}
+        self._lock = threading.Lock()
+
+    def _report(self, uri: Uri, accession: str) -> dict[str, str]:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._reports.get(accession)
+        if cached is not None and now - cached[0] < self.REPORT_TTL_SECONDS:
+            return cached[1]
+        row = fetch_report(uri, accession, self.settings)
+        with self._lock:
+            self._reports[accession] = (now, row)
+        return row
 
     def list(self, uri: Uri, recursive: bool = False) -> Iterator[RemoteEntry]:
         """The run's files with their sizes and MD5s (``@sra``: the SRA object)."""
@@ -284,7 +301,7 @@ class RunTransport:
 
             yield sra.describe_sra_object(uri, request.accession, self.settings)
             return
-        row = fetch_report(uri, request.accession, self.settings)
+        row = self._report(uri, request.accession)
         for item in run_files(uri, request, row):
             yield RemoteEntry(path=item.name, size=item.size or 0, md5=item.md5)
 
@@ -301,7 +318,7 @@ class RunTransport:
             from scitq.transfer import sra
 
             return sra.download_sra_run(uri, request, dest_dir, self.settings, progress)
-        files = run_files(uri, request, fetch_report(uri, request.accession, self.settings))
+        files = run_files(uri, request, self._report(uri, request.accession))
         report = _locked(progress)
         workers = max(1, min(self.settings.parallel, len(files)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ena") as pool:

@@ -397,6 +397,8 @@ def test_staged_like_any_input(ena_standin: EnaStandIn, tmp_path: Path) -> None:
     assert names(tmp_path / "reads") == ["ERR9500095_1.fastq"]
     content = (tmp_path / "reads" / "ERR9500095_1.fastq").read_bytes()
     assert content == gzip.decompress(run.fastq[0].content)
+    # staging lists the URI (for its size) and downloads it: one report serves both
+    assert ena_standin.http_requests.count("/ena/portal/api/filereport") == 1
 
 
 def _scitq(standin: EnaStandIn, *args: str) -> subprocess.CompletedProcess[str]:
