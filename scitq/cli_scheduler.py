@@ -8,7 +8,6 @@ import logging
 import click
 
 from scitq.cli import CliState, pass_state
-from scitq.config import SchedulerSettings
 from scitq.db.connection import conninfo_for
 
 POSITIVE = click.FloatRange(min=0, min_open=True)
@@ -57,9 +56,26 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
     default=None,
     help="Seconds between attempts of a standby scheduler to take over [2].",
 )
+@click.option(
+    "--recruit-interval",
+    "recruit_seconds",
+    type=POSITIVE,
+    default=None,
+    help="Seconds between runs of the recruit duty [10].",
+)
+@click.option(
+    "--idle-grace",
+    "idle_grace_seconds",
+    type=POSITIVE,
+    default=None,
+    help="Seconds a recruited worker may stay idle before its instance is destroyed [120].",
+)
 @pass_state
 def scheduler(state: CliState, /, **options: object) -> None:  # fmt: skip
-    """Run the scheduler: lease expiry, timeouts, worker liveness, retention.
+    """Run the scheduler: lease expiry, timeouts, worker liveness, retention, recruitment.
+
+    Settings come from the [scheduler] table of the configuration file and SCITQ_SCHEDULER_*
+    variables; these options override them.
 
     Start one on any machine that reaches the database; start more for failover: one is
     active, the others stand by and take over within seconds when it stops. Each decision
@@ -73,7 +89,7 @@ def scheduler(state: CliState, /, **options: object) -> None:  # fmt: skip
                 "--keep-decisions and --decision-retention-days exclude each other"
             )
         given["decision_retention_days"] = None
-    settings = dataclasses.replace(SchedulerSettings(), **given)  # type: ignore[arg-type]
+    settings = dataclasses.replace(state.settings().scheduler, **given)  # type: ignore[arg-type]
     conninfo = conninfo_for(state.settings().database)
 
     # a service says what it does (taking over, standing by, its decisions); APScheduler's
