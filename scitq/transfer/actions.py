@@ -54,7 +54,11 @@ def untar(path: Path, uri: Uri) -> None:
     """Extract a tar, tar.gz or tgz archive next to itself, then delete it."""
     try:
         with tarfile.open(path, "r:*") as archive:
-            # 'data' refuses absolute names, '..', links escaping the target, devices
+            for member in archive.getmembers():
+                name = PurePosixPath(member.name)
+                if name.is_absolute() or ".." in name.parts:
+                    raise tarfile.FilterError(f"member {member.name!r}")
+            # 'data' also refuses links escaping the target and device files
             archive.extractall(path.parent, filter="data")
     except tarfile.FilterError as exc:
         raise _fail(uri, f"untar: {path.name} tries to write outside its folder ({exc})") from exc

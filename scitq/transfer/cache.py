@@ -125,9 +125,13 @@ class ResourceCache:
             if building.exists():
                 self._make_writable(building)
                 shutil.rmtree(building)  # left by a killed process
-            size = fetch_with_retries(parsed, building, self.settings, progress=progress)
-            self._make_read_only(building)
-            os.replace(building, item)
+            try:
+                size = fetch_with_retries(parsed, building, self.settings, progress=progress)
+                self._make_read_only(building)
+                os.replace(building, item)
+            except BaseException:
+                shutil.rmtree(building, ignore_errors=True)
+                raise
             self._update_index(parsed.text, {"key": key, "bytes": size, "fetched_at": time.time()})
             log.info("resource cached", extra={"uri": parsed.text, "bytes": size})
             return item, size

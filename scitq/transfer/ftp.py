@@ -49,7 +49,9 @@ def translate(exc: Exception, uri: Uri, direction: str) -> TransferError:
         return TransferError(
             uri.text, f"FTP login refused ({text})", direction=direction, retryable=False
         )
-    if isinstance(exc, ftputil.error.PermanentError | ftplib.error_perm):
+    code = text.split(" ", 1)[0]
+    permanent = len(code) == 3 and code.isdigit() and code.startswith("5")
+    if permanent or isinstance(exc, ftputil.error.PermanentError | ftplib.error_perm):
         return TransferError(uri.text, f"FTP error: {text}", direction=direction, retryable=False)
     if isinstance(exc, ConfigError):
         return TransferError(uri.text, str(exc), direction=direction, retryable=False)
@@ -80,6 +82,8 @@ class FtpTransport:
         login, password = self._credentials(host, user or None)
         factory = _session_factory(int(port_text or 21), self.settings.connect_timeout_seconds)
         with ftputil.FTPHost(host, login, password, session_factory=factory) as ftp_host:
+            # servers are assumed to report UTC; mtimes only steer `scitq fetch sync`
+            ftp_host.set_time_shift(0.0)
             yield ftp_host
 
     @staticmethod

@@ -26,7 +26,7 @@ from scitq.transfer.uri import Uri
 
 #: Error codes that trying again cannot fix.
 _PERMANENT_CODES = {
-    "404": "no such object",
+    "404": "not found (no such object or bucket)",
     "NoSuchKey": "no such object",
     "NoSuchBucket": "no such bucket",
     "403": "access denied (check the S3 credentials)",
