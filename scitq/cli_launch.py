@@ -20,7 +20,8 @@ import click
 from scitq.cli import CliState, pass_state
 from scitq.cli_output import open_client, print_json, print_json_array
 from scitq.client import DEFAULT_BATCH, SUBMIT_CHUNK, TASK_FIELDS, as_dict
-from scitq.errors import InvalidArgument, NotFound
+from scitq.errors import InvalidArgument, InvalidUri, NotFound
+from scitq.transfer import Role, validate_uri
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -74,6 +75,17 @@ def task_defaults(options: dict[str, Any]) -> dict[str, Any]:
     if options["uid"] is not None and options["container"] is not None:
         user = f"{options['uid']}" + (f":{options['gid']}" if options["gid"] is not None else "")
         container_options = " ".join(filter(None, [f"-u {user}", container_options]))
+    uris: list[tuple[str, Role, Any]] = [
+        ("-i/--input", "input", options["inputs"]),
+        ("-r/--resource", "resource", options["resources"]),
+        ("-o/--output", "output", [options["output"]] if options["output"] else []),
+    ]
+    for flag, role, values in uris:  # refused before anything is queued
+        for value in values:
+            try:
+                validate_uri(value, role)
+            except InvalidUri as error:
+                raise InvalidUri(f"{flag}: {error}") from None
     fields: dict[str, Any] = {
         "name": options["name"],
         "container": options["container"],

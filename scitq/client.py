@@ -35,7 +35,8 @@ from scitq.db.listing import (
     as_dict,
     from_row,
 )
-from scitq.errors import InvalidArgument, NotFound, WaitTimeout
+from scitq.errors import InvalidArgument, InvalidUri, NotFound, WaitTimeout
+from scitq.transfer import Role, validate_uri
 
 __all__ = ["BatchProgress", "Client", "Dependency", "Execution", "Explanation", "LogChunk",
            "Submitted", "Task", "WaitTimeout", "as_dict"]  # fmt: skip
@@ -385,4 +386,20 @@ def _task_fields(task: Mapping[str, Any], position: int) -> dict[str, Any]:
     for key in ("inputs", "resources", "tags", "depends_on_names"):
         if isinstance(fields.get(key), tuple):
             fields[key] = list(fields[key])
+    _check_uris(fields, position)
     return fields
+
+
+def _check_uris(fields: Mapping[str, Any], position: int) -> None:
+    """Refuse malformed URIs and unknown schemes before anything is queued."""
+    checks: list[tuple[str, Role, Any]] = [
+        ("output", "output", [fields["output"]] if fields.get("output") else []),
+        ("inputs", "input", fields.get("inputs") or []),
+        ("resources", "resource", fields.get("resources") or []),
+    ]
+    for key, role, values in checks:
+        for value in [values] if isinstance(values, str) else values:
+            try:
+                validate_uri(value, role)
+            except InvalidUri as error:
+                raise InvalidUri(f"task #{position} {key}: {error}") from None
