@@ -106,11 +106,12 @@ def agent(state: CliState, /, **options: object) -> None:  # fmt: skip
         given["batches"] = tuple(given["batches"])  # type: ignore[arg-type]
     settings = dataclasses.replace(AgentSettings(), listen=listen, **given)  # type: ignore[arg-type]
     conninfo = conninfo_for(state.settings().database)
+    transfer = state.settings().transfer
 
     from scitq.agent.agent import Agent  # asyncio machinery only for this command
 
     async def serve() -> None:
-        runner = Agent(settings, conninfo)
+        runner = Agent(settings, conninfo, transfer)
         runner.install_signal_handlers()
         await runner.run()
 

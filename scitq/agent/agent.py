@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -35,8 +36,9 @@ from scitq.agent.link import DatabaseLink, DatabaseUnavailable
 from scitq.agent.output import ExecutionOutput, OutputBatcher
 from scitq.agent.polling import Backoff, wait_any
 from scitq.agent.reports import Reporter
+from scitq.agent.staging import Stager
 from scitq.agent.workdirs import WorkFolders
-from scitq.config import AgentSettings
+from scitq.config import AgentSettings, TransferSettings
 from scitq.db import queries_async as q
 
 logger = logging.getLogger(__name__)
@@ -54,6 +56,9 @@ class Held:
     output: ExecutionOutput
     command: RunningCommand | None = None
     dead: bool = False  # the database says it is no longer ours
+    staging: asyncio.Future[int] | None = None  # downloads, in threads
+    bytes_in: int | None = None
+    bytes_out: int | None = None
     applied_signals: set[int] = field(default_factory=set)
 
     @property
@@ -64,8 +69,11 @@ class Held:
 class Agent:
     """Serve one worker until stopped."""
 
-    def __init__(self, settings: AgentSettings, conninfo: str) -> None:
+    def __init__(
+        self, settings: AgentSettings, conninfo: str, transfer: TransferSettings | None = None
+    ) -> None:
         self.settings = settings
+        self.stager = Stager(transfer or TransferSettings())
         self.link = DatabaseLink(conninfo, application_name=f"scitq-agent {settings.name}")
         self._conninfo = conninfo
         self.worker_id: int = 0
@@ -218,6 +226,9 @@ class Agent:
         result: CommandResult | None = None
         try:
             failure = self._prepare_work_dir(held)
+            if failure is None and self.stager.needs_download(held.claim):
+                # before waiting for a run slot: a prefetched execution downloads ahead
+                failure = await self._download(held)
             if failure is not None:
                 result = failure
             else:
@@ -232,6 +243,8 @@ class Agent:
                     await self._notify_slots()
             if held.dead or result is None:
                 return
+            if held.claim.get("output"):
+                result = await self._upload(held, result)
             held.output.close()
             await self._deliver_output(held)
             await self._finish(held, result)
@@ -246,7 +259,7 @@ class Agent:
                 result is not None and result.failure_class is None and result.return_code == 0
             )
             if succeeded or held.dead or not self.settings.keep_failed_work_dirs:
-                self.work_folders.release(held.work_dir)
+                self._release_work_dir(held)
             self._wake.set()
 
     def _prepare_work_dir(self, held: Held) -> CommandResult | None:
@@ -260,6 +273,40 @@ class Agent:
                 peak_rss_bytes=None,
             )  # fmt: skip
         return None
+
+    def _release_work_dir(self, held: Held) -> None:
+        if held.staging is not None and not held.staging.done():
+            # a download thread still writes there (it timed out): remove it afterwards
+            held.staging.add_done_callback(lambda _: self.work_folders.release(held.work_dir))
+        else:
+            self.work_folders.release(held.work_dir)
+
+    async def _download(self, held: Held) -> CommandResult | None:
+        assert self.reporter is not None
+        self.reporter.set_phase(held.execution_id, "downloading")
+        held.staging = self.stager.start_download(held.claim, held.work_dir)
+        moved = await self.stager.download(held.claim, held.staging)
+        held.bytes_in = moved.bytes
+        if moved.failure is None:
+            return None
+        return CommandResult(
+            return_code=None, failure_class="download", failure_reason=moved.failure,
+            wall_seconds=0.0, cpu_user_seconds=None, cpu_system_seconds=None,
+            peak_rss_bytes=None,
+        )  # fmt: skip
+
+    async def _upload(self, held: Held, result: CommandResult) -> CommandResult:
+        """Upload ``output/`` whatever the command's result; an upload failure fails it."""
+        assert self.reporter is not None
+        self.reporter.set_phase(held.execution_id, "uploading")
+        moved = await self.stager.upload(held.claim, held.work_dir)
+        held.bytes_out = moved.bytes
+        if moved.failure is None:
+            return result
+        if result.failure_class is None and result.return_code == 0:
+            return dataclasses.replace(result, failure_class="upload", failure_reason=moved.failure)
+        reason = f"{result.failure_reason}; the output upload failed too: {moved.failure}"
+        return dataclasses.replace(result, failure_reason=reason)
 
     async def _wait_run_slot(self, held: Held) -> None:
         async with self._slot_changed:
@@ -329,6 +376,8 @@ class Agent:
             "cpu_user_seconds": result.cpu_user_seconds,
             "cpu_system_seconds": result.cpu_system_seconds,
             "peak_rss_bytes": result.peak_rss_bytes,
+            "bytes_in": held.bytes_in,
+            "bytes_out": held.bytes_out,
         }
         report = {key: value for key, value in report.items() if value is not None}
         assert self.reporter is not None
