@@ -41,9 +41,7 @@ def write_config(tmp_path: Path, max_agents: int = 3) -> Path:
 
 
 @pytest.mark.slow
-def test_local_agents_grow_to_three_then_back_to_zero(
-    conn, start_scheduler, tmp_path, monkeypatch
-):
+def test_local_agents_grow_to_three_then_back_to_zero(conn, start_scheduler, tmp_path, monkeypatch):
     monkeypatch.setenv("SCITQ_CONFIG", str(write_config(tmp_path)))
     recruiter = cq.recruiter_set(conn, "work", "local", 3, concurrency=2, tasks_per_worker=20)
     queries.task_submit(conn, "work", [{"command": "sleep 0.3"} for _ in range(60)])
@@ -57,10 +55,14 @@ def test_local_agents_grow_to_three_then_back_to_zero(
     pids = [int(i["provider_ref"]) for i in instances]
     assert all(alive(pid) for pid in pids)
     assert all(os.getpgid(pid) == pid for pid in pids)  # each in its own process group
-    workers = conn.cursor(row_factory=dict_row).execute(
-        "SELECT name, batches, concurrency, is_permanent, recruiter_id FROM scitq.worker "
-        "ORDER BY name"
-    ).fetchall()
+    workers = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "SELECT name, batches, concurrency, is_permanent, recruiter_id FROM scitq.worker "
+            "ORDER BY name"
+        )
+        .fetchall()
+    )
     assert [w["name"] for w in workers] == sorted(i["name"] for i in instances)
     assert {(tuple(w["batches"]), w["concurrency"], w["is_permanent"], w["recruiter_id"])
             for w in workers} == {(("work",), 2, False, recruiter["id"])}  # fmt: skip

@@ -89,8 +89,10 @@ def test_recruits_for_runnable_tasks_within_the_maximum(conn, recruitment, fake)
     assert len(cq.instance_list(conn)) == 3
     last = recruiter_log(conn, recruiter["id"])[-1]
     assert last["decision"] == "hold"
-    assert "target 3 workers (125 runnable or running tasks at 10 per worker, at most 3 " \
+    assert (
+        "target 3 workers (125 runnable or running tasks at 10 per worker, at most 3 "
         "workers), 0 serving and 3 starting" in last["reason"]
+    )
     # a reason not to act is recorded once
     run(conn, recruitment)
     assert len(recruiter_log(conn, recruiter["id"])) == 2
@@ -124,8 +126,9 @@ def test_provider_quota_caps_deploys_and_is_explained(conn, recruitment):
     recruiter = cq.recruiter_set(conn, "b", "fake", 10)
     submit(conn, "b", 5)
     assert run(conn, recruitment) == 2
-    assert "3 more wanted but provider fake is at its quota of 2" in (
-        recruiter_log(conn, recruiter["id"])[-1]["reason"]
+    assert (
+        "3 more wanted but provider fake is at its quota of 2"
+        in (recruiter_log(conn, recruiter["id"])[-1]["reason"])
     )
     assert run(conn, recruitment) == 0
     assert "is at its quota of 2 instances" in recruiter_log(conn, recruiter["id"])[-1]["reason"]
@@ -288,7 +291,9 @@ def test_idle_workers_of_a_finished_batch_are_reused(conn, recruitment, fake):
 def test_invalid_recruiters_are_refused_with_a_clear_error(conn, fields, message):
     values = {"provider": "fake", "max_workers": 2, **fields}
     provider, max_workers = values.pop("provider"), values.pop("max_workers")
-    with pytest.raises(errors.InvalidArgument, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        errors.InvalidArgument, match=message.replace("(", r"\(").replace(")", r"\)")
+    ):
         cq.recruiter_set(conn, "b", provider, max_workers, **values)
     assert cq.recruiter_list(conn) == []
 
