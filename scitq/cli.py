@@ -38,6 +38,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("scitq.cli_worker", "worker"),
     "scheduler": ("scitq.cli_scheduler", "scheduler"),
     "up": ("scitq.cli_up", "up"),
+    "web": ("scitq.cli_web", "web"),
     "fetch": ("scitq.cli_fetch", "fetch"),
 }
 

@@ -1,6 +1,8 @@
-"""``scitq up``: the database, a scheduler and a local agent in one command, for a laptop.
+"""``scitq up``: the database, a scheduler, a local agent and the web dashboard in one
+command, for a laptop.
 
-The scheduler and the agent are ``python -m scitq scheduler|agent`` child processes,
+The scheduler, the agent and the dashboard are ``python -m scitq scheduler|agent|web``
+child processes,
 each in its own process group (a terminal's Ctrl-C reaches only ``up``, which then
 stops them in order). The database URL reaches them through ``SCITQ_DATABASE_URL``,
 never the command line (where ``ps`` would show a password).
@@ -122,14 +124,29 @@ def _wait(children: list[Child], stop: threading.Event) -> Child | None:
     multiple=True,
     help="Batch the local agent serves (repeat for several; default: all).",
 )
+@click.option(
+    "--web/--no-web",
+    "with_web",
+    default=True,
+    show_default=True,
+    help="Serve the web dashboard too (on the [web] host and port of the settings).",
+)
+@click.option(
+    "--web-port", type=click.IntRange(1, 65535), default=None, help="The dashboard's port."
+)
 @pass_state
-def up(state: CliState, concurrency: int | None, batches: tuple[str, ...]) -> None:
-    """Run the database, a scheduler and a local agent until Ctrl-C.
+def up(
+    state: CliState,
+    concurrency: int | None,
+    batches: tuple[str, ...],
+    with_web: bool,
+    web_port: int | None,
+) -> None:
+    """Run the database, a scheduler, a local agent and the web dashboard until Ctrl-C.
 
     The embedded database is started (and migrated) unless a database URL is
-    configured. The web dashboard is not part of scitq yet. On Ctrl-C or SIGTERM the
-    scheduler and the agent are stopped; the embedded database keeps running
-    (`scitq db stop` stops it).
+    configured. On Ctrl-C or SIGTERM the scheduler, the agent and the dashboard are
+    stopped; the embedded database keeps running (`scitq db stop` stops it).
     """
     database = state.settings().database
     conninfo = conninfo_for(database)
@@ -160,6 +177,11 @@ def up(state: CliState, concurrency: int | None, batches: tuple[str, ...]) -> No
     try:
         children.append(_start("scheduler", [], env, state.verbose))
         children.append(_start("agent", agent_args, env, state.verbose))
+        web = state.settings().web
+        port = web_port or web.port
+        if with_web:
+            web_args = ["--port", str(port)]
+            children.append(_start("web", web_args, env, state.verbose))
         if database.is_embedded:
             where = f"embedded PostgreSQL in {database.data_dir} ({mask_conninfo(conninfo)})"
         else:
@@ -171,6 +193,11 @@ def up(state: CliState, concurrency: int | None, batches: tuple[str, ...]) -> No
         click.echo(
             f"agent: pid {children[1].process.pid}, concurrency {concurrency}, serving {serving}"
         )
+        if with_web:
+            click.echo(
+                f"web: http://{web.host}:{port}/ (pid {children[2].process.pid}); "
+                f"add a user with: scitq web create-user NAME --role admin{flag}"
+            )
         click.echo(f"submit a first task{flag}: scitq launch --batch demo -- echo hello")
         click.echo("then see it with: scitq task list")
         click.echo("press Ctrl-C to stop")
@@ -194,7 +221,9 @@ def up(state: CliState, concurrency: int | None, batches: tuple[str, ...]) -> No
     if died is not None:
         raise SystemExit(CHILD_DIED_EXIT_CODE)
     reason = received[0] if received else "stopped"
-    click.echo(f"stopped the scheduler and the agent ({reason})")
+    roles = [child.role for child in children]
+    stopped = ", the ".join(roles[:-1]) + " and the " + roles[-1]
+    click.echo(f"stopped the {stopped} ({reason})")
     if database.is_embedded:
         click.echo(
             f"the embedded database in {database.data_dir} is still running; "

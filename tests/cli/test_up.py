@@ -6,10 +6,12 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,7 +85,14 @@ def base() -> Iterator[Path]:
 def env(base: Path) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SCITQ_")}
     environ.update(PYTHONPATH=str(PROJECT_ROOT), SCITQ_DATA_DIR=str(base / "data"))
+    environ["SCITQ_WEB_PORT"] = str(_free_port())  # tests may run side by side
     return environ
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -110,14 +119,14 @@ def _run_a_task_then_interrupt(up: Up, conninfo: str) -> None:
     assert _status(conninfo, task_id) == "succeeded"
 
     descendants = up.children()
-    assert len(descendants) >= 2  # the scheduler and the agent
+    assert len(descendants) >= 3  # the scheduler, the agent and the web dashboard
     started = time.monotonic()
     up.process.send_signal(signal.SIGINT)
     assert up.process.wait(timeout=30) == 0, up.stdout() + up.stderr()
     assert time.monotonic() - started < 20
     alive = [p.pid for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert alive == []
-    assert "stopped the scheduler and the agent (SIGINT)" in up.stdout()
+    assert "stopped the scheduler, the agent and the web (SIGINT)" in up.stdout()
 
 
 def test_up_runs_a_task_and_stops_on_sigint(
@@ -131,6 +140,27 @@ def test_up_runs_a_task_and_stops_on_sigint(
     assert "scitq task list" in out
     assert "agent: pid" in out and "concurrency 2" in out
     assert "embedded" not in out
+
+
+def test_up_serves_the_web_dashboard(
+    db: str, env: dict[str, str], base: Path, started: list[Up]
+) -> None:
+    up = Up(env, base, "--database-url", db)
+    started.append(up)
+    up.wait_ready()
+    port = env["SCITQ_WEB_PORT"]
+    assert f"web: http://127.0.0.1:{port}/" in up.stdout()
+    assert "scitq web create-user NAME --role admin" in up.stdout()
+
+    def login_page() -> bytes | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2) as page:
+                return bytes(page.read())
+        except OSError:
+            return None
+
+    assert b"Log in to scitq" in wait_for(login_page, timeout=60)
+    assert up.child("web").is_running()
 
 
 def test_up_with_the_embedded_server(env: dict[str, str], base: Path, started: list[Up]) -> None:

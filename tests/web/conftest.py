@@ -9,9 +9,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
 
+from scitq.cli import scitq
 from scitq.config import DatabaseSettings, Settings, WebSettings
 from scitq.db import dashboard
 from scitq.web import create_app
@@ -72,9 +74,7 @@ class LoggedIn:
 
 def log_in(client: FlaskClient, name: str) -> LoggedIn:
     token = csrf_of(client)
-    response = client.post(
-        "/login", data={"name": name, "password": PASSWORD, "csrf_token": token}
-    )
+    response = client.post("/login", data={"name": name, "password": PASSWORD, "csrf_token": token})
     assert response.status_code == 302, response.get_data(as_text=True)
     return LoggedIn(client, csrf_of(client, "/"))
 
@@ -89,3 +89,13 @@ def admin(app: Flask, add_user: Callable[[str, str], None]) -> LoggedIn:
 def viewer(app: Flask, add_user: Callable[[str, str], None]) -> LoggedIn:
     add_user("victor", "viewer")
     return log_in(app.test_client(), "victor")
+
+
+@pytest.fixture
+def invoke(db: str) -> Callable[..., Result]:
+    """Run ``scitq --database-url <test db> ARGS...`` in-process."""
+
+    def run(*args: str, **kwargs: Any) -> Result:
+        return CliRunner().invoke(scitq, ["--database-url", db, *args], **kwargs)
+
+    return run
