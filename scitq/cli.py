@@ -37,6 +37,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "batch": ("scitq.cli_batch", "batch"),
     "worker": ("scitq.cli_worker", "worker"),
     "scheduler": ("scitq.cli_scheduler", "scheduler"),
+    "recruiter": ("scitq.cli_recruiter", "recruiter"),
     "up": ("scitq.cli_up", "up"),
     "web": ("scitq.cli_web", "web"),
     "fetch": ("scitq.cli_fetch", "fetch"),

@@ -178,3 +178,55 @@ def delete(state: CliState, ref: str, yes: bool) -> None:
             click.confirm(f"Delete worker {found['name']} (id {found['id']})?", abort=True)
         queries.worker_delete(client.connection, found["id"])
     click.echo(f"worker {found['name']} deleted")
+
+
+@worker.command()
+@click.option("-N", "--number", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="Workers to deploy.")  # fmt: skip
+@click.option("-b", "--batch", required=True, help="The batch they serve.")
+@click.option("-P", "--provider", required=True, help="local or openstack.")
+@click.option("-f", "--flavor", help="Flavor of the instances (provider-specific).")
+@click.option("-r", "--region", help="Region of the instances.")
+@click.option("--image", help="Image of the instances (openstack).")
+@click.option("-c", "--concurrency", type=click.IntRange(1), default=1, show_default=True,
+              help="Tasks run at once by each worker.")  # fmt: skip
+@click.option("-p", "--prefetch", type=click.IntRange(0), default=0, show_default=True,
+              help="Tasks each worker claims ahead.")  # fmt: skip
+@click.option("--permanent", is_flag=True, help="Never destroyed when idle.")
+@click.option("--json", "as_json", is_flag=True, help="Print the instances as JSON.")
+@pass_state
+def deploy(
+    state: CliState,
+    number: int,
+    batch: str,
+    provider: str,
+    flavor: str | None,
+    region: str | None,
+    image: str | None,
+    concurrency: int,
+    prefetch: int,
+    permanent: bool,
+    as_json: bool,
+) -> None:
+    """Deploy NUMBER workers for a batch now (v1's worker deploy).
+
+    The active scheduler creates the instances; they are destroyed once idle, like
+    recruited ones, unless --permanent. Follow them with `scitq recruiter operations`.
+
+    Exit codes: 0; 2 invalid option.
+    """
+    from scitq.scheduler import cloud_queries  # recruitment's queries, only for this command
+
+    with open_client(state) as client:
+        rows = cloud_queries.instance_request(
+            client.connection, provider, batch, number, concurrency=concurrency,
+            prefetch=prefetch, flavor=flavor, image=image, region=region,
+            is_permanent=permanent,
+        )  # fmt: skip
+    if as_json:
+        print_json_array(rows)
+        return
+    names = ", ".join(row["name"] for row in rows)
+    click.echo(f"{len(rows)} worker{'s' if len(rows) > 1 else ''} requested on {provider} for "
+               f"batch {batch}: {names}")  # fmt: skip
+    click.echo("the active scheduler deploys them: see `scitq recruiter operations`")
