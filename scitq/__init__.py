@@ -1,7 +1,7 @@
 """scitq: a distributed scientific task queue coordinated by PostgreSQL.
 
-``scitq.Client`` is imported on first use, so that ``import scitq`` (and the CLI) stay
-light.
+``scitq.Client`` and ``scitq.Workflow`` are imported on first use, so that
+``import scitq`` (and the CLI) stay light.
 """
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "2.0.0.dev0"
-__all__ = ["Client", "__version__"]
+__all__ = ["Client", "Workflow", "__version__"]
 
 if TYPE_CHECKING:
     from scitq.client import Client
+    from scitq.workflow import Workflow
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +21,8 @@ def __getattr__(name: str) -> Any:
         from scitq.client import Client
 
         return Client
+    if name == "Workflow":
+        from scitq.workflow import Workflow
+
+        return Workflow
     raise AttributeError(f"module 'scitq' has no attribute {name!r}")
