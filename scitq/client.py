@@ -224,6 +224,9 @@ class Client:
             raise NotFound(f"batch {batch!r} does not exist")
         return int(row["id"])
 
+    def batch_exists(self, batch: str) -> bool:
+        return listing.batch_find(self.connection, batch) is not None
+
     def executions(self, task_id: int) -> list[Execution]:
         """Every attempt of a task, oldest first."""
         return listing.task_executions(self.connection, task_id)
