@@ -41,6 +41,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "up": ("scitq.cli_up", "up"),
     "web": ("scitq.cli_web", "web"),
     "fetch": ("scitq.cli_fetch", "fetch"),
+    "completion": ("scitq.cli_completion", "completion"),
 }
 
 #: What replaces passwords in connection strings that are printed.
