@@ -32,6 +32,7 @@ from typing import Any
 from scitq.config import TransferSettings
 from scitq.errors import TransferError
 from scitq.transfer.localfs import atomic_path, walk_files
+from scitq.transfer.retry import StopFlag
 from scitq.transfer.schemes import Progress
 from scitq.transfer.staging import as_uri, fetch_with_retries
 from scitq.transfer.uri import Uri
@@ -100,7 +101,13 @@ class ResourceCache:
     def _item_dir(self, key: str) -> Path:
         return self.root / "items" / key
 
-    def get(self, uri: Uri | str, *, progress: Progress | None = None) -> tuple[Path, int]:
+    def get(
+        self,
+        uri: Uri | str,
+        *,
+        progress: Progress | None = None,
+        cancel: StopFlag | None = None,
+    ) -> tuple[Path, int]:
         """The local directory holding ``uri``, downloading it first if needed.
 
         Concurrent callers (threads or processes) for the same URI wait while one of
@@ -126,7 +133,9 @@ class ResourceCache:
                 self._make_writable(building)
                 shutil.rmtree(building)  # left by a killed process
             try:
-                size = fetch_with_retries(parsed, building, self.settings, progress=progress)
+                size = fetch_with_retries(
+                    parsed, building, self.settings, progress=progress, stop=cancel
+                )
                 self._make_read_only(building)
                 os.replace(building, item)
             except BaseException:
@@ -160,7 +169,12 @@ class ResourceCache:
                 shutil.rmtree(item)
 
     def link_into(
-        self, uri: Uri | str, task_resource_dir: Path, *, progress: Progress | None = None
+        self,
+        uri: Uri | str,
+        task_resource_dir: Path,
+        *,
+        progress: Progress | None = None,
+        cancel: StopFlag | None = None,
     ) -> int:
         """Make ``uri``'s files appear, read-only, in ``task_resource_dir``.
 
@@ -174,7 +188,7 @@ class ResourceCache:
         Raises:
             TransferError: the download failed.
         """
-        item, downloaded = self.get(uri, progress=progress)
+        item, downloaded = self.get(uri, progress=progress, cancel=cancel)
         parsed = as_uri(uri)
         try:
             for path, relative in walk_files(item):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from scitq.config import TransferSettings
 from scitq.errors import TransferError
@@ -16,6 +15,33 @@ from scitq.transfer.schemes import Progress
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class StopFlag(Protocol):
+    """What `threading.Event` offers and transfers check (``cancel`` arguments)."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class EitherFlag:
+    """Set as soon as any of its flags is set."""
+
+    def __init__(self, *flags: StopFlag | None) -> None:
+        self._flags = [flag for flag in flags if flag is not None]
+
+    def is_set(self) -> bool:
+        return any(flag.is_set() for flag in self._flags)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            time.sleep(left)
+        return True
 
 
 class Cancelled(TransferError):
@@ -38,7 +64,7 @@ def guarded_progress(
     uri: str,
     direction: str,
     deadline: float | None,
-    stop: threading.Event | None,
+    stop: StopFlag | None,
     progress: Progress | None,
 ) -> Progress:
     """A progress callback that also ends the transfer past ``deadline`` or on ``stop``.
@@ -62,7 +88,7 @@ def with_retries(
     action: Callable[[int], T],
     settings: TransferSettings,
     uri: str,
-    stop: threading.Event | None = None,
+    stop: StopFlag | None = None,
 ) -> T:
     """Call ``action(attempt)`` until it succeeds, retrying retryable `TransferError`s.
 

@@ -23,7 +23,14 @@ from scitq.config import TransferSettings
 from scitq.errors import InvalidUri, TransferError
 from scitq.transfer.actions import apply_actions
 from scitq.transfer.localfs import walk_files
-from scitq.transfer.retry import Cancelled, guarded_progress, item_timeout, with_retries
+from scitq.transfer.retry import (
+    Cancelled,
+    EitherFlag,
+    StopFlag,
+    guarded_progress,
+    item_timeout,
+    with_retries,
+)
 from scitq.transfer.schemes import Progress, transport_for
 from scitq.transfer.uri import Uri, check_subdir, parse_uri
 
@@ -64,7 +71,7 @@ def fetch(
     *,
     progress: Progress | None = None,
     deadline: float | None = None,
-    stop: threading.Event | None = None,
+    stop: StopFlag | None = None,
 ) -> int:
     """Download ``uri`` into ``dest_dir`` once (no retry), actions applied.
 
@@ -109,7 +116,7 @@ def fetch_with_retries(
     settings: TransferSettings,
     *,
     progress: Progress | None = None,
-    stop: threading.Event | None = None,
+    stop: StopFlag | None = None,
 ) -> int:
     """`fetch` with retries, back-off and a deadline that grows with the size."""
     uri = as_uri(uri)
@@ -122,23 +129,32 @@ def fetch_with_retries(
     return with_retries(attempt, settings, uri.text, stop)
 
 
-def _run_all(items: Sequence[T], work: Callable[[T, threading.Event], int], parallel: int) -> int:
-    """Run ``work`` on every item in parallel; on the first failure stop the others.
+def _run_all(
+    items: Sequence[T],
+    work: Callable[[T, StopFlag], int],
+    parallel: int,
+    cancel: StopFlag | None = None,
+) -> int:
+    """Run ``work`` on every item in parallel; on the first failure (or ``cancel``) stop
+    the others.
 
     Raises:
         TransferError: the first real failure (not a cancellation it caused).
     """
     if not items:
         return 0
-    stop = threading.Event()
+    failed = threading.Event()
+    stop = EitherFlag(failed, cancel)
     failures: list[TransferError] = []
 
     def guarded(item: T) -> int:
         try:
+            if stop.is_set():
+                raise Cancelled(str(item), "canceled", retryable=False)
             return work(item, stop)
         except TransferError as exc:
             failures.append(exc)
-            stop.set()
+            failed.set()
             return 0
 
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(items)))) as pool:
@@ -155,6 +171,7 @@ def stage_inputs(
     settings: TransferSettings,
     *,
     progress: Progress | None = None,
+    cancel: StopFlag | None = None,
 ) -> int:
     """Download a task's inputs into ``input_dir``, in parallel, each retried.
 
@@ -163,6 +180,8 @@ def stage_inputs(
         input_dir: the execution's input folder (created if needed).
         settings: parallelism, retries, back-off, timeouts and credentials.
         progress: receives byte increments (from several threads).
+        cancel: a `threading.Event` (or alike); when set, transfers stop between chunks
+            and `TransferError` (reason ``canceled``, not retryable) is raised.
 
     Returns:
         The bytes downloaded.
@@ -174,10 +193,10 @@ def stage_inputs(
     """
     parsed = [as_uri(uri) for uri in uris]
 
-    def one(uri: Uri, stop: threading.Event) -> int:
+    def one(uri: Uri, stop: StopFlag) -> int:
         return fetch_with_retries(uri, input_dir, settings, progress=progress, stop=stop)
 
-    return _run_all(parsed, one, settings.parallel)
+    return _run_all(parsed, one, settings.parallel, cancel)
 
 
 def upload_outputs(
@@ -186,11 +205,13 @@ def upload_outputs(
     settings: TransferSettings,
     *,
     progress: Progress | None = None,
+    cancel: StopFlag | None = None,
 ) -> int:
     """Upload every regular file below ``output_dir`` to the folder ``output_uri``.
 
     Relative paths are kept; symbolic links and special files are skipped. Files go in
     parallel, each retried with back-off and a deadline that grows with its size.
+    ``progress`` and ``cancel`` work as in `stage_inputs`.
 
     Returns:
         The bytes uploaded (0 when ``output_dir`` is missing or empty).
@@ -209,7 +230,7 @@ def upload_outputs(
     files = list(walk_files(output_dir))
     transport = transport_for(uri, settings)
 
-    def one(item: tuple[Path, str], stop: threading.Event) -> int:
+    def one(item: tuple[Path, str], stop: StopFlag) -> int:
         path, relative = item
         target = uri.child(relative)
 
@@ -220,7 +241,7 @@ def upload_outputs(
 
         return with_retries(attempt, settings, target.text, stop)
 
-    return _run_all(files, one, settings.parallel)
+    return _run_all(files, one, settings.parallel, cancel)
 
 
 def clean_staging_leftovers(directory: Path) -> None:

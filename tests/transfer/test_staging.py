@@ -60,3 +60,28 @@ def test_upload_outputs_of_missing_or_empty_dir(tmp_path: Path) -> None:
     write_random(tmp_path / "out" / "x" / "y.txt", 7)
     assert upload_outputs(tmp_path / "out", f"file://{tmp_path}/dest", settings) == 7
     assert (tmp_path / "dest" / "x" / "y.txt").stat().st_size == 7
+
+
+def test_cancel_stops_transfers(http_server: HttpServer, tmp_path: Path) -> None:
+    import threading
+
+    write_random(http_server.root / "cancel" / "big.bin", 3_000_000, seed=14)
+    settings = fast_settings(tmp_path)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(TransferError, match="canceled") as before:
+        stage_inputs([http_server.url("cancel/big.bin")], tmp_path / "in", settings, cancel=cancel)
+    assert not before.value.retryable
+    assert http_server.gets["/cancel/big.bin"] == 0
+
+    during = threading.Event()
+    with pytest.raises(TransferError, match="canceled"):
+        stage_inputs(
+            [http_server.url("cancel/big.bin")],
+            tmp_path / "in",
+            settings,
+            progress=lambda _count: during.set(),  # cancel after the first chunk
+            cancel=during,
+        )
+    assert http_server.gets["/cancel/big.bin"] == 1  # not retried
+    assert not any((tmp_path / "in").iterdir())
