@@ -421,3 +421,16 @@ def test_not_live_execution_is_dropped_and_the_others_delivered(
     for eid in ids:
         if eid != dead["execution_id"]:
             assert stored_text(conn, eid) == f"hello from {eid}\n"
+
+
+def test_output_text_is_lz4_compressed_where_the_server_has_it(conn):
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL default_toast_compression = lz4")
+    except psycopg.errors.InvalidParameterValue:
+        pytest.skip("this PostgreSQL was built without lz4")
+    (method,) = conn.execute(
+        "SELECT attcompression FROM pg_attribute"
+        " WHERE attrelid = 'scitq.execution_output'::regclass AND attname = 'text'"
+    ).fetchone()
+    assert method == "l"

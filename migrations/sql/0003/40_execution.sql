@@ -265,6 +265,18 @@ BEGIN
 END;
 $$;
 
+-- Output text is compressed with lz4 where the server was built with it: pglz costs about
+-- four times more CPU per stored megabyte, and the agent's output rate depends on it
+-- (bench/RESULTS.md). Without lz4 the column keeps the server's default.
+DO $$
+BEGIN
+    ALTER TABLE scitq.execution_output ALTER COLUMN text SET COMPRESSION lz4;
+EXCEPTION
+    WHEN feature_not_supported OR invalid_parameter_value THEN
+        RAISE NOTICE 'lz4 is not available: output text stays pglz-compressed';
+END;
+$$;
+
 -- Append output chunks of one or more executions in one call (parallel arrays, one
 -- element per chunk). seq numbers are the agent's, per execution: a chunk sent twice
 -- (a retry after a lost connection) is stored once. Text must be valid and free of NUL

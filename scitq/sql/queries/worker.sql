@@ -40,9 +40,10 @@ SELECT scitq.execution_set_phase_v2(
 ) AS count;
 
 -- name: execution_append_output
+-- texts go in binary: text format escapes every byte of megabytes of output
 SELECT scitq.execution_append_output_v1(
     %(worker_id)s, %(execution_ids)s::bigint[], %(seqs)s::integer[],
-    %(streams)s::scitq.output_stream[], %(texts)s::text[], %(now)s
+    %(streams)s::scitq.output_stream[], %(texts)b::text[], %(now)s
 ) AS count;
 
 -- name: execution_finish
