@@ -114,7 +114,7 @@ def list_recruiters(state: CliState, batch: str | None, as_json: bool) -> None:
               help="Several recruiters of a batch apply in rank order.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the recruiter as JSON.")
 @pass_state
-def add(state: CliState, batch: str, provider: str, max_workers: int, rank: int,
+def add(state: CliState, /, batch: str, provider: str, max_workers: int, rank: int,
         as_json: bool, **fields: Any) -> None:  # fmt: skip
     """Create the recruiter of BATCH (and rank), or replace it.
 
@@ -136,7 +136,7 @@ def add(state: CliState, batch: str, provider: str, max_workers: int, rank: int,
 @_fields_option
 @click.option("--json", "as_json", is_flag=True, help="Print the recruiter as JSON.")
 @pass_state
-def set_recruiter(state: CliState, ref: str, as_json: bool, **fields: Any) -> None:
+def set_recruiter(state: CliState, /, ref: str, as_json: bool, **fields: Any) -> None:
     """Change some fields of a recruiter (an empty --flavor, --image or --region clears it).
 
     Exit codes: 0; 2 invalid option; 4 unknown recruiter.

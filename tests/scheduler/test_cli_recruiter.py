@@ -96,10 +96,9 @@ def test_worker_deploy_requests_instances(invoke, conn):
     assert result.output.splitlines()[0] == (
         "2 workers requested on local for batch align: scitq-1, scitq-2"
     )
-    instances = cq.instance_list(conn)
-    assert [(i["batch"], i["concurrency"], i["prefetch"], i["is_permanent"]) for i in instances] == [
-        ("align", 3, 1, False), ("align", 3, 1, False),
-    ]  # fmt: skip
+    instances = [(i["batch"], i["concurrency"], i["prefetch"], i["is_permanent"])
+                 for i in cq.instance_list(conn)]  # fmt: skip
+    assert instances == [("align", 3, 1, False), ("align", 3, 1, False)]
     assert [o["kind"] for o in cq.cloud_operation_list(conn)] == ["deploy", "deploy"]
     permanent = json.loads(invoke("worker", "deploy", "-b", "align", "-P", "local",
                                   "--permanent", "--json").output)  # fmt: skip

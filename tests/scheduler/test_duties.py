@@ -272,7 +272,7 @@ def test_enabled_duties_follow_the_settings():
         return {duty.name: period for duty, period in chosen}
 
     assert names(duty_seconds=5) == {
-        "expire_leases": 5, "timeouts": 5, "worker_liveness": 5, "retention": 3600,
+        "expire_leases": 5, "timeouts": 5, "worker_liveness": 5, "retention": 3600, "recruit": 10,
     }  # fmt: skip
     assert "retention" not in names(decision_retention_days=None)
     assert names(decision_retention_days=None, output_retention_days=7)["retention"] == 3600
