@@ -195,5 +195,9 @@ def recruit_releasable(
     return _rows(conn, "recruit_releasable", params)
 
 
+def instance_refs(conn: Connection, provider: str) -> list[Row]:
+    return _rows(conn, "instance_refs", {"provider": provider})
+
+
 def as_json(value: Any) -> str:
     return json.dumps(value, default=str)

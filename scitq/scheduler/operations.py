@@ -70,6 +70,7 @@ class OperationRunner:
         )
         self._lock = threading.Lock()
         self._running: set[int] = set()
+        self._reported: set[tuple[str, str]] = set()
 
     @property
     def running(self) -> set[int]:
@@ -103,6 +104,88 @@ class OperationRunner:
         return cq.cloud_operation_abandon(
             conn, stale, "interrupted: the scheduler running it stopped; check the provider"
         )
+
+    def reconcile(self, scheduler: str | None = None) -> None:
+        """Look for orphans in a pool thread (provider listings are slow): see
+        `reconcile_now`."""
+        self._pool.submit(self._reconcile_logged, scheduler)
+
+    def _reconcile_logged(self, scheduler: str | None) -> None:
+        try:
+            self.reconcile_now(scheduler)
+        except Exception:  # a listing failure must not stop the runner
+            logger.exception("orphan reconciliation failed")
+
+    def reconcile_now(self, scheduler: str | None = None) -> list[Row]:
+        """Compare what each provider runs with the instance rows; returns the orphans.
+
+        A machine whose instance row is deleted or in error (scitq's own leftover: a
+        destroy that failed, a scheduler that died mid-deploy) is destroyed. A machine no
+        row of this database names may belong to another scitq database sharing the
+        cloud project: it is reported (decision ``orphan``, once), never destroyed.
+        """
+        conn = open_connection(self._conninfo, self._application_name)
+        orphans: list[Row] = []
+        try:
+            for name, provider in sorted(self.providers.items()):
+                try:
+                    listed = provider.list()
+                except ProviderError as exc:
+                    logger.warning("cannot list the instances of %s: %s", name, exc)
+                    continue
+                known = {row["name"]: row for row in cq.instance_refs(conn, name)}
+                for machine in listed:
+                    row = known.get(machine.name)
+                    if row is not None and row["status"] not in ("deleted", "error"):
+                        continue
+                    orphans.append(self._orphan(conn, provider, machine.provider_ref,
+                                                machine.name, row, scheduler))  # fmt: skip
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+        return orphans
+
+    def _orphan(
+        self,
+        conn: psycopg.Connection[Any],
+        provider: Provider,
+        ref: str,
+        name: str,
+        row: Row | None,
+        scheduler: str | None,
+    ) -> Row:
+        decision: Row = {
+            "subject_kind": "instance", "subject_id": None if row is None else row["instance_id"],
+            "details": {"provider": provider.name, "provider_ref": ref, "name": name},
+        }  # fmt: skip
+        if row is None:
+            if (provider.name, ref) in self._reported:
+                return decision
+            self._reported.add((provider.name, ref))
+            decision["decision"] = "orphan"
+            decision["reason"] = (
+                f"{provider.name} runs {name} ({ref}), which no instance of this database "
+                "names: left alone (it may belong to another scitq database)"
+            )
+        else:
+            lines: list[str] = []
+            try:
+                provider.delete(
+                    ref, lambda message, progress=None, provider_ref=None: lines.append(message)
+                )
+                decision["decision"] = "orphan_deleted"
+                decision["reason"] = (
+                    f"{provider.name} still ran {name} ({ref}) although its instance is "
+                    f"{row['status']}: destroyed"
+                )
+            except ProviderError as exc:
+                decision["decision"] = "orphan"
+                decision["reason"] = (
+                    f"{provider.name} still runs {name} ({ref}): destroy failed: {exc}"
+                )
+        queries.scheduler_record(conn, "recruit", [decision], scheduler)
+        logger.warning(decision["reason"], extra={"action": "orphan", "provider_ref": ref})
+        return decision
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,8 @@ Row = dict[str, Any]
 
 #: Longest back-off of a recruiter after failed deploys.
 MAX_BACKOFF_SECONDS = 3600.0
+#: How often providers are listed to find orphan machines.
+RECONCILE_SECONDS = 300.0
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Recruitment:
     runner: OperationRunner | None = None
     quotas: dict[str, int] = field(default_factory=dict)
     last: dict[int, str] = field(default_factory=dict)
+    reconciled_at: float | None = None
 
 
 def provider_quotas(settings: SchedulerSettings) -> dict[str, int]:
@@ -114,6 +118,10 @@ def recruit(ctx: DutyContext) -> int:
     if state.runner is not None and not ctx.stop.is_set():
         with ctx.transaction() as conn:
             state.runner.dispatch(conn)
+        clock = time.monotonic()
+        if state.reconciled_at is None or clock - state.reconciled_at > RECONCILE_SECONDS:
+            state.reconciled_at = clock
+            state.runner.reconcile(ctx.scheduler)
     return acted
 
 

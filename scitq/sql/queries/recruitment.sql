@@ -275,3 +275,11 @@ WHERE NOT i.is_permanent
           ))
   )
 ORDER BY i.id;
+
+-- name: instance_refs
+-- What the database knows of a provider's instances, by name and reference (to find
+-- orphans: machines the provider runs that no live instance row accounts for).
+SELECT i.id AS instance_id, i.name, i.provider_ref, i.status
+FROM scitq.instance i
+WHERE i.provider = %(provider)s
+ORDER BY i.id;
