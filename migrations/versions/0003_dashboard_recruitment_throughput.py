@@ -49,12 +49,21 @@ def upgrade() -> None:
     # -- recruitment (issue 9) --
     _upgrade_recruitment()
     # -- agent throughput and listing indexes (issues 3, 5) --
+    op.create_index("task_status_idx", "task", ["status"], schema="scitq")
+    op.create_index("task_created_at_idx", "task", ["created_at"], schema="scitq")
+    op.create_index(
+        "execution_worker_name_task_id_idx", "execution", ["worker_name", "task_id"],
+        schema="scitq",
+    )  # fmt: skip
     run_frozen_sql(op.get_bind(), "0003")
 
 
 def downgrade() -> None:
     op.execute(DROP_ROUTINES)
     # -- agent throughput and listing indexes (issues 3, 5) --
+    op.drop_index("execution_worker_name_task_id_idx", table_name="execution", schema="scitq")
+    op.drop_index("task_created_at_idx", table_name="task", schema="scitq")
+    op.drop_index("task_status_idx", table_name="task", schema="scitq")
     # -- recruitment (issue 9) --
     _downgrade_recruitment()
     # -- dashboard (issue 6) --

@@ -119,6 +119,9 @@ class Task(Base):
         ),
         Index("task_batch_id_status_idx", "batch_id", "status"),
         Index("task_batch_id_name_idx", "batch_id", "name"),
+        # listing filters across batches (scitq task list --status / --since)
+        Index("task_status_idx", "status"),
+        Index("task_created_at_idx", "created_at"),
         # retry and delete find the tasks canceled because of a given one
         Index(
             "task_canceled_by_task_id_idx",
@@ -241,6 +244,8 @@ class Execution(Base):
             postgresql_where=text("status IN ('assigned', 'downloading', 'running', 'uploading')"),
         ),
         Index("execution_task_id_attempt_idx", "task_id", "attempt"),
+        # the tasks a worker ran (scitq task list --worker), by name: history outlives rows
+        Index("execution_worker_name_task_id_idx", "worker_name", "task_id"),
         # Lease expiry sweep and heartbeat renewal only look at live executions.
         Index(
             "execution_lease_expires_at_idx",
