@@ -37,9 +37,13 @@ def _one_line(error: BaseException) -> str:
 
 
 def agent_role_name(worker_name: str) -> str:
-    """The login role of a cloud worker (the rule of ``scitq db create-role --agent``)."""
+    """The login role of a cloud worker: ``scitq_worker_<name>_<6 random hex digits>``.
+
+    Roles are per PostgreSQL cluster, instance names per database: the suffix keeps two
+    scitq databases of one server (or a role left by a crash) from colliding.
+    """
     cleaned = "".join(c if c.isalnum() or c in "_.-" else "_" for c in worker_name.lower())
-    return ("scitq_worker_" + cleaned)[:63]
+    return f"scitq_worker_{cleaned[:42]}_{secrets.token_hex(3)}"
 
 
 def agent_conninfo(base: str, role: str | None = None, password: str | None = None) -> str:

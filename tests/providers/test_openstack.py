@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 import socket
 
 import pytest
@@ -124,6 +125,11 @@ def test_quota_capacity_auth_and_unreachable_are_classified(cloud):
     assert caught.value.error_class == "transient"
 
 
+def agent_roles(conn) -> set[str]:
+    query = "SELECT rolname FROM pg_roles WHERE pg_has_role(rolname, 'scitq_agent', 'MEMBER')"
+    return {row[0] for row in conn.execute(query)}
+
+
 def run_operations(conn, runner: OperationRunner) -> None:
     while runner.dispatch(conn) or runner.running:
         assert runner.wait_idle(30)
@@ -140,7 +146,6 @@ def test_deploy_and_destroy_with_an_agent_role(conn, db, cloud):
         server = cloud.servers[instance["provider_ref"]]
         assert server["name"] == requested["name"]
         # the agent's own role: a member of scitq_agent, its password only in the user data
-        role = f"scitq_worker_{requested['name']}"
         worker = (
             conn.cursor(row_factory=dict_row)
             .execute(
@@ -148,7 +153,8 @@ def test_deploy_and_destroy_with_an_agent_role(conn, db, cloud):
             )
             .fetchone()
         )
-        assert worker["login_role"] == role
+        role = worker["login_role"]
+        assert re.fullmatch(f"scitq_worker_{requested['name']}_[0-9a-f]{{6}}", role)
         assert conn.execute("SELECT pg_has_role(%s, 'scitq_agent', 'MEMBER')", (role,)).fetchone()[
             0
         ]
@@ -172,6 +178,7 @@ def test_deploy_and_destroy_with_an_agent_role(conn, db, cloud):
 
 def test_failed_deploys_leave_clear_rows_and_no_role(conn, db, cloud):
     cloud.create_failure = "quota"
+    roles_before = agent_roles(conn)
     settings = SchedulerSettings(operation_retry_seconds=0.01)
     runner = OperationRunner(settings, {"openstack": OpenStackProvider(settings_for(cloud))}, db)
     try:
@@ -183,12 +190,8 @@ def test_failed_deploys_leave_clear_rows_and_no_role(conn, db, cloud):
         )  # fmt: skip
         assert operation["error"].startswith("server creation: quota exceeded:")
         assert conn.execute("SELECT count(*) FROM scitq.worker").fetchone()[0] == 0
-        assert (
-            conn.execute(
-                "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'scitq_worker_scitq-%%'"
-            ).fetchone()[0]
-            == 0
-        )
+        assert "database role scitq_worker_scitq-1_" in operation["log"]  # made, then...
+        assert agent_roles(conn) == roles_before  # ...dropped with the failure
     finally:
         runner.shutdown()
 
