@@ -187,6 +187,22 @@ def test_log_follows_a_live_attempt_and_pages_back(
     assert other.status_code == 404
 
 
+def test_log_of_a_live_attempt_without_output_yet_follows_from_the_start(
+    admin: LoggedIn, conn: psycopg.Connection[Any]
+) -> None:
+    [task_id] = submit(conn, "b1", {"command": "sleep 100"})
+    worker = register(conn, "w1")
+    [claimed] = claim(conn, worker)
+    execution_id = claimed["execution_id"]
+    page = admin.get(f"/tasks/{task_id}").get_data(as_text=True)
+    follow = re.search(r'<span id="log-follow" hx-get="([^"]+)"', page)
+    assert follow and "after" not in follow[1]
+    queries.execution_set_phase(conn, worker, execution_id, "running")
+    queries.execution_append_output(conn, worker, [(execution_id, 0, "stdout", "first\n")])
+    response = admin.get(follow[1].replace("&amp;", "&"), htmx=True)
+    assert response.status_code == 200 and "first" in response.get_data(as_text=True)
+
+
 def test_ansi_colours_in_output_are_shown_as_classes(
     admin: LoggedIn, conn: psycopg.Connection[Any]
 ) -> None:
