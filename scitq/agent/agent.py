@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import os
 import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ class Held:
     command: RunningCommand | None = None
     dead: bool = False  # the database says it is no longer ours
     staging: asyncio.Future[int] | None = None  # downloads, in threads
+    cancel_staging: threading.Event = field(default_factory=threading.Event)
     bytes_in: int | None = None
     bytes_out: int | None = None
     applied_signals: set[int] = field(default_factory=set)
@@ -284,8 +286,8 @@ class Agent:
     async def _download(self, held: Held) -> CommandResult | None:
         assert self.reporter is not None
         self.reporter.set_phase(held.execution_id, "downloading")
-        held.staging = self.stager.start_download(held.claim, held.work_dir)
-        moved = await self.stager.download(held.claim, held.staging)
+        held.staging = self.stager.start_download(held.claim, held.work_dir, held.cancel_staging)
+        moved = await self.stager.download(held.claim, held.staging, held.cancel_staging)
         held.bytes_in = moved.bytes
         if moved.failure is None:
             return None
@@ -443,6 +445,7 @@ class Agent:
             if held is None or held.dead:
                 continue
             held.dead = True
+            held.cancel_staging.set()
             logger.warning(
                 "execution %d is no longer ours: killing it", execution_id,
                 extra={"action": "kill_not_live", "execution_id": execution_id},

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,22 +52,29 @@ class Stager:
     def needs_download(claim: dict[str, Any]) -> bool:
         return bool(claim.get("inputs") or claim.get("resources"))
 
-    def start_download(self, claim: dict[str, Any], work_dir: Path) -> asyncio.Future[int]:
+    def start_download(
+        self, claim: dict[str, Any], work_dir: Path, cancel: threading.Event
+    ) -> asyncio.Future[int]:
         """Start fetching the claim's inputs and resources; the future gives bytes in.
 
-        The transfers run in threads, which cannot be interrupted: the caller keeps the
-        future to know when they no longer touch ``work_dir``.
+        The transfers run in threads: setting ``cancel`` stops them between chunks, and
+        the future says when they no longer touch ``work_dir``.
         """
         inputs: Sequence[str] = claim.get("inputs") or ()
         resources: Sequence[str] = claim.get("resources") or ()
-        return asyncio.ensure_future(asyncio.to_thread(self._download, inputs, resources, work_dir))
+        return asyncio.ensure_future(
+            asyncio.to_thread(self._download, inputs, resources, work_dir, cancel)
+        )
 
-    async def download(self, claim: dict[str, Any], running: asyncio.Future[int]) -> Transferred:
+    async def download(
+        self, claim: dict[str, Any], running: asyncio.Future[int], cancel: threading.Event
+    ) -> Transferred:
         """Wait for ``running`` (from `start_download`) within the task's download timeout."""
         timeout = claim.get("download_timeout_seconds")
         try:
             moved = await asyncio.wait_for(asyncio.shield(running), timeout)
         except TimeoutError:
+            cancel.set()
             return Transferred(0, f"download timeout of {timeout:g} s exceeded")
         except errors.TransferError as exc:
             return Transferred(0, str(exc))
@@ -74,12 +82,18 @@ class Stager:
             return Transferred(0, f"cannot download: {exc}")
         return Transferred(moved)
 
-    def _download(self, inputs: Sequence[str], resources: Sequence[str], work_dir: Path) -> int:
+    def _download(
+        self,
+        inputs: Sequence[str],
+        resources: Sequence[str],
+        work_dir: Path,
+        cancel: threading.Event,
+    ) -> int:
         moved = 0
         if inputs:
-            moved += stage_inputs(inputs, work_dir / "input", self.settings)
+            moved += stage_inputs(inputs, work_dir / "input", self.settings, cancel=cancel)
         for uri in resources:
-            moved += self.cache.link_into(uri, work_dir / "resource")
+            moved += self.cache.link_into(uri, work_dir / "resource", cancel=cancel)
         return moved
 
     async def upload(self, claim: dict[str, Any], work_dir: Path) -> Transferred:

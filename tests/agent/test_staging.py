@@ -149,3 +149,23 @@ def test_a_prefetched_execution_downloads_while_it_waits_for_a_slot(
     assert conn.execute(
         "SELECT status FROM scitq.task WHERE id = %s", (second["id"],)
     ).fetchone() == ("succeeded",)
+
+
+def test_a_download_past_its_timeout_fails_and_leaves_nothing_partial(
+    conn, start_agent, s3_server, s3_bucket, tmp_path
+):
+    s3_server.client().put_object(Bucket=s3_bucket, Key="big.bin", Body=b"x" * (32 * 2**20))
+    (task,) = queries.task_submit(conn, "slow", [{
+        "command": "echo never-run", "inputs": [f"s3://{s3_bucket}/big.bin"],
+        "download_timeout_seconds": 0.05,
+    }])  # fmt: skip
+    agent = start_agent("-b", "slow", env=_agent_env(s3_server, tmp_path / "cache"))
+    wait_for(lambda: _all_done(conn, "slow"), timeout=60)
+    execution, failure_class, reason = conn.execute(
+        "SELECT id, failure_class, failure_reason FROM scitq.execution WHERE task_id = %s",
+        (task["id"],),
+    ).fetchone()
+    assert (failure_class, reason) == ("download", "download timeout of 0.05 s exceeded")
+    # failed work folders are kept for debugging, but the canceled download left nothing
+    inputs = tmp_path / agent.name / f"execution-{execution}" / "input"
+    wait_for(lambda: not inputs.exists() or not any(inputs.iterdir()), timeout=30)
