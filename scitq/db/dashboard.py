@@ -121,3 +121,19 @@ def instance_list(conn: Connection, limit: int = 200) -> list[Row]:
 
 def cloud_operation_list(conn: Connection, limit: int = 50) -> list[Row]:
     return _rows(conn, "dashboard_cloud_operations", {"limit": limit})
+
+
+def batch_counts(
+    conn: Connection,
+    batch: str | None = None,
+    *,
+    window_seconds: float = 3600.0,
+    sample: int = 2000,
+) -> list[Row]:
+    """Rows of ``scitq.batch_progress`` (all batches, or one), fast on millions of tasks.
+
+    ``mean_seconds`` and ``max_seconds`` cover only the newest ``sample`` attempts that
+    succeeded in the last ``window_seconds``: the recent pace, not the whole history.
+    """
+    params = {"batch": batch, "window_seconds": window_seconds, "sample": sample}
+    return _rows(conn, "dashboard_batches", params)

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template, request, url_for
 
-from scitq.db import queries
+from scitq.db import dashboard, queries
 from scitq.errors import NotFound, ScitqError
 from scitq.web.db import get_conn
 from scitq.web.htmx import render
@@ -28,7 +28,7 @@ MESSAGES = {"pause": "paused", "resume": "resumed", "retry": "retried", "cancel"
 
 
 def _progress(batch: str) -> dict[str, Any]:
-    rows = queries.batch_progress(get_conn(), batch)
+    rows = dashboard.batch_counts(get_conn(), batch)
     if not rows:
         raise NotFound(f"batch {batch!r} does not exist")
     return rows[0]
@@ -36,7 +36,7 @@ def _progress(batch: str) -> dict[str, Any]:
 
 @blueprint.get("/")
 def index() -> str:
-    batches = queries.batch_progress(get_conn())
+    batches = dashboard.batch_counts(get_conn())
     return render("batches/index.html", "batches/_table.html", batches=batches)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from scitq.db import dashboard, listing, queries
+from scitq.db import dashboard, listing
 from scitq.web.chart import throughput_chart
 from scitq.web.db import get_conn
 from scitq.web.htmx import render
@@ -20,7 +20,7 @@ BUCKET_SECONDS = 60.0
 def index() -> str:
     """The full page, or (htmx, every few seconds) its live part."""
     conn = get_conn()
-    batches = queries.batch_progress(conn)
+    batches = dashboard.batch_counts(conn)
     rows = dashboard.execution_throughput(
         conn, window_seconds=WINDOW_SECONDS, bucket_seconds=BUCKET_SECONDS
     )
