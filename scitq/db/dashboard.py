@@ -7,6 +7,7 @@ Reads only, except the ``web_user_*`` writes, which call stored functions.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -60,6 +61,20 @@ def web_user_delete(conn: Connection, name: str) -> bool:
 # -- tasks and output ---------------------------------------------------------------------
 
 
+#: Task ids a name search looks through per request: the name has no index, and a
+#: substring of it cannot use one, so a search goes through the ids window by window.
+NAME_SCAN_BUDGET = 200_000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskPage:
+    """A page of tasks; ``searched_to`` is set when a name search stopped at that id
+    before filling the page (ask again with ``after=searched_to`` to go on)."""
+
+    tasks: list[Task]
+    searched_to: int | None = None
+
+
 def task_page(
     conn: Connection,
     *,
@@ -69,12 +84,13 @@ def task_page(
     statuses: Sequence[str] = (),
     name: str | None = None,
     worker: str | None = None,
-) -> list[Task]:
+) -> TaskPage:
     """One page of tasks in id order after ``after``, as `scitq.client.Client.page`.
 
     A filtered page first looks among the next ids only, then lets the filters' indexes
     find the rows (see the query ``task_list``), so that both dense and rare matches are
-    fast on millions of tasks.
+    fast on millions of tasks. A name pattern has no index: it is looked for in the next
+    NAME_SCAN_BUDGET ids at most, and the page says where the search stopped.
     """
     unknown = sorted(set(statuses) - set(TASK_STATUSES))
     if unknown:
@@ -83,13 +99,24 @@ def task_page(
         "batch_id": batch_id, "statuses": list(statuses), "name": name, "worker": worker,
     }  # fmt: skip
     if not any(filters.values()):
-        return listing.task_list(conn, limit=limit, after=after)
+        return TaskPage(listing.task_list(conn, limit=limit, after=after))
     window = listing.task_list(
         conn, limit=limit, after=after, scan_budget=PAGE_SCAN_BUDGET, **filters
     )
     if len(window) == limit:
-        return window
-    return listing.task_list(conn, limit=limit, after=after, by_id=False, **filters)
+        return TaskPage(window)
+    if name is None or batch_id is not None:
+        # indexed filters (a name within a batch uses task_batch_id_name_idx)
+        return TaskPage(listing.task_list(conn, limit=limit, after=after, by_id=False, **filters))
+    found = listing.task_list(
+        conn, limit=limit, after=after, scan_budget=NAME_SCAN_BUDGET, **filters
+    )
+    if len(found) == limit:
+        return TaskPage(found)
+    searched = _rows(conn, "dashboard_task_window", {"after": after, "budget": NAME_SCAN_BUDGET})
+    last_id, ids = searched[0]["last_id"], searched[0]["ids"]
+    more = last_id is not None and ids == NAME_SCAN_BUDGET
+    return TaskPage(found, searched_to=int(last_id) if more else None)
 
 
 def execution_output_before(

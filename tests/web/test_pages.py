@@ -96,6 +96,27 @@ def test_task_list_filters_and_keyset_pages(admin: LoggedIn, conn: psycopg.Conne
     assert [int(x) for x in re.findall(r'<tr id="task-(\d+)"', canceled)] == ids[:3]
 
 
+def test_a_name_search_goes_window_by_window(
+    admin: LoggedIn, conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scitq.db import dashboard
+
+    monkeypatch.setattr(dashboard, "PAGE_SCAN_BUDGET", 10)
+    monkeypatch.setattr(dashboard, "NAME_SCAN_BUDGET", 50)
+    ids = submit(conn, "b1", *({"command": "true", "name": f"t{i}"} for i in range(120)))
+    submit(conn, "b1", {"command": "true", "name": "needle"})
+    page = admin.get("/tasks/?name=needle").get_data(as_text=True)
+    assert '<tr id="task-' not in page
+    assert f"searched up to task {ids[49]}" in page
+    assert f"after={ids[49]}" in page and "Search further" in page
+    page = admin.get(f"/tasks/?name=needle&after={ids[99]}").get_data(as_text=True)
+    assert re.findall(r'<tr id="task-(\d+)"', page) == [str(ids[-1] + 1)]
+    assert "searched-to" not in page and "Search further" not in page
+    # within a batch the name index does the work: no window
+    page = admin.get("/tasks/?name=needle&batch=b1").get_data(as_text=True)
+    assert re.findall(r'<tr id="task-(\d+)"', page) == [str(ids[-1] + 1)]
+
+
 def test_task_list_by_worker(admin: LoggedIn, conn: psycopg.Connection[Any]) -> None:
     task_id = _finished_task(conn)
     submit(conn, "b1", {"command": "true"})

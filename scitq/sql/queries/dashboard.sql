@@ -137,3 +137,15 @@ LEFT JOIN recent r ON r.batch_id = b.id
 WHERE %(batch)s::text IS NULL OR b.name = %(batch)s::text
 GROUP BY b.id, r.mean_seconds, r.max_seconds
 ORDER BY b.id;
+
+-- name: dashboard_task_window
+-- The ids a bounded name search looked at: the next %(budget)s task ids after %(after)s
+-- (an index-only range of task_pkey). last_id is NULL when there is none.
+SELECT max(w.id) AS last_id, count(*) AS ids
+FROM (
+    SELECT t.id
+    FROM scitq.task t
+    WHERE t.id > coalesce(%(after)s::bigint, 0)
+    ORDER BY t.id
+    LIMIT %(budget)s::integer
+) w;

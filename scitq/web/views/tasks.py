@@ -62,6 +62,7 @@ def index() -> Any:
     }
     error = None
     tasks: list[Task] = []
+    searched_to = None
     try:
         after = _int_arg("after")
         conn = get_conn()
@@ -71,7 +72,7 @@ def index() -> Any:
             if found is None:
                 raise NotFound(f"batch {filters['batch']!r} does not exist")
             batch_id = int(found["id"])
-        tasks = dashboard.task_page(
+        page = dashboard.task_page(
             conn,
             limit=PAGE_SIZE + 1,  # one more: is there a next page?
             after=after,
@@ -80,12 +81,15 @@ def index() -> Any:
             name=_name_pattern(str(filters["name"])),
             worker=str(filters["worker"]) or None,
         )
+        tasks, searched_to = page.tasks, page.searched_to
     except (InvalidArgument, NotFound) as exc:
         error = str(exc)
     more = len(tasks) > PAGE_SIZE
     tasks = tasks[:PAGE_SIZE]
     query: dict[str, Any] = {key: value for key, value in filters.items() if value}
     next_url = url_for("tasks.index", **query, after=tasks[-1].id) if more and tasks else None
+    if next_url is None and searched_to is not None:
+        next_url = url_for("tasks.index", **query, after=searched_to)
     return render(
         "tasks/index.html",
         "tasks/_results.html",
@@ -93,6 +97,7 @@ def index() -> Any:
         filters=filters,
         statuses=TASK_STATUSES,
         next_url=next_url,
+        searched_to=searched_to,
         first_url=url_for("tasks.index", **query) if request.args.get("after") else None,
         error=error,
     ), (400 if error else 200)
