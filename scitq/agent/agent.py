@@ -77,6 +77,11 @@ class Agent:
         self.settings = settings
         self.stager = Stager(transfer or TransferSettings())
         self.link = DatabaseLink(conninfo, application_name=f"scitq-agent {settings.name}")
+        # reports have their own connection: their pipeline must not interleave with other
+        # calls, and claims need not wait behind them (opened on first use)
+        self._report_link = DatabaseLink(
+            conninfo, application_name=f"scitq-agent {settings.name} reports"
+        )
         self._conninfo = conninfo
         self.worker_id: int = 0
         self.concurrency = settings.concurrency or 1
@@ -119,7 +124,7 @@ class Agent:
             cap_bytes=self.settings.output_cap_bytes,
             on_not_live=self._on_not_live,
         )
-        self.reporter = Reporter(self.link, self.worker_id, self._on_not_live)
+        self.reporter = Reporter(self._report_link, self.worker_id, self._on_not_live)
         logger.info(
             "worker %s (%d) serving", self.settings.name, self.worker_id,
             extra={"action": "agent_start", "worker_id": self.worker_id},
@@ -141,6 +146,7 @@ class Agent:
             with contextlib.suppress(errors.ScitqError):
                 await self.link.call(q.worker_stop, self.worker_id)
             await self.link.close()
+            await self._report_link.close()
             logger.info("worker stopped", extra={"action": "agent_stop"})
 
     def stop(self) -> None:

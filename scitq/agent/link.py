@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 
-from scitq import errors
+from scitq import errors, sql
 from scitq.agent.polling import Backoff
 from scitq.db.connection import translate_error
 
@@ -78,6 +78,25 @@ class DatabaseLink:
                 await self._discard(conn)
                 raise DatabaseUnavailable(str(exc)) from exc
             raise
+
+    async def run_together(self, statements: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """Run named queries in one transaction and one round trip (pipeline mode).
+
+        All or nothing: any error rolls every statement back and is raised translated
+        (`DatabaseUnavailable` when the connection is lost). Nothing else may use this
+        link's connection meanwhile: give the caller a link of its own.
+        """
+        conn = await self.connection()
+        try:
+            async with conn.pipeline(), conn.transaction():
+                for name, params in statements:
+                    await conn.execute(sql.queries()[name], params)
+        except psycopg.Error as exc:
+            error = translate_error(exc)
+            if conn.closed or conn.broken:
+                await self._discard(conn)
+                raise DatabaseUnavailable(str(error)) from exc
+            raise error from exc
 
     async def call_until_done(
         self,

@@ -17,6 +17,7 @@ the rest is sent again at once.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -78,18 +79,61 @@ class Reporter:
             await self._pending.wait()
             self._pending.clear()
             try:
-                # Results go before the phases of other executions: a slot freed by a
-                # finished command is taken by the next one, whose start must not be
-                # recorded before the end of the one it replaced. The phases of the
-                # finishing executions themselves go first, so they are complete.
-                await self._send_phases(set(self._results))
-                await self._send_results()
-                await self._send_phases()
+                if not await self._send_together():
+                    # Something was refused (an execution no longer ours...): nothing of
+                    # the pass was stored; send it call by call, leaving out the refused.
+                    # Results go before the phases of other executions: a slot freed by a
+                    # finished command is taken by the next one, whose start must not be
+                    # recorded before the end of the one it replaced. The phases of the
+                    # finishing executions themselves go first, so they are complete.
+                    await self._send_phases(set(self._results))
+                    await self._send_results()
+                    await self._send_phases()
             except DatabaseUnavailable:
                 self._pending.set()
                 await asyncio.sleep(backoff.next())
             else:
                 backoff.reset()
+
+    async def _send_together(self) -> bool:
+        """The whole pass in one transaction and one round trip, in the order of `run`.
+
+        Returns False, with everything queued again, if the database refused any of it.
+        """
+        phases, self._phases = self._phases, {phase: [] for phase in PHASES}
+        results, self._results = self._results, {}
+        first = [(p, [i for i in phases[p] if i in results]) for p in PHASES]
+        rest = [(p, [i for i in phases[p] if i not in results]) for p in PHASES]
+        statements: list[tuple[str, dict[str, Any]]] = []
+        for phase, ids in first:
+            if ids:
+                statements.append(("execution_set_phases", self._phase_params(phase, ids)))
+        if results:
+            reports = json.dumps([report for report, _ in results.values()])
+            finish = {"worker_id": self._worker_id, "results": reports, "now": None}
+            statements.append(("execution_finish", finish))
+        for phase, ids in rest:
+            if ids:
+                statements.append(("execution_set_phases", self._phase_params(phase, ids)))
+        if not statements:
+            return True
+        try:
+            self.calls += 1
+            await self._link.run_together(statements)
+        except errors.ScitqError as exc:  # DatabaseUnavailable included: queue it all again
+            for phase in PHASES:
+                self._phases[phase] = phases[phase] + self._phases[phase]
+            self._results = {**results, **self._results}
+            if isinstance(exc, DatabaseUnavailable):
+                raise
+            return False
+        for _, done in results.values():
+            _settle(done, True)
+        return True
+
+    def _phase_params(self, phase: str, execution_ids: list[int]) -> dict[str, Any]:
+        return {"worker_id": self._worker_id, "execution_ids": execution_ids, "phase": phase,
+                "now": None}  # fmt: skip
 
     # -- phases ---------------------------------------------------------------------
 
