@@ -38,8 +38,8 @@ from scitq.db.listing import (
 from scitq.errors import InvalidArgument, InvalidUri, NotFound, WaitTimeout
 from scitq.transfer import Role, validate_uri
 
-__all__ = ["BatchProgress", "Client", "Dependency", "Execution", "Explanation", "LogChunk",
-           "Submitted", "Task", "WaitTimeout", "as_dict"]  # fmt: skip
+__all__ = ["BatchProgress", "Client", "Dependency", "Deployed", "Execution", "Explanation",
+           "LogChunk", "Submitted", "Task", "WaitTimeout", "as_dict"]  # fmt: skip
 
 #: The batch of tasks submitted without one (as in scitq v1).
 DEFAULT_BATCH = "Default"
@@ -64,6 +64,15 @@ class Submitted:
     id: int
     name: str | None
     status: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Deployed:
+    """A worker asked for with `Client.deploy`: its instance and deploy operation."""
+
+    instance_id: int
+    operation_id: int
+    name: str
 
 
 def _plural(count: int, word: str) -> str:
@@ -283,6 +292,34 @@ class Client:
                     f"after {timeout:g} s"
                 )
             time.sleep(interval if left is None else min(interval, left))
+
+    def deploy(
+        self,
+        number: int,
+        *,
+        batch: str,
+        provider: str,
+        flavor: str | None = None,
+        region: str | None = None,
+        image: str | None = None,
+        concurrency: int = 1,
+        prefetch: int = 0,
+        permanent: bool = False,
+    ) -> list[Deployed]:
+        """Ask for ``number`` workers for ``batch`` now (v1's ``worker_deploy``).
+
+        The active scheduler creates them through the provider (``local``,
+        ``openstack``); they are destroyed once idle, like recruited workers, unless
+        ``permanent``. Returns the instances requested and their deploy operations.
+        """
+        from scitq.scheduler import cloud_queries  # recruitment's queries
+
+        rows = cloud_queries.instance_request(
+            self.connection, provider, batch, number, concurrency=concurrency,
+            prefetch=prefetch, flavor=flavor, image=image, region=region,
+            is_permanent=permanent,
+        )  # fmt: skip
+        return [Deployed(row["instance_id"], row["operation_id"], row["name"]) for row in rows]
 
     # -- output -------------------------------------------------------------------------
 
