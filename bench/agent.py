@@ -36,7 +36,7 @@ from psycopg.conninfo import conninfo_to_dict
 from scitq.db import queries
 
 Conn = psycopg.Connection[Any]
-PROTOCOL = ("task_claim_v1", "execution_set_phase_v1", "execution_finish_v1")
+PROTOCOL = ("task_claim_v1", "execution_set_phase_v2", "execution_finish_v1")
 OTHER = ("execution_append_output_v1", "worker_heartbeat_v1", "worker_register_v1",
          "worker_stop_v1")  # fmt: skip
 
