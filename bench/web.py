@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 import uuid
@@ -198,11 +199,13 @@ def main() -> None:
             conninfo = make_conninfo(admin, dbname=name)
             schema.upgrade(conninfo)
             log_task, middle = build(conninfo, sizes)
+            load_before = os.getloadavg()[0]
             rows = measure(conninfo, sizes, log_task, middle)
+            load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
             print()
             print(f"server time per page (ms) over {sizes.repeats} requests; "
                   f"{sizes.tasks:,} tasks, {sizes.finished:,} finished, "
-                  f"{sizes.log_bytes // 2**20} MB log; target < 200 ms")  # fmt: skip
+                  f"{sizes.log_bytes // 2**20} MB log; {load}; target < 200 ms")  # fmt: skip
             print(table(["page", "median", "p90", "max", "KiB", "< 200"], rows))
             print(json.dumps({"sizes": sizes.__repr__()}))
         finally:

@@ -63,7 +63,7 @@ def web_user_delete(conn: Connection, name: str) -> bool:
 
 #: Task ids a name search looks through per request: the name has no index, and a
 #: substring of it cannot use one, so a search goes through the ids window by window.
-NAME_SCAN_BUDGET = 200_000
+NAME_SCAN_BUDGET = 100_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -3,13 +3,28 @@ out of band into ``#flash``; for a plain form, a message and a redirect (303).""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
-from flask import Response, flash, redirect, render_template
+from flask import Response, flash, g, redirect, render_template
 from werkzeug.wrappers import Response as BaseResponse
 
 from scitq.errors import ScitqError
 from scitq.web.htmx import is_htmx
+
+logger = logging.getLogger("scitq.web.actions")
+
+
+def audit(action: str, target: str) -> None:
+    """Log who did what (an action that changed something)."""
+    user = g.user["name"] if g.get("user") else None
+    logger.info(
+        "%s %s by %s",
+        action,
+        target,
+        user,
+        extra={"user": user, "action": action, "target": target},
+    )
 
 
 def _flash_fragment(message: str, category: str) -> str:

@@ -155,3 +155,14 @@ def test_bad_worker_edits_say_what_is_wrong(
 def test_unknown_worker(admin: LoggedIn) -> None:
     response = admin.post("/workers/424242/pause")
     assert "does not exist" in response.get_data(as_text=True)
+
+
+def test_actions_are_logged_with_the_user(
+    admin: LoggedIn, conn: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    submit(conn, "b1", {"command": "true"})
+    with caplog.at_level("INFO", logger="scitq.web.actions"):
+        admin.post("/batches/b1/pause")
+        admin.post("/batches/nope/pause")  # refused: not logged as done
+    records = [r for r in caplog.records if r.name == "scitq.web.actions"]
+    assert [(r.user, r.action, r.target) for r in records] == [("alice", "pause", "batch b1")]  # type: ignore[attr-defined]

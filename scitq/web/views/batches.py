@@ -12,7 +12,7 @@ from scitq.db import dashboard, queries
 from scitq.errors import NotFound, ScitqError
 from scitq.web.db import get_conn
 from scitq.web.htmx import render
-from scitq.web.responses import acted, go_to, refused
+from scitq.web.responses import acted, audit, go_to, refused
 
 blueprint = Blueprint("batches", __name__, url_prefix="/batches")
 
@@ -59,6 +59,7 @@ def act(name: str, action: str) -> Any:
         result = ACTIONS[action](get_conn(), name)
     except ScitqError as error:
         return refused(error, back)
+    audit(action, f"batch {name}")
     counted = f" ({result} tasks)" if isinstance(result, int) else ""
     message = f"batch {name} {MESSAGES[action]}{counted}"
     if action == "delete":

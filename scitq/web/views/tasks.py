@@ -15,7 +15,7 @@ from scitq.db.listing import Execution, LogChunk, Task
 from scitq.errors import InvalidArgument, NotFound, ScitqError
 from scitq.web.db import get_conn
 from scitq.web.htmx import is_htmx, render
-from scitq.web.responses import acted, go_to, refused
+from scitq.web.responses import acted, audit, go_to, refused
 
 blueprint = Blueprint("tasks", __name__, url_prefix="/tasks")
 
@@ -226,6 +226,7 @@ def act(task_id: int, action: str) -> Any:
         return refused(
             InvalidArgument(f"task {task_id} is {task.status}: nothing to {action}"), back
         )
+    audit(action, f"task {task_id}")
     message = f"task {task_id} {MESSAGES[action]}"
     if action == "delete":
         return go_to(url_for("tasks.index"), message)

@@ -12,7 +12,7 @@ from scitq.db import listing, queries
 from scitq.errors import InvalidArgument, NotFound, ScitqError
 from scitq.web.db import get_conn
 from scitq.web.htmx import render
-from scitq.web.responses import acted, refused
+from scitq.web.responses import acted, audit, refused
 
 blueprint = Blueprint("workers", __name__, url_prefix="/workers")
 
@@ -84,11 +84,13 @@ def act(worker_id: int, action: str) -> Any:
         elif action == "delete":
             name = _overview(worker_id)["name"]
             queries.worker_delete(conn, worker_id)
+            audit(action, f"worker {worker_id}")
             return acted(f"worker {name} deleted", back, lambda: "")
         else:
             abort(404)
     except ScitqError as error:
         return refused(error, back)
+    audit(action, f"worker {worker_id}")
     return acted(
         message, back, lambda: render_template("workers/_row.html", worker=_overview(worker_id))
     )
