@@ -19,22 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
-import threading
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from scitq import errors
-from scitq.agent.executor import CommandResult, CommandSpec, RunningCommand
+from scitq.agent.execution import Held, command_spec, not_started, with_upload_failure
+from scitq.agent.executor import CommandResult, RunningCommand
 from scitq.agent.link import DatabaseLink, DatabaseUnavailable
-from scitq.agent.output import ExecutionOutput, OutputBatcher
+from scitq.agent.output import OutputBatcher
 from scitq.agent.polling import Backoff, wait_any
 from scitq.agent.reports import Reporter
 from scitq.agent.staging import Stager
@@ -46,26 +43,6 @@ logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "scitq_task_pending_v1"
 FLUSH_SECONDS = 1.0
-
-
-@dataclass(eq=False)
-class Held:
-    """An execution this agent holds, from claim to finish."""
-
-    claim: dict[str, Any]
-    work_dir: Path
-    output: ExecutionOutput
-    command: RunningCommand | None = None
-    dead: bool = False  # the database says it is no longer ours
-    staging: asyncio.Future[int] | None = None  # downloads, in threads
-    cancel_staging: threading.Event = field(default_factory=threading.Event)
-    bytes_in: int | None = None
-    bytes_out: int | None = None
-    applied_signals: set[int] = field(default_factory=set)
-
-    @property
-    def execution_id(self) -> int:
-        return int(self.claim["execution_id"])
 
 
 class Agent:
@@ -274,12 +251,7 @@ class Agent:
         try:
             self.work_folders.create(held.work_dir.name)
         except OSError as exc:
-            return CommandResult(
-                return_code=None, failure_class=None,
-                failure_reason=f"cannot create the work dir {held.work_dir}: {exc.strerror}",
-                wall_seconds=0.0, cpu_user_seconds=None, cpu_system_seconds=None,
-                peak_rss_bytes=None,
-            )  # fmt: skip
+            return not_started(f"cannot create the work dir {held.work_dir}: {exc.strerror}")
         return None
 
     def _release_work_dir(self, held: Held) -> None:
@@ -297,11 +269,7 @@ class Agent:
         held.bytes_in = moved.bytes
         if moved.failure is None:
             return None
-        return CommandResult(
-            return_code=None, failure_class="download", failure_reason=moved.failure,
-            wall_seconds=0.0, cpu_user_seconds=None, cpu_system_seconds=None,
-            peak_rss_bytes=None,
-        )  # fmt: skip
+        return not_started(moved.failure, "download")
 
     async def _upload(self, held: Held, result: CommandResult) -> CommandResult:
         """Upload ``output/`` whatever the command's result; an upload failure fails it."""
@@ -309,12 +277,7 @@ class Agent:
         self.reporter.set_phase(held.execution_id, "uploading")
         moved = await self.stager.upload(held.claim, held.work_dir)
         held.bytes_out = moved.bytes
-        if moved.failure is None:
-            return result
-        if result.failure_class is None and result.return_code == 0:
-            return dataclasses.replace(result, failure_class="upload", failure_reason=moved.failure)
-        reason = f"{result.failure_reason}; the output upload failed too: {moved.failure}"
-        return dataclasses.replace(result, failure_reason=reason)
+        return result if moved.failure is None else with_upload_failure(result, moved.failure)
 
     async def _wait_run_slot(self, held: Held) -> None:
         async with self._slot_changed:
@@ -333,33 +296,10 @@ class Agent:
             self._slot_changed.notify_all()
 
     async def _run_command(self, held: Held) -> CommandResult | None:
-        claim = held.claim
         assert self.reporter is not None
         # a report sent with the next batch: the task need not wait for the database
         self.reporter.set_phase(held.execution_id, "running")
-        env = {str(k): str(v) for k, v in (claim.get("env") or {}).items()}
-        env.update(
-            INPUT=str(held.work_dir / "input"),
-            OUTPUT=str(held.work_dir / "output"),
-            RESOURCE=str(held.work_dir / "resource"),
-            TEMP=str(held.work_dir / "tmp"),
-            SCITQ_TASK_ID=str(claim["task_id"]),
-            SCITQ_ATTEMPT=str(claim["attempt"]),
-        )
-        cpu = max(1, (os.cpu_count() or 1) // max(1, self.concurrency))
-        env["CPU"] = str(cpu)
-        spec = CommandSpec(
-            command=claim["command"],
-            shell=bool(claim["shell"]),
-            env=env,
-            work_dir=held.work_dir,
-            cpu=cpu,
-            run_timeout_seconds=claim["run_timeout_seconds"],
-            kill_grace_seconds=self.settings.kill_grace_seconds,
-            container=claim["container"],
-            container_options=claim["container_options"],
-            container_runtime=self.settings.container_runtime,
-        )
+        spec = command_spec(held, self.settings, self.concurrency)
         held.command = await RunningCommand.start(spec, held.output.write)
         return await held.command.wait()
 
