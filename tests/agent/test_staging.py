@@ -169,3 +169,30 @@ def test_a_download_past_its_timeout_fails_and_leaves_nothing_partial(
     # failed work folders are kept for debugging, but the canceled download left nothing
     inputs = tmp_path / agent.name / f"execution-{execution}" / "input"
     wait_for(lambda: not inputs.exists() or not any(inputs.iterdir()), timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("s3://{bucket}/broken.tgz|untar", "broken.tgz"),
+        ("http://127.0.0.1:{port}/x.txt", "127.0.0.1"),
+    ],
+    ids=["corrupted-archive", "unreachable-endpoint"],
+)
+def test_a_bad_resource_fails_the_execution_with_the_uri_and_the_reason(
+    conn, start_agent, s3_server, s3_bucket, unreachable_port, tmp_path, uri, expected
+):
+    s3_server.client().put_object(Bucket=s3_bucket, Key="broken.tgz", Body=b"not a tarball")
+    resource = uri.format(bucket=s3_bucket, port=unreachable_port)
+    (task,) = queries.task_submit(conn, "bad", [{"command": "true", "resources": [resource]}])
+    start_agent("-b", "bad", env=_agent_env(s3_server, tmp_path / "cache"))
+    wait_for(lambda: _all_done(conn, "bad"), timeout=90)
+    status, failure_class, reason = conn.execute(
+        "SELECT status, failure_class, failure_reason FROM scitq.execution WHERE task_id = %s",
+        (task["id"],),
+    ).fetchone()
+    assert (status, failure_class) == ("failed", "download")
+    assert expected in reason
+    # nothing half-made was cached as the resource
+    cache = tmp_path / "cache"
+    assert not (cache / "index.json").exists() or resource not in (cache / "index.json").read_text()
