@@ -64,6 +64,8 @@ def _trusted_header() -> str | None:
 
 def _load_user() -> BaseResponse | None:
     g.user = None
+    if request.endpoint == "static":
+        return None
     header = _trusted_header()
     name = request.headers.get(header) if header is not None else session.get("user")
     if isinstance(name, str) and name:

@@ -214,3 +214,11 @@ def test_user_names_and_roles_are_checked_by_the_database(conn: psycopg.Connecti
         dashboard.web_user_set(conn, "dave", "scrypt:1:2:3$salt$abcdef", "viewer")["created"]
         is False
     )
+
+
+def test_answers_forbid_framing_sniffing_and_foreign_scripts(app: Flask) -> None:
+    response = app.test_client().get("/login")
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert "<script>" not in response.get_data(as_text=True)  # no inline script to allow

@@ -126,15 +126,10 @@ def test_browser_end_to_end(
 
     # the log grows without a reload: a mark left on the window survives
     page.evaluate("window.scitqNoReload = true")
-    page.wait_for_function(
-        "document.querySelector('#log-text').textContent.includes('line 3')", timeout=30_000
-    )
+    # (polled from here: wait_for_function evaluates strings, which the page's CSP forbids)
+    wait_for(lambda: "line 3" in page.inner_text("#log-text"), timeout=30)
     before = page.inner_text("#log-text").count("line ")
-    page.wait_for_function(
-        f"(document.querySelector('#log-text').textContent.match(/line /g) || []).length"
-        f" >= {before + 4}",
-        timeout=30_000,
-    )
+    wait_for(lambda: page.inner_text("#log-text").count("line ") >= before + 4, timeout=30)
     assert page.evaluate("window.scitqNoReload") is True
     assert page.inner_text("#task-status") == "running"
 
