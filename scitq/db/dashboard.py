@@ -100,23 +100,26 @@ def task_page(
     }  # fmt: skip
     if not any(filters.values()):
         return TaskPage(listing.task_list(conn, limit=limit, after=after))
-    window = listing.task_list(
-        conn, limit=limit, after=after, scan_budget=PAGE_SCAN_BUDGET, **filters
-    )
-    if len(window) == limit:
-        return TaskPage(window)
     if name is None or batch_id is not None:
         # indexed filters (a name within a batch uses task_batch_id_name_idx)
+        window = listing.task_list(
+            conn, limit=limit, after=after, scan_budget=PAGE_SCAN_BUDGET, **filters
+        )
+        if len(window) == limit:
+            return TaskPage(window)
         return TaskPage(listing.task_list(conn, limit=limit, after=after, by_id=False, **filters))
-    found = listing.task_list(
-        conn, limit=limit, after=after, scan_budget=NAME_SCAN_BUDGET, **filters
-    )
-    if len(found) == limit:
-        return TaskPage(found)
+    # a name alone: look through the next NAME_SCAN_BUDGET ids, bounds given as values
     searched = _rows(conn, "dashboard_task_window", {"after": after, "budget": NAME_SCAN_BUDGET})
     last_id, ids = searched[0]["last_id"], searched[0]["ids"]
-    more = last_id is not None and ids == NAME_SCAN_BUDGET
-    return TaskPage(found, searched_to=int(last_id) if more else None)
+    if last_id is None:
+        return TaskPage([])
+    params = {"after": after, "last_id": last_id, "name": name, "limit": limit,
+              "statuses": list(statuses) or None, "worker": worker}  # fmt: skip
+    found = [int(row["id"]) for row in _rows(conn, "dashboard_task_ids_by_name", params)]
+    tasks = listing.task_list(conn, limit=limit, task_ids=found) if found else []
+    if len(found) == limit or ids < NAME_SCAN_BUDGET:
+        return TaskPage(tasks)  # a full page, or the window reached the last task
+    return TaskPage(tasks, searched_to=int(last_id))
 
 
 def execution_output_before(

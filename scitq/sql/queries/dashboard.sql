@@ -149,3 +149,23 @@ FROM (
     ORDER BY t.id
     LIMIT %(budget)s::integer
 ) w;
+
+-- name: dashboard_task_ids_by_name
+-- The ids of the tasks whose name matches %(name)s (ILIKE) among the ids in
+-- (%(after)s, %(last_id)s], with the other filters of task_list: a range of task_pkey.
+-- The bounds are values, not a subquery, so that the planner sees how narrow the range
+-- is (with an unknown bound it scans the whole table).
+SELECT t.id
+FROM scitq.task t
+WHERE t.id > coalesce(%(after)s::bigint, 0)
+  AND t.id <= %(last_id)s::bigint
+  AND t.name ILIKE %(name)s::text
+  AND (%(statuses)s::scitq.task_status[] IS NULL
+       OR t.status = ANY (%(statuses)s::scitq.task_status[]))
+  AND (%(worker)s::text IS NULL OR EXISTS (
+           SELECT 1
+           FROM scitq.execution w
+           WHERE w.task_id = t.id
+             AND w.worker_name = %(worker)s::text))
+ORDER BY t.id
+LIMIT %(limit)s;
