@@ -190,6 +190,12 @@ def test_log_follows_a_live_attempt_and_pages_back(
     ).get_data(as_text=True)
     assert "line 0235" in earlier and "line 0172" in earlier and "line 0171" not in earlier
     assert "before=172" in earlier
+    download = admin.get(f"/tasks/{task_id}/output.txt")
+    assert download.status_code == 200 and download.mimetype == "text/plain"
+    assert "attachment" in download.headers["Content-Disposition"]
+    text = download.get_data(as_text=True)
+    assert text == "".join(chunk[3] for chunk in chunks)  # every chunk, in order (> 200)
+    assert admin.get(f"/tasks/{task_id}/output.txt?attempt=2").status_code == 404
     first = admin.get(f"/tasks/{task_id}/log/earlier?execution={execution_id}&before=40")
     assert "line 0000" in first.get_data(as_text=True)
     assert "log-earlier" not in first.get_data(as_text=True)  # nothing before the first

@@ -4,10 +4,10 @@ back through logs of any size; the task actions of ``scitq task``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from flask import Blueprint, abort, render_template, request, url_for
+from flask import Blueprint, Response, abort, render_template, request, stream_with_context, url_for
 
 from scitq.client import FINAL_TASK_STATUSES, TASK_STATUSES
 from scitq.db import dashboard, listing, queries
@@ -24,6 +24,8 @@ PAGE_SIZE = 50
 #: at most 64 KiB): older output is one click away.
 LOG_CHUNKS = 64
 LOG_BYTES = 256 * 1024
+#: Chunks read per query while a whole log is downloaded.
+DOWNLOAD_CHUNKS = 200
 ACTIONS: dict[str, Callable[[Any, Sequence[int]], Any]] = {
     "pause": queries.task_pause,
     "resume": queries.task_resume,
@@ -208,6 +210,34 @@ def log_earlier(task_id: int) -> str:
         execution=execution,
         chunks=chunks,
         earlier=bool(chunks) and chunks[0].seq > 0,
+    )
+
+
+@blueprint.get("/<int:task_id>/output.txt")
+def output_text(task_id: int) -> Response:
+    """The whole output of one attempt (the last, or ``?attempt=N``) as a text download,
+    streamed page by page: a log of any size, without holding it in memory."""
+    executions = listing.task_executions(get_conn(), task_id)
+    execution = _chosen(executions, _int_arg("attempt"))
+    if execution is None:
+        abort(404, description=f"task {task_id} has no such attempt")
+
+    def pages() -> Iterator[str]:
+        after = -1
+        while True:
+            chunks = listing.execution_output_read(
+                get_conn(), execution.id, after_seq=after, limit=DOWNLOAD_CHUNKS
+            )
+            yield "".join(chunk.text for chunk in chunks)
+            if len(chunks) < DOWNLOAD_CHUNKS:
+                return
+            after = chunks[-1].seq
+
+    name = f"task-{task_id}-attempt-{execution.attempt}.txt"
+    return Response(
+        stream_with_context(pages()),
+        mimetype="text/plain",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
