@@ -131,6 +131,8 @@ def test_browser_end_to_end(
     before = page.inner_text("#log-text").count("line ")
     wait_for(lambda: page.inner_text("#log-text").count("line ") >= before + 4, timeout=30)
     assert page.evaluate("window.scitqNoReload") is True
+    if os.environ.get("TEST_SCREENSHOT_DIR"):
+        page.screenshot(path=str(Path(os.environ["TEST_SCREENSHOT_DIR"]) / "task.png"))
     assert page.inner_text("#task-status") == "running"
 
     # pause the batch from the batches page (its row re-polls while tasks remain)
