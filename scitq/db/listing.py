@@ -209,8 +209,14 @@ def task_list(
     PostgreSQL find the rows through the filters' indexes and sort them (the two phases
     of `scitq.client.Client.page`).
     """
+    upto = None
+    if scan_budget is not None:
+        window = _first(conn, "task_window_end", {"after": after, "scan_budget": scan_budget})
+        upto = None if window is None else window["upto"]
+        if upto is None:
+            return []  # no task after `after`
     params = {
-        "scan_budget": scan_budget,
+        "upto": upto,
         "by_id": by_id,
         "limit": limit,
         "after": after,

@@ -126,13 +126,14 @@ def test_a_page_reads_index_ranges_not_the_table(
 ) -> None:  # fmt: skip
     conn, batch_ids = big
     params: dict[str, Any] = dict.fromkeys(
-        ("after", "task_ids", "batch_id", "statuses", "name", "since", "worker", "scan_budget")
+        ("after", "task_ids", "batch_id", "statuses", "name", "since", "worker", "upto")
     )
     params.update(limit=101, by_id=phase != "index", **filters)
     if "batch" in params:
         params["batch_id"] = batch_ids[params.pop("batch")]
-    if phase == "window":
-        params["scan_budget"] = PAGE_SCAN_BUDGET
+    if phase == "window":  # the window's last id, as Client.page finds it first
+        window = {"after": params["after"], "scan_budget": PAGE_SCAN_BUDGET}
+        params["upto"] = conn.execute(sql.queries()["task_window_end"], window).fetchone()[0]
 
     scans = _task_scans(conn, params)
 

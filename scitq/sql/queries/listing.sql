@@ -12,9 +12,10 @@
 -- worker (by name: history survives the deletion of the worker row).
 --
 -- With filters, the primary key order is fast only where matching rows are dense. So a
--- filtered page is read in two phases (scitq.client.Client.page): first with
--- %(scan_budget)s, the page is looked for among the next %(scan_budget)s ids only (a
--- bounded range of task_pkey); if that does not fill it, again with %(by_id)s false,
+-- filtered page is read in two phases (scitq.client.Client.page): first with %(upto)s
+-- (the id %(scan_budget)s ids after %(after)s, from task_window_end), the page is looked
+-- for in that bounded range of task_pkey only; if that does not fill it, again with
+-- %(by_id)s false,
 -- which hides the id order from the planner so that it uses the filter's own index
 -- (task_batch_id_status_idx, task_status_idx) and sorts what matches.
 SELECT t.id,
@@ -66,16 +67,9 @@ LEFT JOIN LATERAL (
     LIMIT 1
 ) e ON true
 WHERE (%(after)s::bigint IS NULL OR t.id > %(after)s::bigint)
-  AND (%(scan_budget)s::integer IS NULL OR t.id <= (
-           -- the last id of the window: an index-only range of task_pkey
-           SELECT max(w.id)
-           FROM (
-               SELECT x.id
-               FROM scitq.task x
-               WHERE x.id > coalesce(%(after)s::bigint, 0)
-               ORDER BY x.id
-               LIMIT %(scan_budget)s::integer
-           ) w))
+  -- the window's last id, found beforehand (task_window_end): as a value, not a
+  -- subquery, so the planner sees how narrow the range of task_pkey is
+  AND (%(upto)s::bigint IS NULL OR t.id <= %(upto)s::bigint)
   AND (%(task_ids)s::bigint[] IS NULL OR t.id = ANY (%(task_ids)s::bigint[]))
   AND (%(batch_id)s::bigint IS NULL OR t.batch_id = %(batch_id)s::bigint)
   AND (%(statuses)s::scitq.task_status[] IS NULL
@@ -91,6 +85,18 @@ WHERE (%(after)s::bigint IS NULL OR t.id > %(after)s::bigint)
 -- `t.id + 0` sorts the same but cannot be read from task_pkey
 ORDER BY CASE WHEN %(by_id)s::boolean THEN t.id ELSE t.id + 0 END
 LIMIT %(limit)s;
+
+-- name: task_window_end
+-- The last of the next %(scan_budget)s task ids after %(after)s (an index-only range of
+-- task_pkey); NULL when there is none.
+SELECT max(w.id) AS upto
+FROM (
+    SELECT x.id
+    FROM scitq.task x
+    WHERE x.id > coalesce(%(after)s::bigint, 0)
+    ORDER BY x.id
+    LIMIT %(scan_budget)s::integer
+) w;
 
 -- name: task_statuses
 -- The status of each existing task among %(task_ids)s (unknown ids are absent).
