@@ -13,11 +13,19 @@ from scitq.config import AgentSettings
 from scitq.db.connection import conninfo_for
 from scitq.errors import InvalidArgument
 
+#: The largest concurrency or prefetch (PostgreSQL integer columns).
+INT_MAX = 2**31 - 1
+
 
 def _positive(name: str, value: float | None, *, zero: bool = False) -> None:
-    if value is not None and (value < 0 or (value == 0 and not zero)):
+    if value is None:
+        return
+    # not (value >= 0): also refuses nan, which fails every comparison
+    if not value >= 0 or (value == 0 and not zero) or value == float("inf"):
         bound = "0 or more" if zero else "more than 0"
-        raise InvalidArgument(f"--{name} must be {bound}, not {value}")
+        raise InvalidArgument(f"--{name} must be {bound} and finite, not {value}")
+    if isinstance(value, int) and value > INT_MAX:
+        raise InvalidArgument(f"--{name} must be at most {INT_MAX}, not {value}")
 
 
 @click.command()
@@ -102,6 +110,12 @@ def agent(state: CliState, /, **options: object) -> None:  # fmt: skip
         _positive(name, given.get(name), zero=True)  # type: ignore[arg-type]
     for name in ("lease_seconds", "heartbeat_seconds", "poll_min_seconds", "poll_max_seconds"):
         _positive(name.removesuffix("_seconds").replace("_", "-"), given.get(name))  # type: ignore[arg-type]
+    _positive("shutdown-grace", given.get("shutdown_grace_seconds"), zero=True)  # type: ignore[arg-type]
+    base = AgentSettings()
+    poll_min = float(given.get("poll_min_seconds", base.poll_min_seconds))  # type: ignore[arg-type]
+    poll_max = float(given.get("poll_max_seconds", base.poll_max_seconds))  # type: ignore[arg-type]
+    if poll_min > poll_max:
+        raise InvalidArgument(f"--poll-min ({poll_min}) must not exceed --poll-max ({poll_max})")
     if "batches" in given:
         given["batches"] = tuple(given["batches"])  # type: ignore[arg-type]
     settings = dataclasses.replace(AgentSettings(), listen=listen, **given)  # type: ignore[arg-type]

@@ -23,6 +23,25 @@ from scitq.client import DEFAULT_BATCH, SUBMIT_CHUNK, TASK_FIELDS, as_dict
 from scitq.errors import InvalidArgument, InvalidUri, NotFound
 from scitq.transfer import Role, validate_uri
 
+#: Bounds of PostgreSQL integer columns (retries, priority) and of ids.
+INT_MAX = 2**31 - 1
+#: Longest delay or timeout accepted (about 31 years): beyond it, time arithmetic
+#: in the database overflows.
+MAX_SECONDS = 1e9
+
+
+def within(low: float, high: float) -> Any:
+    """A click callback refusing values outside [low, high], and nan (which passes click's
+    own range checks); the bounds stay out of the help."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+        if value is not None and not low <= value <= high:
+            raise click.BadParameter(f"{value} is not in [{low:g}, {high:g}]", ctx, param)
+        return value
+
+    return check
+
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -105,11 +124,26 @@ def task_defaults(options: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value is not None}
 
 
+def _numbered_lines(stream: IO[str]) -> Iterator[tuple[int, str]]:
+    number = 0
+    while True:
+        try:
+            line = stream.readline()
+        except UnicodeDecodeError:
+            raise InvalidArgument(
+                f"--from-file: line {number + 1} or one soon after is not valid UTF-8 text"
+            ) from None
+        if not line:
+            return
+        number += 1
+        yield number, line
+
+
 def read_tasks(
     stream: IO[str], defaults: dict[str, Any], lines: array[int]
 ) -> Iterator[dict[str, Any]]:
     """Tasks of a JSON-lines file merged over ``defaults``; records each task's line."""
-    for number, line in enumerate(stream, start=1):
+    for number, line in _numbered_lines(stream):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
@@ -146,20 +180,27 @@ def _with_lines(error: InvalidArgument | NotFound, lines: array[int]) -> Excepti
               help="Run in this container image.")  # fmt: skip
 @click.option("-O", "--option", "--container-options", "container_options", metavar="OPTIONS",
               help="Extra options for docker/podman run.")  # fmt: skip
-@click.option("-u", "--uid", type=int, help="Run as this user id (container or sudo).")
-@click.option("-g", "--gid", type=int, help="Run with this group id (with --uid).")
+@click.option("-u", "--uid", type=int, callback=within(0, INT_MAX),
+              help="Run as this user id (container or sudo).")  # fmt: skip
+@click.option("-g", "--gid", type=int, callback=within(0, INT_MAX),
+              help="Run with this group id (with --uid).")  # fmt: skip
 @click.option("-i", "--input", "inputs", multiple=True, metavar="URI", help="Input (repeatable).")
 @click.option("-r", "--resource", "resources", multiple=True, metavar="URI",
               help="Resource shared by the worker's tasks (repeatable).")  # fmt: skip
 @click.option("-o", "--output", metavar="URI", help="Where $OUTPUT is uploaded at the end.")
 @click.option("-R", "--requirements", "--depends-on", "requirements", multiple=True,
               metavar="IDS|NAMES", help="Tasks to succeed first: ids or names.")  # fmt: skip
-@click.option("--retry", "--retries", "retries", type=click.IntRange(0), help="Retries allowed.")
-@click.option("--retry-delay", type=click.FloatRange(0), help="Base of the retry back-off (s).")
-@click.option("--download-timeout", type=click.FloatRange(0, min_open=True), help="Seconds.")
-@click.option("--run-timeout", type=click.FloatRange(0, min_open=True), help="Seconds.")
+@click.option("--retry", "--retries", "retries", type=click.IntRange(0),
+              callback=within(0, INT_MAX), help="Retries allowed.")  # fmt: skip
+@click.option("--retry-delay", type=click.FloatRange(0), callback=within(0, MAX_SECONDS),
+              help="Base of the retry back-off (s).")  # fmt: skip
+@click.option("--download-timeout", type=click.FloatRange(0, min_open=True),
+              callback=within(0, MAX_SECONDS), help="Seconds.")  # fmt: skip
+@click.option("--run-timeout", type=click.FloatRange(0, min_open=True),
+              callback=within(0, MAX_SECONDS), help="Seconds.")  # fmt: skip
 @click.option("--shell", is_flag=True, help="Run the command with sh -c (pipes, globs, ...).")
-@click.option("-p", "--priority", type=int, help="Higher is claimed first (default 0).")
+@click.option("-p", "--priority", type=int, callback=within(-INT_MAX - 1, INT_MAX),
+              help="Higher is claimed first (default 0).")  # fmt: skip
 @click.option("-e", "--env", multiple=True, metavar="NAME=VALUE", help="Environment variable.")
 @click.option("--tag", "tags", multiple=True, help="A free label (repeatable).")
 @click.option("--from-file", "from_file", type=click.File("r"), metavar="FILE",
@@ -196,6 +237,8 @@ def launch(state: CliState, /, words: tuple[str, ...], **options: Any) -> None:
         return
     if not words:
         raise click.UsageError("give the command to run (after -- if it starts with -)")
+    if not words[0].strip():
+        raise InvalidArgument("the command is empty: its first word is blank")
     if len(words) == 1 and not options["shell"] and re.search(r"\s", words[0]):
         note = f"note: the command is one word with spaces, {words[0]!r}; give its words"
         click.echo(f"{note} separately or use --shell to run a command line", err=True)

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from scitq.cli import CliState, pass_state
+from scitq.cli_launch import INT_MAX, within
 from scitq.cli_output import (
     Column,
     open_client,
@@ -81,8 +82,10 @@ def list_workers(state: CliState, as_json: bool, as_csv: bool) -> None:
 
 @worker.command("set")
 @worker_argument
-@click.option("-c", "--concurrency", type=click.IntRange(0), help="Tasks run at once.")
-@click.option("-p", "--prefetch", type=click.IntRange(0), help="Tasks claimed ahead.")
+@click.option("-c", "--concurrency", type=click.IntRange(0), callback=within(0, INT_MAX),
+              help="Tasks run at once.")  # fmt: skip
+@click.option("-p", "--prefetch", type=click.IntRange(0), callback=within(0, INT_MAX),
+              help="Tasks claimed ahead.")  # fmt: skip
 @click.option("-b", "--batch", "batches", multiple=True, help="Serve this batch (repeatable).")
 @click.option("--all-batches", is_flag=True, help="Serve every batch.")
 @click.option("--permanent/--not-permanent", default=None, help="Never destroyed when idle.")

@@ -65,6 +65,8 @@ def translate_error(exc: psycopg.Error) -> errors.ScitqError:
     message = diag.message_primary or str(exc).strip() or type(exc).__name__
     if diag.message_hint:
         message = f"{message} ({diag.message_hint})"
+    # one line: a value quoted in the message may hold a newline or another control character
+    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
     known = SQLSTATE_ERRORS.get(sqlstate)
     if known is errors.ExecutionNotLive:
         detail = diag.message_detail or ""
@@ -74,7 +76,7 @@ def translate_error(exc: psycopg.Error) -> errors.ScitqError:
         return known(message)
     if isinstance(exc, pg_errors.InsufficientPrivilege):
         return errors.PermissionDenied(f"permission denied: {message}")
-    if sqlstate.startswith("22") or sqlstate.startswith("23"):
+    if sqlstate.startswith("22") or sqlstate.startswith("23") or isinstance(exc, psycopg.DataError):
         # data exceptions and integrity violations: the input was wrong
         return errors.InvalidArgument(f"invalid value: {message}")
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):

@@ -9,14 +9,14 @@ server's time whatever they pass.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from scitq import sql
+from scitq import errors, sql
 from scitq.db.connection import translated
 from scitq.db.output_text import to_storable
 
@@ -39,9 +39,44 @@ def task_submit(
     conn: Connection, batch: str, tasks: Sequence[Mapping[str, Any]], now: datetime | None = None
 ) -> list[Row]:
     """Submit tasks (dicts of task fields, see task_submit_v1) to a batch."""
-    return _rows(
-        conn, "task_submit", {"batch": batch, "tasks": json.dumps(list(tasks)), "now": now}
-    )
+    try:
+        return _rows(
+            conn, "task_submit", {"batch": batch, "tasks": json.dumps(list(tasks)), "now": now}
+        )
+    except errors.InvalidArgument as exc:
+        # PostgreSQL refuses NUL and lone surrogates while parsing the JSON, before the
+        # function can name the field: find it here (only on this error path)
+        raise _unstorable_text(tasks) or exc from exc
+
+
+def _unstorable_text(tasks: Sequence[Mapping[str, Any]]) -> errors.InvalidArgument | None:
+    """An error naming the first task field with text PostgreSQL cannot store, if any."""
+
+    def texts(value: Any) -> Iterator[str]:
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                yield from texts(key)
+                yield from texts(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                yield from texts(item)
+
+    for position, task in enumerate(tasks, start=1):
+        for field, value in task.items():
+            for text in texts(value):
+                if "\x00" in text:
+                    return errors.InvalidArgument(
+                        f"task #{position}: {field} contains a NUL character"
+                    )
+                try:
+                    text.encode()
+                except UnicodeEncodeError:
+                    return errors.InvalidArgument(
+                        f"task #{position}: {field} is not valid UTF-8 text"
+                    )
+    return None
 
 
 def task_pause(conn: Connection, task_ids: Iterable[int], now: datetime | None = None) -> list[Row]:

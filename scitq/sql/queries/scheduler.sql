@@ -74,14 +74,13 @@ LEFT JOIN LATERAL (
 -- the live statuses, so that the partial indexes on live executions apply
 WHERE e.status IN ('assigned', 'downloading', 'running', 'uploading')
   AND (
+      -- compared in seconds: a huge timeout must not overflow interval arithmetic
       (e.status = 'running'
-       AND e.run_started_at
-           + make_interval(secs => t.run_timeout_seconds + %(grace_seconds)s::double precision)
-           < n.at)
+       AND extract(epoch FROM n.at - e.run_started_at)
+           > t.run_timeout_seconds + %(grace_seconds)s::double precision)
       OR (e.status = 'downloading'
-          AND e.download_started_at
-              + make_interval(secs => t.download_timeout_seconds + %(grace_seconds)s::double precision)
-              < n.at)
+          AND extract(epoch FROM n.at - e.download_started_at)
+              > t.download_timeout_seconds + %(grace_seconds)s::double precision)
   )
 ORDER BY e.id
 LIMIT %(limit)s;
