@@ -2,10 +2,12 @@
 
 The command runs in a new session (its own process group) with standard input closed
 and the work folder as its current directory. Its environment is the agent's own (``PATH``
-kept), overlaid by the spec's variables (the task's environment and ``SCITQ_*``),
-overlaid by ``INPUT``, ``OUTPUT``, ``RESOURCE``, ``TEMP`` (derived from ``work_dir``; the
-container paths in a container) and ``CPU``. A container gets only the spec's variables
-and those five (see ``scitq.agent.containers``).
+kept; the agent's credentials, ``SCITQ_DATABASE_URL``, ``SCITQ_*PASSWORD``/``SECRET``/
+``TOKEN``/``ACCESS_KEY*`` and ``PGPASSWORD``, removed), overlaid by the spec's variables
+(the task's environment and ``SCITQ_*``), overlaid by ``INPUT``, ``OUTPUT``, ``RESOURCE``,
+``TEMP`` (derived from ``work_dir``; the container paths in a container) and ``CPU``.
+A container gets only the spec's variables and those five (see
+``scitq.agent.containers``).
 
 Standard output and error are read concurrently in chunks of at most 64 KiB as they come
 and handed to the sink: nothing is line-buffered, a 100 MB line is never held whole.
@@ -110,6 +112,22 @@ class CommandResult:
     peak_rss_bytes: int | None
 
 
+#: Words in the names of the agent's own credential variables (SCITQ_DATABASE_URL,
+#: SCITQ_S3_SECRET_ACCESS_KEY, SCITQ_FTP_PASSWORD, ...), kept from bare commands.
+_CREDENTIAL_WORDS = ("DATABASE_URL", "PASSWORD", "SECRET", "TOKEN", "ACCESS_KEY")
+
+
+def inherited_environment() -> dict[str, str]:
+    """The agent's environment minus its own credentials: a task that prints its
+    environment must not put the database password or S3 secret in its stored output."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name != "PGPASSWORD"
+        and not (name.startswith("SCITQ_") and any(w in name for w in _CREDENTIAL_WORDS))
+    }
+
+
 def task_environment(spec: CommandSpec) -> dict[str, str]:
     """The task's variables: the spec's, then those scitq derives from the work folder."""
     if spec.container:
@@ -190,7 +208,7 @@ class RunningCommand:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env={**os.environ, **env},
+                env={**inherited_environment(), **env},
                 cwd=spec.work_dir,
                 start_new_session=True,
             )
