@@ -50,6 +50,11 @@ class DatabaseLink:
                     autocommit=True,
                     application_name=self._application_name,
                     connect_timeout=5,
+                    # no server-side prepared statements: behind PgBouncer in transaction
+                    # pooling the next call may land on another server connection, where
+                    # "_pg3_0" does not exist (the agent's calls are one-line function
+                    # calls: preparing them saved nothing)
+                    prepare_threshold=None,
                 )
             except psycopg.Error as exc:
                 raise DatabaseUnavailable(str(translate_error(exc))) from exc
