@@ -65,8 +65,10 @@ def translate_error(exc: psycopg.Error) -> errors.ScitqError:
     message = diag.message_primary or str(exc).strip() or type(exc).__name__
     if diag.message_hint:
         message = f"{message} ({diag.message_hint})"
-    # one line: a value quoted in the message may hold a newline or another control character
-    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    if sqlstate:
+        # one line: a value the server quotes may hold a newline or a control character
+        # (client-side errors keep their lines: the CLI shows them with --verbose)
+        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
     known = SQLSTATE_ERRORS.get(sqlstate)
     if known is errors.ExecutionNotLive:
         detail = diag.message_detail or ""
