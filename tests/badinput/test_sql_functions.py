@@ -59,6 +59,7 @@ def raw(statement: str, *params: Any) -> Callable[[psycopg.Connection[Any], Worl
 
 
 Call = Callable[[psycopg.Connection[Any], World], Any]
+REC = "SELECT scitq.recruiter_set_v1('b', 'local'"
 E = errors.InvalidArgument
 CASES: list[tuple[str, Call, type[Exception], str]] = [
     # task_submit_v1: the list and each field
@@ -123,6 +124,40 @@ CASES: list[tuple[str, Call, type[Exception], str]] = [
         raw("SELECT scitq.task_cancel_v1(ARRAY[%s::numeric::bigint])", BIG),
         E,
         "bigint",
+    ),
+    # recruiter_set_v1 (admin): every number, the provider name
+    ("recruiter-max-zero", raw(f"{REC}, 0)"), E, "maximum workers"),
+    ("recruiter-max-negative", raw(f"{REC}, -5)"), E, "maximum workers"),
+    ("recruiter-min-above-max", raw(f"{REC}, 2, p_min_workers => 3)"), E, "minimum workers"),
+    ("recruiter-concurrency-zero", raw(f"{REC}, 2, p_concurrency => 0)"), E, "concurrency"),
+    ("recruiter-prefetch-negative", raw(f"{REC}, 2, p_prefetch => -1)"), E, "prefetch"),
+    (
+        "recruiter-tasks-per-worker",
+        raw(f"{REC}, 2, p_tasks_per_worker => 0)"),
+        E,
+        "tasks per worker",
+    ),
+    ("recruiter-rank-zero", raw(f"{REC}, 2, p_rank => 0)"), E, "rank"),
+    (
+        "recruiter-provider",
+        raw("SELECT scitq.recruiter_set_v1('b', 'Bad Name; --', 2)"),
+        E,
+        "provider",
+    ),
+    ("recruiter-batch-slash", raw("SELECT scitq.recruiter_set_v1('a/b', 'local', 2)"), E, "batch"),
+    # web_user_set_v1 (admin)
+    (
+        "web-user-empty",
+        raw("SELECT scitq.web_user_set_v1('', 'pbkdf2:x', 'admin')"),
+        E,
+        "user name",
+    ),
+    ("web-user-role", raw("SELECT scitq.web_user_set_v1('u', 'pbkdf2:x', 'root')"), E, "role"),
+    (
+        "web-user-clear-password",
+        raw("SELECT scitq.web_user_set_v1('u', 'hunter2', 'admin')"),
+        E,
+        "hashed",
     ),
     # worker_register_v1
     ("register-empty-name", lambda c, w: queries.worker_register(c, ""), E, "worker name"),
