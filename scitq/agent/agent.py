@@ -83,16 +83,10 @@ class Agent:
         """Register, serve until stopped, hand back what is left."""
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
         self.work_folders.remove_leftovers()
-        worker = await self.link.call_until_done(
-            q.worker_register,
-            self.settings.name,
-            hostname=os.uname().nodename,
-            batches=self.settings.batches,
-            concurrency=self.settings.concurrency,
-            prefetch=self.settings.prefetch,
-            cpu_count=os.cpu_count(),
-            lease_seconds=self.settings.lease_seconds,
-        )
+        worker = await self._register()
+        if worker is None:  # stopped before the database answered
+            await self.link.close()
+            return
         self.worker_id = int(worker["id"])
         self._apply_config(worker)
         self.batcher = OutputBatcher(
@@ -125,6 +119,25 @@ class Agent:
             await self.link.close()
             await self._report_link.close()
             logger.info("worker stopped", extra={"action": "agent_stop"})
+
+    async def _register(self) -> dict[str, Any] | None:
+        """Register (or resume) the worker row, waiting for the database; None if stopped."""
+        backoff = Backoff(0.5, 30.0)
+        while not self.stopping.is_set():
+            try:
+                return await self.link.call(
+                    q.worker_register,
+                    self.settings.name,
+                    hostname=os.uname().nodename,
+                    batches=self.settings.batches,
+                    concurrency=self.settings.concurrency,
+                    prefetch=self.settings.prefetch,
+                    cpu_count=os.cpu_count(),
+                    lease_seconds=self.settings.lease_seconds,
+                )
+            except DatabaseUnavailable:
+                await wait_any(self.stopping, timeout=backoff.next())
+        return None
 
     def stop(self) -> None:
         """Stop claiming; running tasks get the shutdown grace period."""

@@ -212,6 +212,8 @@ class RunningCommand:
                 cwd=spec.work_dir,
                 start_new_session=True,
             )
+        except ValueError as error:  # an environment the system cannot pass (old rows)
+            return cls(spec, sink, None, failure_reason=f"cannot start the command: {error}")
         except OSError as error:
             what = "container runtime" if container else "command"
             problem = {FileNotFoundError: "not found", PermissionError: "not executable"}

@@ -389,60 +389,32 @@ def test_json_scalars_in_text_lists_are_stored_as_text(conn: psycopg.Connection[
     assert conn.execute("SELECT tags FROM scitq.task").fetchone() == (["1", "true"],)
 
 
+# Gaps these tests found, fixed in migration 0003: each is now refused with the field named.
 SQL_GAPS = [
     pytest.param(
         lambda c: queries.worker_register(c, "n", lease_seconds=float("inf")),
         "lease",
         id="register-lease-infinite",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "worker_register_v1 checks p_lease_seconds <= 0 only: Infinity (and NaN, which "
-                "compares greater) is stored, then every task_claim_v1 of that worker fails with "
-                "'interval out of range' (fix: refuse non-finite leases in SQL; the agent's "
-                "--lease now refuses them)"
-            ),
-        ),
     ),
     pytest.param(
         lambda c: queries.worker_register(c, "n", lease_seconds=float("nan")),
         "lease",
         id="register-lease-nan",
-        marks=pytest.mark.xfail(strict=True, reason="as register-lease-infinite, for NaN"),
     ),
     pytest.param(
         lambda c: queries.worker_register(c, "n", batches=["a/b", ""]),
         "batch",
         id="register-batch-names",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "worker_register_v1 and worker_update_v1 do not check the batch names a worker "
-                "serves: 'a/b' can never exist (batch names refuse '/'), and '' is stored; "
-                "scitq worker set -b '' then shows 'serves all batches'"
-            ),
-        ),
     ),
     pytest.param(
         lambda c: queries.worker_register(c, "n", cpu_count=-4),
         "cpu",
         id="register-cpu-negative",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="worker_register_v1 stores a negative p_cpu_count (informational only)",
-        ),
     ),
     pytest.param(
         lambda c: queries.task_submit(c, "b", [{"command": "true", "env": {"A=B": "x"}}]),
         "env",
         id="env-name-with-equals",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "task_submit_v1 accepts env names that no process can receive ('A=B', ''); the "
-                "agent then crashes on the task (see test_cli's env test)"
-            ),
-        ),
     ),
 ]
 
@@ -455,14 +427,6 @@ def test_sql_gap(conn: psycopg.Connection[Any], call: Any, fragment: str) -> Non
     assert snapshot(conn) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "task_claim_v1 computes concurrency + prefetch - live in integer: a worker set to "
-        "concurrency and prefetch near 2**31 (both accepted by worker_update_v1) fails every "
-        "claim with 'integer out of range' (fix: compute in bigint, or bound the two in SQL)"
-    ),
-)
 def test_huge_concurrency_and_prefetch_still_claim(conn: psycopg.Connection[Any]) -> None:
     queries.task_submit(conn, "b", [{"command": "true"}])
     worker = queries.worker_register(conn, "w", batches=["b"])["id"]

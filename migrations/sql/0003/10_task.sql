@@ -63,14 +63,17 @@ BEGIN
     FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
     WHERE (e.t ? 'env' AND (
               jsonb_typeof(e.t -> 'env') <> 'object'
-              OR EXISTS (SELECT 1 FROM jsonb_each(e.t -> 'env') v WHERE jsonb_typeof(v.value) <> 'string')))
+              OR EXISTS (SELECT 1 FROM jsonb_each(e.t -> 'env') v WHERE jsonb_typeof(v.value) <> 'string')
+              -- names a process can receive: no '=', not empty, no NUL or control character
+              OR EXISTS (SELECT 1 FROM jsonb_object_keys(CASE jsonb_typeof(e.t -> 'env') WHEN 'object' THEN e.t -> 'env' ELSE '{}' END) k (name)
+                         WHERE k.name !~ '^[A-Za-z_][A-Za-z0-9_]*$')))
        OR EXISTS (
            SELECT 1 FROM unnest(ARRAY['inputs', 'resources', 'tags', 'depends_on', 'depends_on_names']) f
            WHERE e.t ? f AND jsonb_typeof(e.t -> f) <> 'array')
     ORDER BY e.pos
     LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'task #%: env must be an object of strings; inputs, resources, tags, depends_on and depends_on_names must be arrays', v_bad.pos
+        RAISE EXCEPTION 'task #%: env must be an object of strings named like shell variables (letters, digits, _); inputs, resources, tags, depends_on and depends_on_names must be arrays', v_bad.pos
             USING ERRCODE = 'SQ004';
     END IF;
 

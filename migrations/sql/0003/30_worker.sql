@@ -36,8 +36,20 @@ BEGIN
     IF p_prefetch < 0 THEN
         RAISE EXCEPTION 'prefetch must be 0 or more, not %', p_prefetch USING ERRCODE = 'SQ004';
     END IF;
-    IF p_lease_seconds <= 0 THEN
-        RAISE EXCEPTION 'lease must be positive, not % seconds', p_lease_seconds USING ERRCODE = 'SQ004';
+    -- NaN compares greater than any number in PostgreSQL: the upper bound refuses it too
+    IF p_lease_seconds <= 0 OR p_lease_seconds > 86400 THEN
+        RAISE EXCEPTION 'lease must be more than 0 and at most 86400 seconds, not %', p_lease_seconds
+            USING ERRCODE = 'SQ004';
+    END IF;
+    IF p_cpu_count < 1 THEN
+        RAISE EXCEPTION 'cpu count must be 1 or more, not %', p_cpu_count USING ERRCODE = 'SQ004';
+    END IF;
+    IF EXISTS (
+        SELECT 1 FROM unnest(p_batches) b (name)
+        WHERE b.name IS NULL OR b.name = '' OR b.name ~ '[/[:cntrl:]]'
+    ) THEN
+        RAISE EXCEPTION 'invalid batch name in batches %: each must be non-empty, without "/" or control characters',
+            p_batches USING ERRCODE = 'SQ004';
     END IF;
 
     INSERT INTO scitq.worker AS w (
@@ -210,6 +222,13 @@ BEGIN
     END IF;
     IF p_prefetch < 0 THEN
         RAISE EXCEPTION 'prefetch must be 0 or more, not %', p_prefetch USING ERRCODE = 'SQ004';
+    END IF;
+    IF EXISTS (
+        SELECT 1 FROM unnest(p_batches) b (name)
+        WHERE b.name IS NULL OR b.name = '' OR b.name ~ '[/[:cntrl:]]'
+    ) THEN
+        RAISE EXCEPTION 'invalid batch name in batches %: each must be non-empty, without "/" or control characters',
+            p_batches USING ERRCODE = 'SQ004';
     END IF;
     UPDATE scitq.worker w
     SET concurrency = coalesce(p_concurrency, w.concurrency),

@@ -56,7 +56,8 @@ BEGIN
     -- lost work is recovered even when no scheduler runs
     PERFORM scitq.execution_expire_leases_v1(p_now);
 
-    SELECT least(p_limit, v_worker.concurrency + v_worker.prefetch - count(*))
+    -- in bigint: concurrency and prefetch may each be near the integer maximum
+    SELECT least(p_limit, v_worker.concurrency::bigint + v_worker.prefetch - count(*))
     INTO v_limit
     FROM scitq.execution e
     WHERE e.worker_id = p_worker_id
