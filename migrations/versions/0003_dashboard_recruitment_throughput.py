@@ -75,6 +75,7 @@ def downgrade() -> None:
 
 # Views and functions that 0003 adds, dropped before the tables they use.
 DROP_ROUTINES = """
+DROP FUNCTION IF EXISTS scitq.worker_check_batches_v1(text[]);
 DROP FUNCTION IF EXISTS scitq.execution_set_phase_v2(bigint, bigint[], scitq.execution_status, timestamptz);
 DROP FUNCTION IF EXISTS scitq.web_user_set_v1(text, text, text, timestamptz);
 DROP FUNCTION IF EXISTS scitq.web_user_record_login_v1(text, timestamptz);

@@ -1,5 +1,22 @@
 -- Workers: registration and heartbeat (agent side), configuration and removal (admin).
 
+-- The batches a worker serves must be names a batch can have (see batch_ensure_v1).
+CREATE OR REPLACE FUNCTION scitq.worker_check_batches_v1(p_batches text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = scitq, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (
+        SELECT 1 FROM unnest(p_batches) b (name)
+        WHERE b.name IS NULL OR b.name = '' OR b.name ~ '[/[:cntrl:]]'
+    ) THEN
+        RAISE EXCEPTION 'invalid batch name in batches %: each must be non-empty, without "/" or control characters',
+            p_batches USING ERRCODE = 'SQ004';
+    END IF;
+END;
+$$;
+
 -- Register a worker, or resume the row of the same name. A new row belongs to the
 -- calling role (session_user); an existing one may only be resumed by its role. NULL
 -- concurrency, prefetch or batches keep the stored values (defaults for a new row).
@@ -44,13 +61,7 @@ BEGIN
     IF p_cpu_count < 1 THEN
         RAISE EXCEPTION 'cpu count must be 1 or more, not %', p_cpu_count USING ERRCODE = 'SQ004';
     END IF;
-    IF EXISTS (
-        SELECT 1 FROM unnest(p_batches) b (name)
-        WHERE b.name IS NULL OR b.name = '' OR b.name ~ '[/[:cntrl:]]'
-    ) THEN
-        RAISE EXCEPTION 'invalid batch name in batches %: each must be non-empty, without "/" or control characters',
-            p_batches USING ERRCODE = 'SQ004';
-    END IF;
+    PERFORM scitq.worker_check_batches_v1(p_batches);
 
     INSERT INTO scitq.worker AS w (
         name, hostname, login_role, batches, concurrency, prefetch, cpu_count, lease_seconds,
@@ -223,13 +234,7 @@ BEGIN
     IF p_prefetch < 0 THEN
         RAISE EXCEPTION 'prefetch must be 0 or more, not %', p_prefetch USING ERRCODE = 'SQ004';
     END IF;
-    IF EXISTS (
-        SELECT 1 FROM unnest(p_batches) b (name)
-        WHERE b.name IS NULL OR b.name = '' OR b.name ~ '[/[:cntrl:]]'
-    ) THEN
-        RAISE EXCEPTION 'invalid batch name in batches %: each must be non-empty, without "/" or control characters',
-            p_batches USING ERRCODE = 'SQ004';
-    END IF;
+    PERFORM scitq.worker_check_batches_v1(p_batches);
     UPDATE scitq.worker w
     SET concurrency = coalesce(p_concurrency, w.concurrency),
         prefetch = coalesce(p_prefetch, w.prefetch),
