@@ -54,8 +54,8 @@ BEGIN
         RAISE EXCEPTION 'prefetch must be 0 or more, not %', p_prefetch USING ERRCODE = 'SQ004';
     END IF;
     -- NaN compares greater than any number in PostgreSQL: the upper bound refuses it too
-    IF p_lease_seconds <= 0 OR p_lease_seconds > 86400 THEN
-        RAISE EXCEPTION 'lease must be more than 0 and at most 86400 seconds, not %', p_lease_seconds
+    IF p_lease_seconds <= 0 OR p_lease_seconds > 31536000 THEN
+        RAISE EXCEPTION 'lease must be more than 0 and at most 31536000 seconds (a year), not %', p_lease_seconds
             USING ERRCODE = 'SQ004';
     END IF;
     IF p_cpu_count < 1 THEN
