@@ -31,9 +31,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from scitq.db import queries, schema
+from scitq.db import migrate, queries
 from scitq.db.connection import connect
-from scitq.db.embedded import EmbeddedServer
+from scitq.embedded.server import EmbeddedServer
 
 Task = dict[str, Any]
 
@@ -114,7 +114,7 @@ class Databases:
         self.prefix = f"scitq_bench_{uuid.uuid4().hex[:8]}"
         self.names: list[str] = []
         self.template = self._create(sql.SQL(""))
-        schema.upgrade(make_conninfo(admin, dbname=self.template))
+        migrate.upgrade(make_conninfo(admin, dbname=self.template))
 
     def fresh(self) -> str:
         name = self._create(sql.SQL(" TEMPLATE {}").format(sql.Identifier(self.template)))

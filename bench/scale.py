@@ -42,8 +42,8 @@ from click.testing import CliRunner
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from scitq.db import queries, schema
-from scitq.db.embedded import EmbeddedServer
+from scitq.db import migrate, queries
+from scitq.embedded.server import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES = 20
@@ -498,7 +498,7 @@ def main() -> None:
         db = make_conninfo(admin, dbname=name)
         work = Path(tempfile.mkdtemp(prefix="scitq-scale-work-"))
         try:
-            schema.upgrade(db)
+            migrate.upgrade(db)
             with psycopg.connect(db, autocommit=True) as conn:
                 print(f"1. fill {args.tasks:,} tasks in chunks of {args.chunk:,}")
                 print_table("1. fill", fill(conn, args.tasks, args.chunk))

@@ -26,7 +26,7 @@ from psycopg.conninfo import make_conninfo
 
 from bench.control_plane import machine, server
 from scitq.config import DatabaseSettings, Settings, WebSettings
-from scitq.db import dashboard, listing, queries, schema
+from scitq.db import dashboard, listing, migrate, queries
 from scitq.web import create_app
 from scitq.web import db as web_db
 from scitq.web.auth import hash_password
@@ -197,7 +197,7 @@ def main() -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:
             conninfo = make_conninfo(admin, dbname=name)
-            schema.upgrade(conninfo)
+            migrate.upgrade(conninfo)
             log_task, middle = build(conninfo, sizes)
             load_before = os.getloadavg()[0]
             rows = measure(conninfo, sizes, log_task, middle)

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import text
 
 from scitq.db import models
-from scitq.db.schema import MIGRATION_LOCK, engine_for
+from scitq.db.migrate import MIGRATION_LOCK, engine_for
 
 config = context.config
 

@@ -35,6 +35,7 @@ from scitq.db.listing import (
     as_dict,
     from_row,
 )
+from scitq.embedded import conninfo_for
 from scitq.errors import InvalidArgument, InvalidUri, NotFound, WaitTimeout
 from scitq.transfer import Role, validate_uri
 
@@ -93,7 +94,9 @@ class Client:
         if database_url is not None:
             settings = settings.with_database_url(database_url)
         self.settings = settings
-        self.connection = connect(settings.database)
+        self.connection = connect(
+            conninfo_for(settings.database), application_name=settings.database.application_name
+        )
 
     def close(self) -> None:
         self.connection.close()

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from scitq.db.schema import run_frozen_sql
+from scitq.db.migrate import run_frozen_sql
 from sqlalchemy.dialects import postgresql
 
 revision: str = '0001'

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from scitq.db.schema import run_frozen_sql
+from scitq.db.migrate import run_frozen_sql
 
 revision: str = '0002'
 down_revision: str | None = '0001'

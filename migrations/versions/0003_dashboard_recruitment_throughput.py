@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from scitq.db.schema import run_frozen_sql
+from scitq.db.migrate import run_frozen_sql
 
 revision: str = "0003"
 down_revision: str | None = "0002"

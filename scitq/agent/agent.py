@@ -28,13 +28,13 @@ import psycopg
 from psycopg import sql
 
 from scitq import errors
-from scitq.agent.execution import Held, command_spec, not_started, with_upload_failure
-from scitq.agent.executor import CommandResult, RunningCommand
+from scitq.agent.held import Held, command_spec, not_started, with_upload_failure
 from scitq.agent.link import DatabaseLink, DatabaseUnavailable
 from scitq.agent.output import OutputBatcher
 from scitq.agent.polling import Backoff, wait_any
+from scitq.agent.process import CommandResult, RunningCommand
 from scitq.agent.reports import Reporter
-from scitq.agent.staging import Stager
+from scitq.agent.stager import Stager
 from scitq.agent.workdirs import WorkFolders
 from scitq.config import AgentSettings, TransferSettings
 from scitq.db import queries_async as q

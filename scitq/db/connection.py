@@ -1,7 +1,8 @@
 """Connections to PostgreSQL and the one place where database errors are translated.
 
-Every caller gets its connection from `connect` (or `conninfo_for` for pools) and runs
-named queries through `scitq.db.queries`; psycopg exceptions never escape this package.
+A leaf: it opens connections from a libpq string and translates errors, and starts
+nothing (the embedded server is `scitq.embedded`'s). psycopg exceptions never escape the
+`scitq.db` package.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import sqlalchemy.exc
 from psycopg import errors as pg_errors
 
 from scitq import errors
-from scitq.config import DatabaseSettings
 
 logger = logging.getLogger(__name__)
 
@@ -30,30 +30,16 @@ SQLSTATE_ERRORS: dict[str, type[errors.ScitqError]] = {
 }
 
 
-def conninfo_for(settings: DatabaseSettings) -> str:
-    """The libpq connection string for the configured database.
-
-    With no URL configured this starts (or reuses) the embedded server and migrates it
-    on first use.
-    """
-    if settings.url is not None:
-        return settings.url
-    from scitq.db import embedded, schema  # the embedded server is optional machinery
-
-    server = embedded.EmbeddedServer(settings.data_dir)
-    conninfo = server.ensure_running()
-    schema.ensure_current(conninfo)
-    return conninfo
-
-
 def connect(
-    settings: DatabaseSettings | str, *, autocommit: bool = True
+    conninfo: str, *, autocommit: bool = True, application_name: str = "scitq"
 ) -> psycopg.Connection[tuple[object, ...]]:
-    """Open a connection; each statement is its own transaction unless autocommit is off."""
-    conninfo = settings if isinstance(settings, str) else conninfo_for(settings)
-    name = "scitq" if isinstance(settings, str) else settings.application_name
+    """Open a connection; each statement is its own transaction unless autocommit is off.
+
+    ``conninfo`` is a libpq string: for the configured database, from
+    `scitq.embedded.conninfo_for` (which starts the embedded server when none is set).
+    """
     try:
-        return psycopg.connect(conninfo, autocommit=autocommit, application_name=name)
+        return psycopg.connect(conninfo, autocommit=autocommit, application_name=application_name)
     except psycopg.Error as exc:
         raise translate_error(exc) from exc
 

@@ -26,7 +26,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler  # type: ignore[im
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
 from scitq.config import SchedulerSettings
-from scitq.db import queries, schema
+from scitq.db import migrate, queries
 from scitq.errors import DatabaseError, PermissionDenied, ScitqError
 from scitq.scheduler import duties
 from scitq.scheduler.leadership import LeadershipLost, SchedulerLock, open_connection
@@ -47,11 +47,11 @@ def _one_line(error: Exception) -> str:
 def check_schema(conninfo: str) -> None:
     """Refuse a database without scitq's schema or behind this scitq's migrations."""
     try:
-        current = schema.current_revision(conninfo)
+        current = migrate.current_revision(conninfo)
     except PermissionDenied as exc:  # a role that may not read alembic_version
         logger.warning("cannot check the schema revision: %s", exc)
         return
-    head = schema.head_revision()
+    head = migrate.head_revision()
     if current is None:
         raise DatabaseError("the database has no scitq schema: run `scitq db upgrade` first")
     if current != head:
@@ -227,7 +227,7 @@ class Scheduler:
 
     def _start_recruitment(self) -> Recruitment:
         """The providers and the thread pool of cloud operations for this term."""
-        from scitq.providers import build_providers
+        from scitq.scheduler.providers import build_providers
 
         providers = build_providers(self.settings.providers)
         runner = OperationRunner(self.settings, providers, self._conninfo, self.application_name)

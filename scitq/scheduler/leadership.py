@@ -16,7 +16,6 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from scitq.config import DatabaseSettings
 from scitq.db import queries
 from scitq.db.connection import connect
 from scitq.errors import DatabaseError
@@ -49,8 +48,7 @@ def scheduler_conninfo(conninfo: str) -> str:
 
 def open_connection(conninfo: str, application_name: str) -> psycopg.Connection[Any]:
     """An autocommit connection for the scheduler (errors translated)."""
-    settings = DatabaseSettings(url=scheduler_conninfo(conninfo), application_name=application_name)
-    return connect(settings)
+    return connect(scheduler_conninfo(conninfo), application_name=application_name)
 
 
 class SchedulerLock:

@@ -23,9 +23,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from scitq.config import SchedulerSettings
 from scitq.db import queries
 from scitq.errors import ScitqError
-from scitq.providers.base import InstanceSpec, Provider, ProviderError, Report
 from scitq.scheduler import cloud_queries as cq
 from scitq.scheduler.leadership import open_connection
+from scitq.scheduler.providers.base import InstanceSpec, Provider, ProviderError, Report
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 * `parse_uri` / `Uri` (`scitq.transfer.uri`): the v1 grammar
   ``scheme[@option...]://path[|action...]``.
 * `validate_uri`: what the CLI and the Python API call at submit time.
-* `Transport`, `register_scheme`, `transport_for` (`scitq.transfer.schemes`): one
+* `Transport`, `register_scheme`, `transport_for` (`scitq.transfer.registry`): one
   transport per scheme (``file``, ``s3``, ``ftp``, ``http``/``https``).
 * `stage_inputs`, `upload_outputs` (`scitq.transfer.staging`) and `ResourceCache`
   (`scitq.transfer.cache`): what the agent calls, through ``asyncio.to_thread``.
@@ -17,7 +17,7 @@ from typing import Literal
 
 from scitq.errors import InvalidUri
 from scitq.transfer.cache import ResourceCache
-from scitq.transfer.schemes import (
+from scitq.transfer.registry import (
     Progress,
     RemoteEntry,
     Transport,

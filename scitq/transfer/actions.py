@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from scitq.errors import TransferError
-from scitq.transfer.localfs import atomic_path
+from scitq.transfer.disk import atomic_path
 from scitq.transfer.uri import Uri
 
 _GZIP_MAGIC = b"\x1f\x8b"

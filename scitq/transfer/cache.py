@@ -31,9 +31,9 @@ from typing import Any
 
 from scitq.config import TransferSettings
 from scitq.errors import TransferError
-from scitq.transfer.localfs import atomic_path, walk_files
+from scitq.transfer.disk import atomic_path, walk_files
+from scitq.transfer.registry import Progress
 from scitq.transfer.retry import StopFlag
-from scitq.transfer.schemes import Progress
 from scitq.transfer.staging import as_uri, fetch_with_retries
 from scitq.transfer.uri import Uri
 

@@ -10,7 +10,7 @@ from typing import Protocol, TypeVar
 
 from scitq.config import TransferSettings
 from scitq.errors import TransferError
-from scitq.transfer.schemes import Progress
+from scitq.transfer.registry import Progress
 
 log = logging.getLogger(__name__)
 

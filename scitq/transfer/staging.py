@@ -22,7 +22,8 @@ from typing import TypeVar
 from scitq.config import TransferSettings
 from scitq.errors import InvalidUri, TransferError
 from scitq.transfer.actions import apply_actions
-from scitq.transfer.localfs import walk_files
+from scitq.transfer.disk import walk_files
+from scitq.transfer.registry import Progress, transport_for
 from scitq.transfer.retry import (
     Cancelled,
     EitherFlag,
@@ -31,7 +32,6 @@ from scitq.transfer.retry import (
     item_timeout,
     with_retries,
 )
-from scitq.transfer.schemes import Progress, transport_for
 from scitq.transfer.uri import Uri, check_subdir, parse_uri
 
 log = logging.getLogger(__name__)

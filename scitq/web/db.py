@@ -10,7 +10,8 @@ from flask import Flask, current_app, g
 from psycopg_pool import ConnectionPool
 
 from scitq.config import Settings
-from scitq.db.connection import conninfo_for, translated
+from scitq.db.connection import translated
+from scitq.embedded import conninfo_for
 
 POOL_KEY = "scitq.pool"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from scitq.agent.executor import CommandResult, CommandSpec, RunningCommand
+from scitq.agent.process import CommandResult, CommandSpec, RunningCommand
 
 
 class Collected:

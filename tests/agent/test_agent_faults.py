@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from scitq.db import queries, schema
-from scitq.db.embedded import EmbeddedServer
+from scitq.db import migrate, queries
+from scitq.embedded.server import EmbeddedServer
 from tests.fixtures.agents import wait_for
 
 
@@ -22,7 +22,7 @@ def own_server():
     data_dir.chmod(0o755)
     server = EmbeddedServer(data_dir)
     conninfo = server.ensure_running()
-    schema.upgrade(conninfo)
+    migrate.upgrade(conninfo)
     try:
         yield server, conninfo
     finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from scitq.agent import containers
-from scitq.agent.executor import CommandResult, CommandSpec, RunningCommand
+from scitq.agent.process import CommandResult, CommandSpec, RunningCommand
 from tests.agent.running import Collected, execute
 
 IMAGE = "scitq-test-busybox"

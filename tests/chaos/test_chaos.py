@@ -26,8 +26,8 @@ import psutil
 import psycopg
 import pytest
 
-from scitq.db import queries, schema
-from scitq.db.embedded import EmbeddedServer
+from scitq.db import migrate, queries
+from scitq.embedded.server import EmbeddedServer
 from tests.fixtures.agents import AgentProcess, wait_for
 
 pytestmark = [
@@ -61,7 +61,7 @@ def chaos_server() -> Iterator[tuple[EmbeddedServer, str]]:
     data_dir.chmod(0o755)
     server = EmbeddedServer(data_dir)
     conninfo = server.ensure_running()
-    schema.upgrade(conninfo)
+    migrate.upgrade(conninfo)
     try:
         yield server, conninfo
     finally:

@@ -20,8 +20,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from scitq.db import queries, schema
-from scitq.db.embedded import EmbeddedServer
+from scitq.db import migrate, queries
+from scitq.embedded.server import EmbeddedServer
 from tests.cli.conftest import PROJECT_ROOT
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -53,7 +53,7 @@ def bouncer(tmp_path: Path) -> Iterator[tuple[str, str]]:
     try:
         server.serve("127.0.0.1", port, password)
         direct = make_conninfo(server.ensure_running())
-        schema.upgrade(direct)
+        migrate.upgrade(direct)
         listen = _free_port()
         # pgbouncer runs as nobody when we are root: pytest's tmp_path is out of its reach
         work = Path(tempfile.mkdtemp(prefix="scitq-pgbouncer-", dir="/tmp"))

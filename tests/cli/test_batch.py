@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from scitq.cli_batch import EXIT_TASKS_FAILED, EXIT_TIMEOUT
+from scitq.cli.batch import EXIT_TASKS_FAILED, EXIT_TIMEOUT
 from scitq.db import queries
 from tests.cli.conftest import (
     Invoke,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scitq.cli_reference import reference
+from scitq.cli.reference import reference
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 
 def test_the_cli_reference_is_current():
     assert DOC.read_text() == reference(), (
-        "docs/cli.md is out of date: python -m scitq.cli_reference > docs/cli.md"
+        "docs/cli.md is out of date: python -m scitq.cli.reference > docs/cli.md"
     )
 
 

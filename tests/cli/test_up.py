@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from scitq.db import queries
-from scitq.db.embedded import EmbeddedServer
+from scitq.embedded.server import EmbeddedServer
 from tests.cli.conftest import PROJECT_ROOT
 from tests.fixtures.agents import wait_for
 

@@ -30,9 +30,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from scitq import __version__
 from scitq.cli import mask_conninfo, one_line, scitq
-from scitq.cli_db import ROLE_NAME, default_agent_role, serve_password
-from scitq.db import queries, schema
-from scitq.db.embedded import EmbeddedServer
+from scitq.cli.db import ROLE_NAME, default_agent_role, serve_password
+from scitq.db import migrate, queries
+from scitq.embedded.server import EmbeddedServer
 from scitq.errors import InvalidArgument, WorkerNotOwned
 
 pytestmark = pytest.mark.sql
@@ -99,7 +99,7 @@ def _stored_verifier(conn: psycopg.Connection[Any], role: str) -> str:
 def test_upgrade_empty_database_then_status_shows_head_and_counts(
     invoke: Invoke, empty_db: str
 ) -> None:
-    head = schema.head_revision()
+    head = migrate.head_revision()
     before = invoke(empty_db, "db", "status", "--json")
     assert before.exit_code == 0, before.output
     assert json.loads(before.stdout)["migration"] == {
@@ -111,7 +111,7 @@ def test_upgrade_empty_database_then_status_shows_head_and_counts(
     upgraded = invoke(empty_db, "db", "upgrade")
     assert upgraded.exit_code == 0, upgraded.output
     assert f"from empty to {head}" in upgraded.stdout
-    assert schema.current_revision(empty_db) == head
+    assert migrate.current_revision(empty_db) == head
 
     status = invoke(empty_db, "db", "status")
     assert status.exit_code == 0, status.output
@@ -475,7 +475,7 @@ def _scitq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_embedded_upgrade_status_serve_create_role_and_stop(embedded_env: dict[str, str]) -> None:
-    head = schema.head_revision()
+    head = migrate.head_revision()
     not_started = json.loads(_scitq(embedded_env, "db", "status", "--json").stdout)
     assert not_started["server"]["embedded"] is True
     assert not_started["server"]["running"] is False

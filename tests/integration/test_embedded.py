@@ -18,7 +18,7 @@ import psutil
 import psycopg
 import pytest
 
-from scitq.db.embedded import SERVER_USER, EmbeddedServer
+from scitq.embedded.server import SERVER_USER, EmbeddedServer
 from scitq.errors import EmbeddedServerError
 
 pytestmark = pytest.mark.sql
@@ -62,7 +62,7 @@ def _env() -> dict[str, str]:
 def _start_script(data: Path, then: str = "") -> str:
     return (
         "from pathlib import Path\nimport sys, time\n"
-        "from scitq.db.embedded import EmbeddedServer\n"
+        "from scitq.embedded.server import EmbeddedServer\n"
         f"server = EmbeddedServer(Path({str(data)!r}))\n"
         "server.ensure_running()\n"
         "print(server.status().pid, flush=True)\n" + then

@@ -8,7 +8,7 @@ import psycopg
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from scitq.db import models, schema
+from scitq.db import migrate, models
 
 CATALOG_QUERIES = {
     "columns": """
@@ -55,7 +55,7 @@ def catalog(conninfo: str) -> dict[str, list[Any]]:
 
 
 def test_migrated_database_equals_the_sources(db, empty_db):
-    schema.apply_sources(empty_db)
+    migrate.apply_sources(empty_db)
     migrated, source = catalog(db), catalog(empty_db)
     for part in CATALOG_QUERIES:
         assert migrated[part] == source[part], f"{part} differ between migrations and sources"
@@ -68,7 +68,7 @@ def test_migrated_database_equals_the_sources(db, empty_db):
 
 
 def test_models_match_the_migrated_database(db):
-    engine = schema.engine_for(db)
+    engine = migrate.engine_for(db)
     with engine.connect() as connection:
         context = MigrationContext.configure(
             connection,
@@ -84,26 +84,26 @@ def test_models_match_the_migrated_database(db):
 
 
 def test_upgrade_downgrade_upgrade(empty_db):
-    schema.upgrade(empty_db)
-    assert schema.current_revision(empty_db) == schema.head_revision()
+    migrate.upgrade(empty_db)
+    assert migrate.current_revision(empty_db) == migrate.head_revision()
     from alembic import command
 
-    command.downgrade(schema.alembic_config(schema.engine_for(empty_db)), "base")
-    assert schema.current_revision(empty_db) is None
+    command.downgrade(migrate.alembic_config(migrate.engine_for(empty_db)), "base")
+    assert migrate.current_revision(empty_db) is None
     with psycopg.connect(empty_db) as conn:
         left = conn.execute(
             "SELECT count(*) FROM pg_class WHERE relnamespace = 'scitq'::regnamespace "
             "AND relname <> 'alembic_version' AND relkind IN ('r', 'v')"
         ).fetchone()
         assert left == (0,)
-    schema.upgrade(empty_db)
-    assert schema.current_revision(empty_db) == schema.head_revision()
+    migrate.upgrade(empty_db)
+    assert migrate.current_revision(empty_db) == migrate.head_revision()
 
 
 def test_frozen_sql_matches_the_current_sources():
     """The latest migration's frozen copy is the current source: a changed function
     needs a new migration (tests/README explains how)."""
-    frozen_dir = schema.migrations_dir() / "sql" / schema.head_revision()
+    frozen_dir = migrate.migrations_dir() / "sql" / migrate.head_revision()
     from scitq import sql
 
     frozen = {path.name: path.read_text() for path in frozen_dir.glob("*.sql")}

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from scitq.cli import scitq
 from scitq.config import SchedulerSettings
 from scitq.db import queries
-from scitq.providers.fake import FakeProvider
 from scitq.scheduler import cloud_queries as cq
 from scitq.scheduler.duties import DutyContext
+from scitq.scheduler.providers.fake import FakeProvider
 from scitq.scheduler.recruit import Recruitment, recruit
 
 

@@ -1,5 +1,5 @@
 """Recruitment decisions and cloud operations against a real database, with the fake
-provider (scitq.providers.fake, in-memory machines: no agent runs)."""
+provider (scitq.scheduler.providers.fake, in-memory machines: no agent runs)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from psycopg.rows import dict_row
 from scitq import errors
 from scitq.config import SchedulerSettings
 from scitq.db import queries
-from scitq.providers.base import ProviderError
-from scitq.providers.fake import FakeProvider
 from scitq.scheduler import cloud_queries as cq
 from scitq.scheduler.duties import DutyContext
 from scitq.scheduler.operations import OperationRunner, agent_conninfo
+from scitq.scheduler.providers.base import ProviderError
+from scitq.scheduler.providers.fake import FakeProvider
 from scitq.scheduler.recruit import Recruitment, backoff_seconds, recruit
 
 

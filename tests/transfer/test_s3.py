@@ -9,7 +9,7 @@ import pytest
 
 from scitq.errors import TransferError
 from scitq.transfer import parse_uri, stage_inputs, transport_for, upload_outputs
-from scitq.transfer.localfs import PARTIAL_MARK
+from scitq.transfer.disk import PARTIAL_MARK
 from tests.fixtures.servers import S3Server, fast_settings, write_random
 
 

@@ -1,0 +1,191 @@
+"""The ``scitq`` command line: a thin shell that parses, calls the library and prints.
+
+Settings come from `scitq.config.load_settings` (read when a command first needs them,
+so ``--help`` works even with a broken configuration); ``--database-url`` overrides
+them. Subcommand groups live in their own modules (``scitq.cli_<group>``) and are
+imported only when used.
+
+Every `ScitqError` ends the process with one line on stderr, ``scitq: error: <message>``,
+and the error's exit code; ``--verbose`` adds the full message when it has details.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import click
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from rich.console import Console
+
+from scitq import __version__
+from scitq.config import Settings, load_settings
+from scitq.db.connection import translate_error
+from scitq.errors import ScitqError
+
+#: Subcommand groups: name -> (module, attribute), imported on first use.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "db": ("scitq.cli.db", "db"),
+    "agent": ("scitq.cli.agent", "agent"),
+    "launch": ("scitq.cli.launch", "launch"),
+    "task": ("scitq.cli.task", "task"),
+    "batch": ("scitq.cli.batch", "batch"),
+    "worker": ("scitq.cli.worker", "worker"),
+    "scheduler": ("scitq.cli.scheduler", "scheduler"),
+    "recruiter": ("scitq.cli.recruiter", "recruiter"),
+    "up": ("scitq.cli.up", "up"),
+    "web": ("scitq.cli.web", "web"),
+    "fetch": ("scitq.cli.fetch", "fetch"),
+    "completion": ("scitq.cli.completion", "completion"),
+}
+
+#: What replaces passwords in connection strings that are printed.
+MASK = "***"
+#: Messages longer than this many lines are cut to their first line unless --verbose.
+_MAX_ERROR_LINES = 2
+
+
+@dataclass
+class CliState:
+    """What the top-level options leave for subcommands (``ctx.obj``).
+
+    Attributes:
+        database_url: the ``--database-url`` flag, or None when not given.
+        verbose: ``--verbose`` was given.
+    """
+
+    database_url: str | None = None
+    verbose: bool = False
+    _settings: Settings | None = field(default=None, repr=False)
+
+    def settings(self) -> Settings:
+        """The settings, loaded on first use, with the command-line overrides applied."""
+        if self._settings is None:
+            settings = load_settings()
+            if self.database_url is not None:
+                settings = settings.with_database_url(self.database_url)
+            self._settings = settings
+        return self._settings
+
+
+pass_state = click.make_pass_decorator(CliState, ensure=True)
+
+
+def console() -> Console:
+    """A rich console on the current stdout (created per call: tests swap stdout)."""
+    return Console(highlight=False)
+
+
+def one_line(message: str) -> str:
+    """A message as one line: short multi-line messages joined, long ones cut."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return "unknown error"
+    if len(lines) <= _MAX_ERROR_LINES:
+        return " ".join(lines)
+    return f"{lines[0].rstrip(':')} (run with --verbose for details)"
+
+
+def mask_conninfo(conninfo: str) -> str:
+    """The connection string or URI with any password replaced by ``***``."""
+    if conninfo == "":
+        return "libpq defaults (PG* environment variables)"
+    if re.match(r"^postgres(ql)?://", conninfo):
+        parts = urlsplit(conninfo)
+        netloc = parts.netloc
+        userinfo, at, hosts = netloc.rpartition("@")
+        if at and ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{hosts}"
+        query = [
+            (key, MASK if key == "password" else value)
+            for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*/")))
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return "<invalid connection string>"
+    if "password" in params:
+        params["password"] = MASK
+    return make_conninfo("", **params)
+
+
+def as_scitq_error(exc: BaseException) -> ScitqError | None:
+    """The scitq error for an exception a command let through, or None if it is a bug.
+
+    Library code translates psycopg errors itself; this also catches those that came
+    back wrapped by SQLAlchemy (``.orig``) through Alembic.
+    """
+    if isinstance(exc, ScitqError):
+        return exc
+    if isinstance(exc, psycopg.Error):
+        return translate_error(exc)
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, psycopg.Error):
+        return translate_error(orig)
+    return None
+
+
+def fail(ctx: click.Context, error: ScitqError) -> NoReturn:
+    """Print ``scitq: error: <message>`` on stderr and exit with the error's code."""
+    message = str(error)
+    summary = one_line(message)
+    click.echo(f"scitq: error: {summary}", err=True)
+    state = ctx.find_object(CliState)
+    if state is not None and state.verbose and summary != message.strip():
+        click.echo(message, err=True)
+    ctx.exit(error.exit_code)
+
+
+class ScitqGroup(click.Group):
+    """The top-level group: lazy subcommands and one-line errors for every command."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *SUBCOMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in SUBCOMMANDS:
+            module_name, attribute = SUBCOMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module_name), attribute)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            error = as_scitq_error(exc)
+            if error is None:  # click's own exits and usage errors, or a bug
+                raise
+            fail(ctx, error)
+
+
+@click.group(name="scitq", cls=ScitqGroup)
+@click.option(
+    "--database-url",
+    metavar="URL",
+    default=None,
+    help="PostgreSQL connection URI or conninfo string; overrides SCITQ_DATABASE_URL and "
+    "the configuration file (default: the embedded server).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log progress and show full error details.")
+@click.version_option(__version__, prog_name="scitq", message="%(prog)s %(version)s")
+@click.pass_context
+def scitq(ctx: click.Context, database_url: str | None, verbose: bool) -> None:
+    """scitq: a distributed scientific task queue coordinated by PostgreSQL."""
+    ctx.obj = CliState(database_url=database_url, verbose=verbose)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main() -> None:
+    """Console-script entry point (``scitq``)."""
+    scitq.main(prog_name="scitq")

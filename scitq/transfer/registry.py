@@ -1,0 +1,210 @@
+"""Transports: one per URI scheme, found through a registry.
+
+A transport moves bytes between a URI and the local disk. It is synchronous (boto3
+and ftputil are); asynchronous callers use ``asyncio.to_thread``. Every method may be
+called from several threads at once.
+
+The protocol (`Transport`):
+
+* ``list(uri, recursive) -> Iterator[RemoteEntry]``: for a file URI, one entry whose
+  ``path`` is the file's name; for a folder URI (ending in ``/``), the entries below it
+  with ``path`` relative to the folder (``recursive=False``: direct children only,
+  sub-folders reported with ``is_dir=True``). A missing file or folder raises
+  `TransferError` (``retryable=False``).
+* ``download(uri, dest_dir, progress) -> int``: a file URI is written to
+  ``dest_dir/<name>``; a folder URI's content is written below ``dest_dir`` with its
+  relative paths. Returns the bytes written. Each file is written under a temporary
+  name and renamed when complete (`scitq.transfer.disk.atomic_path`), so nothing
+  partial ever looks complete. Actions (``|gunzip``...) are NOT applied here: the
+  caller applies them (`scitq.transfer.actions`).
+* ``upload(src, uri, progress) -> int``: a file goes to ``uri`` (or ``uri/<name>``
+  when ``uri`` is a folder); a directory is uploaded recursively below the folder
+  ``uri``. Returns the bytes sent.
+* ``progress`` is None or a callable receiving byte increments as they move.
+* Failures raise `scitq.errors.TransferError` naming the URI and the cause, with
+  ``retryable=False`` when trying again cannot help. Retries are the caller's job
+  (`scitq.transfer.retry`), not the transport's.
+
+Adding a scheme: write a module with a factory ``(TransferSettings) -> Transport``
+and add one line to `BUILTIN_SCHEMES` (``"run+fastq": SchemeInfo("scitq.transfer.transports.ena.run:
+FastqTransport", upload=False)``), imported lazily on first use; or call
+`register_scheme` at run time (tests, plugins). ``SchemeInfo.check`` validates the
+syntax of a URI at submit time without importing the transport.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from scitq.config import TransferSettings
+from scitq.errors import InvalidUri
+from scitq.transfer.uri import Uri
+
+#: Receives byte increments as a transfer progresses.
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteEntry:
+    """One file (or, in non-recursive listings, sub-folder) found by `Transport.list`.
+
+    Attributes:
+        path: relative to the listed folder (``/``-separated), or the file's name.
+        size: bytes (0 for folders).
+        md5: hex MD5 when the store knows it cheaply (S3 single-part ETag), else None.
+        mtime: modification time (seconds since the epoch) when known.
+        is_dir: a sub-folder (only in non-recursive listings).
+    """
+
+    path: str
+    size: int
+    md5: str | None = None
+    mtime: float | None = None
+    is_dir: bool = False
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """What a scheme implements (see the module docstring for the contract)."""
+
+    def list(self, uri: Uri, recursive: bool = False) -> Iterator[RemoteEntry]: ...
+
+    def download(self, uri: Uri, dest_dir: Path, progress: Progress | None = None) -> int: ...
+
+    def upload(self, src: Path, uri: Uri, progress: Progress | None = None) -> int: ...
+
+
+#: Builds a transport for some settings.
+TransportFactory = Callable[[TransferSettings], Transport]
+
+
+def _needs_authority(what: str) -> Callable[[Uri], None]:
+    def check(uri: Uri) -> None:
+        if not uri.authority:
+            raise InvalidUri(f"{uri.scheme} URI {uri.text!r} names no {what}")
+
+    return check
+
+
+def _check_file(uri: Uri) -> None:
+    if not uri.rest.strip("/") and uri.rest != "/":
+        raise InvalidUri(f"file URI {uri.text!r} names no path")
+
+
+def _check_s3(uri: Uri) -> None:
+    _needs_authority("bucket (s3://bucket/key)")(uri)
+    if uri.options:
+        raise InvalidUri(f"s3 takes no @options: {uri.text!r}")
+
+
+def _check_run(uri: Uri) -> None:
+    from scitq.transfer.transports.ena.run import check_run_uri  # run+fastq, run+submitted
+
+    check_run_uri(uri)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemeInfo:
+    """A registered scheme.
+
+    Attributes:
+        factory: a factory, or ``"module:attribute"`` naming one (imported on first use).
+        upload: whether the scheme accepts uploads (can be an output).
+        check: validates a parsed URI's syntax (raise InvalidUri); None: no check.
+    """
+
+    factory: TransportFactory | str
+    upload: bool = True
+    check: Callable[[Uri], None] | None = None
+
+
+BUILTIN_SCHEMES: dict[str, SchemeInfo] = {
+    "file": SchemeInfo("scitq.transfer.transports.file:LocalTransport", check=_check_file),
+    "s3": SchemeInfo("scitq.transfer.transports.s3:S3Transport", check=_check_s3),
+    "ftp": SchemeInfo("scitq.transfer.transports.ftp:FtpTransport", check=_needs_authority("host")),
+    "http": SchemeInfo(
+        "scitq.transfer.transports.http:HttpTransport", upload=False, check=_needs_authority("host")
+    ),
+    "https": SchemeInfo(
+        "scitq.transfer.transports.http:HttpTransport", upload=False, check=_needs_authority("host")
+    ),
+    "run+fastq": SchemeInfo(
+        "scitq.transfer.transports.ena.run:RunTransport", upload=False, check=_check_run
+    ),
+    "run+submitted": SchemeInfo(
+        "scitq.transfer.transports.ena.run:RunTransport", upload=False, check=_check_run
+    ),
+}
+
+_registry: dict[str, SchemeInfo] = dict(BUILTIN_SCHEMES)
+_instances: dict[tuple[str, TransferSettings], Transport] = {}
+_lock = threading.Lock()
+
+
+def register_scheme(
+    name: str,
+    factory: TransportFactory | str,
+    *,
+    upload: bool = True,
+    check: Callable[[Uri], None] | None = None,
+) -> None:
+    """Register (or replace) the transport of a scheme.
+
+    Args:
+        name: the scheme, lower case (``run+fastq``).
+        factory: ``(TransferSettings) -> Transport``, or ``"module:attribute"``.
+        upload: whether the scheme can be an output.
+        check: syntax check run by `validate_uri` (raise InvalidUri).
+    """
+    with _lock:
+        _registry[name.lower()] = SchemeInfo(factory, upload, check)
+        for key in [key for key in _instances if key[0] == name.lower()]:
+            del _instances[key]
+
+
+def known_schemes() -> tuple[str, ...]:
+    """The registered scheme names, sorted."""
+    return tuple(sorted(_registry))
+
+
+def scheme_info(uri: Uri) -> SchemeInfo:
+    """The registration of ``uri``'s scheme.
+
+    Raises:
+        InvalidUri: the scheme is unknown (the message lists the known ones).
+    """
+    info = _registry.get(uri.scheme)
+    if info is None:
+        raise InvalidUri(
+            f"unknown scheme {uri.scheme!r} in {uri.text!r} (known: {', '.join(known_schemes())})"
+        )
+    return info
+
+
+def _resolve(factory: TransportFactory | str) -> TransportFactory:
+    if not isinstance(factory, str):
+        return factory
+    module_name, _, attribute = factory.partition(":")
+    resolved: TransportFactory = getattr(importlib.import_module(module_name), attribute)
+    return resolved
+
+
+def transport_for(uri: Uri, settings: TransferSettings) -> Transport:
+    """The transport for ``uri``'s scheme (one shared instance per scheme and settings).
+
+    Raises:
+        InvalidUri: the scheme is unknown.
+    """
+    info = scheme_info(uri)
+    key = (uri.scheme, settings)
+    with _lock:
+        transport = _instances.get(key)
+        if transport is None:
+            transport = _resolve(info.factory)(settings)
+            _instances[key] = transport
+    return transport
