@@ -1,13 +1,17 @@
 """What every table of schema ``scitq`` shares: the schema, the naming convention of
 constraints and indexes (deterministic names, matched by error translation), the enum
-types with the meaning of each value, and the declarative base.
+types (their values from `scitq.states`), and the declarative base.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import MetaData, text
 from sqlalchemy.dialects.postgresql import ENUM
 from sqlalchemy.orm import DeclarativeBase
+
+from scitq import states
 
 SCHEMA = "scitq"
 
@@ -23,51 +27,22 @@ metadata = MetaData(
 )
 
 
-def _enum(name: str, *values: str) -> ENUM:
+def _enum(kind: type[StrEnum]) -> ENUM:
+    name = next(name for name, values in states.SQL_ENUMS.items() if values is kind)
+    values = [member.value for member in kind]
     return ENUM(*values, name=name, schema=SCHEMA, metadata=metadata, create_type=True)
 
 
-#: waiting: dependencies unmet; pending: runnable (once available_at has passed);
-#: assigned: claimed by a worker (prefetch or download); running: command started;
-#: succeeded / failed: final outcome of the last attempt, no retry left for failed;
-#: paused: held back by a user; canceled: by a user or because a dependency failed.
-TASK_STATUS = _enum(
-    "task_status",
-    "waiting",
-    "pending",
-    "assigned",
-    "running",
-    "succeeded",
-    "failed",
-    "paused",
-    "canceled",
-)
-#: Live statuses are assigned, downloading, running, uploading; the others are final.
-EXECUTION_STATUS = _enum(
-    "execution_status",
-    "assigned",
-    "downloading",
-    "running",
-    "uploading",
-    "succeeded",
-    "failed",
-    "lost",
-    "canceled",
-    "timeout",
-)
-FAILURE_CLASS = _enum(
-    "failure_class", "exit", "timeout", "oom", "download", "upload", "lost", "canceled"
-)
-OUTPUT_STREAM = _enum("output_stream", "stdout", "stderr", "scitq")
-SIGNAL_KIND = _enum("signal_kind", "pause", "resume", "term", "kill")
-WORKER_STATUS = _enum("worker_status", "online", "stopped")
-CLOUD_OPERATION_KIND = _enum("cloud_operation_kind", "deploy", "destroy")
-CLOUD_OPERATION_STATUS = _enum(
-    "cloud_operation_status", "pending", "running", "succeeded", "failed"
-)
-INSTANCE_STATUS = _enum(
-    "instance_status", "requested", "building", "active", "deleting", "deleted", "error"
-)
+# The values and their meaning are `scitq.states`'.
+TASK_STATUS = _enum(states.TaskStatus)
+EXECUTION_STATUS = _enum(states.ExecutionStatus)
+FAILURE_CLASS = _enum(states.FailureClass)
+OUTPUT_STREAM = _enum(states.OutputStream)
+SIGNAL_KIND = _enum(states.SignalKind)
+WORKER_STATUS = _enum(states.WorkerStatus)
+CLOUD_OPERATION_KIND = _enum(states.CloudOperationKind)
+CLOUD_OPERATION_STATUS = _enum(states.CloudOperationStatus)
+INSTANCE_STATUS = _enum(states.InstanceStatus)
 
 NOW = text("now()")
 
