@@ -24,7 +24,7 @@ def test_sql_enums_are_the_states_vocabulary(conn: psycopg.Connection[Any]) -> N
 
 
 def test_live_and_final_sets_partition_the_statuses() -> None:
-    assert states.LIVE_TASK_STATUSES | states.FINAL_TASK_STATUSES == set(states.TaskStatus)
+    assert set(states.TaskStatus) == states.LIVE_TASK_STATUSES | states.FINAL_TASK_STATUSES
     assert not states.LIVE_TASK_STATUSES & states.FINAL_TASK_STATUSES
     assert states.HELD_TASK_STATUSES <= states.LIVE_TASK_STATUSES
     assert set(states.EXECUTION_PHASES) | states.FINAL_EXECUTION_STATUSES == set(
