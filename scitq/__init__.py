@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "2.0.0.dev0"
+from scitq.version import __version__
+
 __all__ = ["Client", "Workflow", "__version__"]
 
 if TYPE_CHECKING:

@@ -37,6 +37,7 @@ from scitq.db.listing import (
 )
 from scitq.embedded import conninfo_for
 from scitq.errors import InvalidArgument, InvalidUri, NotFound, WaitTimeout
+from scitq.states import FINAL_TASK_STATUSES, OutputStream, TaskStatus
 from scitq.transfer import Role, validate_uri
 
 __all__ = ["BatchProgress", "Client", "Dependency", "Deployed", "Execution", "Explanation",
@@ -48,10 +49,8 @@ DEFAULT_BATCH = "Default"
 SUBMIT_CHUNK = 5000
 #: Ids looked at in id order before a filtered page turns to the filters' indexes.
 PAGE_SCAN_BUDGET = 20_000
-TASK_STATUSES = ("waiting", "pending", "assigned", "running", "succeeded", "failed", "paused",
-                 "canceled")  # fmt: skip
-FINAL_TASK_STATUSES = frozenset({"succeeded", "failed", "canceled"})
-OUTPUT_STREAMS = ("stdout", "stderr", "scitq")
+TASK_STATUSES = tuple(TaskStatus)
+OUTPUT_STREAMS = tuple(OutputStream)
 #: Fields of a task accepted by submit (see task_submit_v1).
 TASK_FIELDS = frozenset({
     "command", "name", "shell", "container", "container_options", "inputs", "resources",

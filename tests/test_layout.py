@@ -5,7 +5,7 @@ under ``TYPE_CHECKING``): a lazy import does not hide a circle from this check.
 
 Layers, from the top: the processes and front ends (cli, web, scheduler, agent,
 workflow, the v1 compatibility modules) -> client -> embedded -> db -> sql; errors,
-states, config and transfer are leaves that the others may use.
+states, version, config and transfer are leaves that the others may use.
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "scitq"
 MAX_LINES = 450
 
 #: What each part of the package may import (besides itself).
-LEAVES = {"errors", "states", "config"}
+LEAVES = {"errors", "states", "config", "version"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "states": set(),
+    "version": set(),
     "config": {"errors"},
     "sql": set(),
-    "transfer": {"errors", "config", "states"},
-    "db": {"errors", "config", "states", "sql"},
-    "embedded": {"errors", "config", "db"},
+    "transfer": {"errors", "config", "states", "version"},
+    "db": {"errors", "config", "states", "version", "sql"},
+    "embedded": {"errors", "config", "version", "db"},
     "client": LEAVES | {"db", "embedded", "transfer"},
     "workflow": LEAVES | {"client", "db"},
     "agent": LEAVES | {"db", "transfer"},
@@ -40,7 +41,7 @@ ALLOWED: dict[str, set[str]] = {
     | {"db", "embedded", "client", "transfer", "workflow", "agent", "scheduler", "web", "root"},
     "__main__": {"cli"},
     # the package root re-exports the Python API
-    "root": {"client", "workflow"},
+    "root": {"client", "workflow", "version"},
 }
 
 
@@ -137,6 +138,16 @@ def test_no_module_is_too_long() -> None:
     assert long == {}
 
 
+#: Words spelled like a status that are not one: (module, word) -> what they are.
+NOT_STATUSES = {
+    ("scitq.cli.db", "running"): "whether the embedded server runs (db status --json key)",
+    ("scitq.cli.up", "stopped"): "what `scitq up` says it did when no signal was received",
+    ("scitq.cli.batch", "paused"): "a batch's is_paused flag shown as a word",
+    ("scitq.web.responses", "paused"): "the past participle of the pause action",
+    ("scitq.web.responses", "canceled"): "the past participle of the cancel action",
+}
+
+
 def status_words() -> set[str]:
     kinds = (
         states.TaskStatus,
@@ -173,5 +184,6 @@ def test_status_words_are_spelled_only_in_states() -> None:
         for name, path in modules().items()
         if name != "scitq.states"
         for line, word in spelled_status_words(path, words)
+        if (name, word) not in NOT_STATUSES
     ]
     assert spelled == [], "use scitq.states:\n" + "\n".join(spelled)

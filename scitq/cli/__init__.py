@@ -11,10 +11,15 @@ and the error's exit code; ``--verbose`` adds the full message when it has detai
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import re
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -113,6 +118,36 @@ def mask_conninfo(conninfo: str) -> str:
     if "password" in params:
         params["password"] = MASK
     return make_conninfo("", **params)
+
+
+@dataclass
+class StopRequest:
+    """The stop signals a serving command received (see `stop_signals`)."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    #: names of the signals received, first first
+    received: list[str] = field(default_factory=list)
+
+
+#: The signals that stop a serving command (Ctrl-C, kill, a closed terminal).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[StopRequest]:
+    """Catch the stop signals while the block runs; the previous handlers come back after."""
+    request = StopRequest()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        request.received.append(signal.Signals(signum).name)
+        request.event.set()
+
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield request
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def as_scitq_error(exc: BaseException) -> ScitqError | None:

@@ -9,12 +9,12 @@ from pathlib import Path
 import click
 
 from scitq.cli import CliState, pass_state
+from scitq.cli.options import INT_MAX
 from scitq.config import AgentSettings
 from scitq.embedded import conninfo_for
 from scitq.errors import InvalidArgument
 
 #: The largest concurrency or prefetch (PostgreSQL integer columns).
-INT_MAX = 2**31 - 1
 
 
 def _positive(name: str, value: float | None, *, zero: bool = False) -> None:

@@ -20,19 +20,20 @@ from rich.progress import (
 from rich.table import Table
 
 from scitq.cli import CliState, console, pass_state
+from scitq.cli.options import output_options
 from scitq.cli.output import (
     Column,
     cell,
     format_seconds,
     open_client,
-    output_options,
     print_csv,
     print_json,
     print_json_array,
     print_table,
 )
-from scitq.client import TASK_STATUSES, BatchProgress, as_dict
+from scitq.client import BatchProgress, as_dict
 from scitq.db import listing, queries
+from scitq.states import ExecutionStatus, TaskStatus
 
 #: `scitq batch wait`: the batch ended with failed or canceled tasks.
 EXIT_TASKS_FAILED = 8
@@ -97,15 +98,14 @@ def show(state: CliState, name: str, as_json: bool) -> None:
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
     grid.add_row("batch", cell(name + (" (paused)" if progress.is_paused else "")))
-    counts = ", ".join(
-        f"{value} {key}" for key in TASK_STATUSES if (value := getattr(progress, key))
-    )
+    counts = ", ".join(f"{value} {key}" for key in TaskStatus if (value := getattr(progress, key)))
     grid.add_row("tasks", cell(counts or "none"))
     mean, longest = format_seconds(progress.mean_seconds), format_seconds(progress.max_seconds)
     grid.add_row("duration", cell(f"mean {mean or '-'}, max {longest or '-'}"))
     if stats is not None:
         cpu = (stats["cpu_user_seconds"] or 0) + (stats["cpu_system_seconds"] or 0)
-        attempts = f"{stats['executions']} ({stats['failed']} failed), CPU {cpu / 3600:.2f} h"
+        failed = stats[ExecutionStatus.FAILED]
+        attempts = f"{stats['executions']} ({failed} failed), CPU {cpu / 3600:.2f} h"
         grid.add_row("attempts", cell(attempts))
     names = [
         f"{w['name']} ({w['liveness']}{', paused' if w['is_paused'] else ''})" for w in workers

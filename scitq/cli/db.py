@@ -7,11 +7,8 @@ import os
 import re
 import secrets
 import shlex
-import signal
 import socket
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import quote
 
@@ -22,7 +19,7 @@ from psycopg import sql
 from rich.table import Table
 from rich.text import Text
 
-from scitq.cli import CliState, as_scitq_error, console, mask_conninfo, pass_state
+from scitq.cli import CliState, as_scitq_error, console, mask_conninfo, pass_state, stop_signals
 from scitq.config import DatabaseSettings
 from scitq.db import migrate, queries
 from scitq.db.connection import connect, translate_error
@@ -275,23 +272,11 @@ def status(state: CliState, as_json: bool) -> None:
 
 def _wait_for_stop(server: EmbeddedServer) -> str:
     """Block until SIGINT, SIGTERM or SIGHUP, or until the server stops; say which."""
-    stop = threading.Event()
-    received: list[str] = []
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        received.append(signal.Signals(signum).name)
-        stop.set()
-
-    caught = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {signum: signal.signal(signum, handler) for signum in caught}
-    try:
-        while not stop.wait(_WATCH_SECONDS):
+    with stop_signals() as stop:
+        while not stop.event.wait(_WATCH_SECONDS):
             if not server.is_running():
                 return "the server stopped"
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-    return received[0]
+        return stop.received[0]
 
 
 @db.command()

@@ -18,29 +18,11 @@ from typing import IO, Any
 import click
 
 from scitq.cli import CliState, pass_state
+from scitq.cli.options import INT_MAX, MAX_SECONDS, within
 from scitq.cli.output import open_client, print_json, print_json_array
 from scitq.client import DEFAULT_BATCH, SUBMIT_CHUNK, TASK_FIELDS, as_dict
 from scitq.errors import InvalidArgument, InvalidUri, NotFound
 from scitq.transfer import Role, validate_uri
-
-#: Bounds of PostgreSQL integer columns (retries, priority) and of ids.
-INT_MAX = 2**31 - 1
-#: Longest delay or timeout accepted (about 31 years): beyond it, time arithmetic
-#: in the database overflows.
-MAX_SECONDS = 1e9
-
-
-def within(low: float, high: float) -> Any:
-    """A click callback refusing values outside [low, high], and nan (which passes click's
-    own range checks); the bounds stay out of the help."""
-
-    def check(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-        if value is not None and not low <= value <= high:
-            raise click.BadParameter(f"{value} is not in [{low:g}, {high:g}]", ctx, param)
-        return value
-
-    return check
-
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

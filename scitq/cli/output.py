@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.table import Table
@@ -19,26 +19,21 @@ from rich.text import Text
 
 from scitq.cli import CliState, console
 from scitq.client import Client
+from scitq.states import ExecutionStatus, TaskStatus, WorkerLiveness
 
-F = TypeVar("F", bound=Callable[..., Any])
 #: (header, value of a row) for rich tables.
 Column = tuple[str, Callable[[Any], Any]]
 
-STATUS_STYLES = {
-    "succeeded": "green", "failed": "red", "canceled": "magenta", "running": "cyan",
-    "assigned": "blue", "pending": "yellow", "waiting": "dim", "paused": "dim",
-    "online": "green", "offline": "red", "stopped": "dim",
+#: Colours of status words in tables; a status not listed is shown plain.
+STATUS_STYLES: dict[str, str] = {
+    TaskStatus.SUCCEEDED: "green", TaskStatus.FAILED: "red", TaskStatus.CANCELED: "magenta",
+    TaskStatus.RUNNING: "cyan", TaskStatus.ASSIGNED: "blue", TaskStatus.PENDING: "yellow",
+    TaskStatus.WAITING: "dim", TaskStatus.PAUSED: "dim",
+    ExecutionStatus.LOST: "red", ExecutionStatus.TIMEOUT: "red",
+    WorkerLiveness.ONLINE: "green", WorkerLiveness.OFFLINE: "red", WorkerLiveness.STOPPED: "dim",
 }  # fmt: skip
 #: Width of tables written to files and pipes.
 WIDE = 200
-
-
-def output_options(function: F) -> F:
-    """``--json`` and ``--csv`` flags."""
-    function = click.option("--csv", "as_csv", is_flag=True, help="Print CSV for scripts.")(
-        function
-    )
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(function)
 
 
 def jsonable(value: Any) -> Any:

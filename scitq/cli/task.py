@@ -13,26 +13,27 @@ import click
 from rich.table import Table
 
 from scitq.cli import CliState, console, pass_state
+from scitq.cli.options import output_options
 from scitq.cli.output import (
     Column,
     cell,
     format_seconds,
     jsonable,
     open_client,
-    output_options,
     print_csv,
     print_json,
     print_json_array,
     print_table,
 )
-from scitq.client import TASK_STATUSES, Client, Task, as_dict
+from scitq.client import Client, Task, as_dict
 from scitq.db import listing, queries
 from scitq.errors import InvalidArgument, InvalidTransition, NotFound
+from scitq.states import HELD_TASK_STATUSES, TaskStatus
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 #: Task statuses with a live execution.
-LIVE = ("assigned", "running")
+LIVE = HELD_TASK_STATUSES
 
 
 def parse_since(text: str) -> datetime:
@@ -83,7 +84,7 @@ def task() -> None:
 @task.command("list")
 @click.option("-b", "--batch", help="Only this batch.")
 @click.option(
-    "-s", "--status", "statuses", multiple=True, type=click.Choice(TASK_STATUSES),
+    "-s", "--status", "statuses", multiple=True, type=click.Choice(tuple(TaskStatus)),
     help="Only this status (repeat for several).",
 )  # fmt: skip
 @click.option("-n", "--name", help="Name pattern, case-insensitive LIKE: % any text, _ one char.")
@@ -323,7 +324,7 @@ def cancel(state: CliState, task_ids: tuple[str, ...], reason: str) -> None:
     """
     with open_client(state) as client:
         before = _existing(client, parse_ids(task_ids))
-        _report(client.cancel(before, reason), before, "canceled", "tasks that have ended")
+        _report(client.cancel(before, reason), before, TaskStatus.CANCELED, "tasks that have ended")
 
 
 @task.command()
@@ -338,7 +339,7 @@ def pause(state: CliState, task_ids: tuple[str, ...]) -> None:
         before = _existing(client, parse_ids(task_ids))
         done = {r["id"]: r["status"] for r in queries.task_pause(client.connection, before)}
         done.update(_signaled(before, "suspended"))
-        _report(done, before, "paused", "only waiting, pending or running tasks")
+        _report(done, before, TaskStatus.PAUSED, "only waiting, pending or running tasks")
 
 
 @task.command()

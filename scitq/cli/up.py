@@ -18,12 +18,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from types import FrameType
 
 import click
 import psutil
 
-from scitq.cli import CliState, mask_conninfo, pass_state
+from scitq.cli import STOP_SIGNALS, CliState, mask_conninfo, pass_state, stop_signals
 from scitq.db.connection import connect
 from scitq.embedded import conninfo_for
 
@@ -110,6 +109,39 @@ def _wait(children: list[Child], stop: threading.Event) -> Child | None:
     return None
 
 
+def _announce(
+    state: CliState,
+    conninfo: str,
+    children: list[Child],
+    concurrency: int,
+    batches: tuple[str, ...],
+    with_web: bool,
+    port: int,
+) -> None:
+    """Say what runs where, and how to use it."""
+    database = state.settings().database
+    web = state.settings().web
+    if database.is_embedded:
+        where = f"embedded PostgreSQL in {database.data_dir} ({mask_conninfo(conninfo)})"
+    else:
+        where = mask_conninfo(conninfo)
+    serving = ", ".join(batches) if batches else "all batches"
+    flag = " (with the same --database-url)" if state.database_url is not None else ""
+    click.echo(f"database: {where}")
+    click.echo(f"scheduler: pid {children[0].process.pid}")
+    click.echo(
+        f"agent: pid {children[1].process.pid}, concurrency {concurrency}, serving {serving}"
+    )
+    if with_web:
+        click.echo(
+            f"web: http://{web.host}:{port}/ (pid {children[2].process.pid}); "
+            f"add a user with: scitq web create-user NAME --role admin{flag}"
+        )
+    click.echo(f"submit a first task{flag}: scitq launch --batch demo -- echo hello")
+    click.echo("then see it with: scitq task list")
+    click.echo("press Ctrl-C to stop")
+
+
 @click.command()
 @click.option(
     "-c",
@@ -164,64 +196,35 @@ def up(
     for batch in batches:
         agent_args += ["--batch", batch]
 
-    stop = threading.Event()
-    received: list[str] = []
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        received.append(signal.Signals(signum).name)
-        stop.set()
-
-    caught = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {signum: signal.signal(signum, handler) for signum in caught}
     children: list[Child] = []
     died: Child | None = None
-    try:
-        children.append(_start("scheduler", [], env, state.verbose))
-        children.append(_start("agent", agent_args, env, state.verbose))
-        web = state.settings().web
-        port = web_port or web.port
-        if with_web:
-            web_args = ["--port", str(port)]
-            children.append(_start("web", web_args, env, state.verbose))
-        if database.is_embedded:
-            where = f"embedded PostgreSQL in {database.data_dir} ({mask_conninfo(conninfo)})"
-        else:
-            where = mask_conninfo(conninfo)
-        serving = ", ".join(batches) if batches else "all batches"
-        flag = " (with the same --database-url)" if state.database_url is not None else ""
-        click.echo(f"database: {where}")
-        click.echo(f"scheduler: pid {children[0].process.pid}")
-        click.echo(
-            f"agent: pid {children[1].process.pid}, concurrency {concurrency}, serving {serving}"
-        )
-        if with_web:
-            click.echo(
-                f"web: http://{web.host}:{port}/ (pid {children[2].process.pid}); "
-                f"add a user with: scitq web create-user NAME --role admin{flag}"
-            )
-        click.echo(f"submit a first task{flag}: scitq launch --batch demo -- echo hello")
-        click.echo("then see it with: scitq task list")
-        click.echo("press Ctrl-C to stop")
-        sys.stdout.flush()
-        died = _wait(children, stop)
-    finally:
-        # a second Ctrl-C while stopping is ignored: stopping is bounded anyway
-        for signum in caught:
-            signal.signal(signum, signal.SIG_IGN)
-        if died is not None:
-            code = died.process.returncode
-            others = [child.role for child in children if child is not died]
-            click.echo(
-                f"scitq: error: the {died.role} (pid {died.process.pid}) {_describe(code)}; "
-                f"stopping the {' and the '.join(others)}",
-                err=True,
-            )
-        stop_children(children)
-        for signum, old in previous.items():
-            signal.signal(signum, old)
+    with stop_signals() as stop:
+        try:
+            children.append(_start("scheduler", [], env, state.verbose))
+            children.append(_start("agent", agent_args, env, state.verbose))
+            port = web_port or state.settings().web.port
+            if with_web:
+                web_args = ["--port", str(port)]
+                children.append(_start("web", web_args, env, state.verbose))
+            _announce(state, conninfo, children, concurrency, batches, with_web, port)
+            sys.stdout.flush()
+            died = _wait(children, stop.event)
+        finally:
+            # a second Ctrl-C while stopping is ignored: stopping is bounded anyway
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
+            if died is not None:
+                code = died.process.returncode
+                others = [child.role for child in children if child is not died]
+                click.echo(
+                    f"scitq: error: the {died.role} (pid {died.process.pid}) {_describe(code)}; "
+                    f"stopping the {' and the '.join(others)}",
+                    err=True,
+                )
+            stop_children(children)
     if died is not None:
         raise SystemExit(CHILD_DIED_EXIT_CODE)
-    reason = received[0] if received else "stopped"
+    reason = stop.received[0] if stop.received else "stopped"
     roles = [child.role for child in children]
     stopped = ", the ".join(roles[:-1]) + " and the " + roles[-1]
     click.echo(f"stopped the {stopped} ({reason})")

@@ -7,11 +7,10 @@ from typing import Any
 import click
 
 from scitq.cli import CliState, pass_state
-from scitq.cli.launch import INT_MAX, within
+from scitq.cli.options import INT_MAX, output_options, within
 from scitq.cli.output import (
     Column,
     open_client,
-    output_options,
     print_csv,
     print_json,
     print_json_array,
@@ -20,6 +19,7 @@ from scitq.cli.output import (
 from scitq.client import Client
 from scitq.db import listing, queries
 from scitq.errors import NotFound
+from scitq.states import TaskStatus
 
 WORKER_COLUMNS: list[Column] = [
     ("ID", lambda w: w["worker_id"]), ("NAME", lambda w: w["name"]),
@@ -27,13 +27,17 @@ WORKER_COLUMNS: list[Column] = [
     ("BATCHES", lambda w: ", ".join(w["batches"]) or "(all)"),
     ("CONC", lambda w: w["concurrency"]), ("PREFETCH", lambda w: w["prefetch"]),
     ("STATE", lambda w: w["liveness"]),
-    ("FLAGS", lambda w: " ".join(flag for flag in ("paused", "draining") if w[f"is_{flag}"])),
-    ("RUNNING", lambda w: w["running"]), ("ASSIGNED", lambda w: w["assigned"]),
+    ("FLAGS", lambda w: " ".join(_flags(w))),
+    ("RUNNING", lambda w: w[TaskStatus.RUNNING]),
+    ("ASSIGNED", lambda w: w[TaskStatus.ASSIGNED]),
     ("HEARTBEAT", lambda w: w["last_heartbeat_at"]),
 ]  # fmt: skip
 WORKER_FIELDS = ["worker_id", "name", "hostname", "batches", "concurrency", "prefetch",
                  "is_paused", "is_draining", "is_permanent", "liveness", "last_heartbeat_at",
-                 "running", "assigned", "created_at"]  # fmt: skip
+                 TaskStatus.RUNNING, TaskStatus.ASSIGNED, "created_at"]  # fmt: skip
+
+#: The worker flags shown as words (``is_paused`` -> paused).
+FLAGS = ("is_paused", "is_draining")
 
 worker_argument = click.argument("ref", metavar="WORKER")
 
@@ -45,9 +49,14 @@ def _find(client: Client, ref: str) -> dict[str, Any]:
     return found
 
 
+def _flags(row: dict[str, Any]) -> list[str]:
+    """What is set of a worker's paused and draining flags, as words."""
+    return [flag.removeprefix("is_") for flag in FLAGS if row[flag]]
+
+
 def _describe(row: dict[str, Any]) -> str:
     batches = ", ".join(row["batches"]) or "all batches"
-    flags = [flag for flag in ("paused", "draining") if row[f"is_{flag}"]]
+    flags = _flags(row)
     return (
         f"worker {row['name']} (id {row['id']}): concurrency {row['concurrency']}, prefetch "
         f"{row['prefetch']}, serves {batches}{''.join(', ' + flag for flag in flags)}"

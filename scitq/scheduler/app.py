@@ -28,10 +28,11 @@ from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import
 from scitq.config import SchedulerSettings
 from scitq.db import migrate, queries
 from scitq.errors import DatabaseError, PermissionDenied, ScitqError
-from scitq.scheduler import duties
+from scitq.scheduler import duties, schedule
 from scitq.scheduler.leadership import LeadershipLost, SchedulerLock, open_connection
 from scitq.scheduler.operations import OperationRunner
-from scitq.scheduler.recruit import Recruitment, provider_quotas
+from scitq.scheduler.duties import Recruitment
+from scitq.scheduler.recruit import provider_quotas
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ class Scheduler:
         lock.release()
 
     def _build(self, lock: SchedulerLock, lock_pid: int) -> BlockingScheduler:
-        enabled = duties.scheduled(self.settings)
+        enabled = schedule.scheduled(self.settings)
         runner = BlockingScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(max_workers=len(enabled) + 1)},
@@ -241,7 +242,7 @@ class Scheduler:
 
     # -- duties -----------------------------------------------------------------------
 
-    def _run_duty(self, duty: duties.Duty, lock_pid: int) -> None:
+    def _run_duty(self, duty: schedule.Duty, lock_pid: int) -> None:
         if self._stop.is_set() or self._lost.is_set():
             return
         with self._busy:

@@ -3,7 +3,8 @@
 A duty is a function of a `DutyContext` returning how many things it acted on. Its work
 is done by stored functions, in transactions that first check that this scheduler still
 holds the scheduler lock; each transaction records the decisions it took with the changes
-they explain. `DUTIES` lists them with their period; recruitment is in `scitq.scheduler.recruit`.
+they explain. `scitq.scheduler.schedule` lists them with their period; recruitment is in
+`scitq.scheduler.recruit`.
 
 Retries need no duty: a failed task goes back to ``pending`` with ``available_at`` after
 its back-off, and claims skip it until then.
@@ -27,7 +28,7 @@ from scitq.db.connection import translated
 from scitq.scheduler.leadership import SCHEDULER_LOCK, LeadershipLost
 
 if TYPE_CHECKING:
-    from scitq.scheduler.recruit import Recruitment
+    from scitq.scheduler.operations import OperationRunner
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,23 @@ EXPIRE_BATCH = 1000
 #: Overdue executions handled per run of the timeout duty.
 TIMEOUT_BATCH = 1000
 SECONDS_PER_DAY = 86400.0
+
+
+@dataclass
+class Recruitment:
+    """What the recruit duty (`scitq.scheduler.recruit`) keeps between runs of one active term.
+
+    Attributes:
+        runner: starts cloud operations (None: decide only, as in unit tests).
+        quotas: instances each provider may run at most (scitq's count).
+        last: the last reason not to act recorded per recruiter, so that it is recorded
+            once until it changes.
+    """
+
+    runner: OperationRunner | None = None
+    quotas: dict[str, int] = field(default_factory=dict)
+    last: dict[int, str] = field(default_factory=dict)
+    reconciled_at: float | None = None
 
 
 @dataclass
@@ -269,51 +287,3 @@ def _prune(
             }
             ctx.record(conn, "retention", [decision])
     return total
-
-
-# -- the list -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Duty:
-    """A duty, how often it runs (``period`` returns None when it is disabled) and what
-    the number its ``run`` returns counts."""
-
-    name: str
-    run: Callable[[DutyContext], int]
-    period: Callable[[SchedulerSettings], float | None]
-    counts: str
-
-
-def _retention_period(settings: SchedulerSettings) -> float | None:
-    enabled = (settings.output_retention_days, settings.decision_retention_days)
-    return None if enabled == (None, None) else settings.retention_seconds
-
-
-def _frequent(settings: SchedulerSettings) -> float:
-    return settings.duty_seconds
-
-
-def _recruit(ctx: DutyContext) -> int:
-    from scitq.scheduler.recruit import recruit
-
-    return recruit(ctx)
-
-
-def _recruit_period(settings: SchedulerSettings) -> float:
-    return settings.recruit_seconds
-
-
-DUTIES: tuple[Duty, ...] = (
-    Duty("expire_leases", expire_leases, _frequent, "executions lost"),
-    Duty("timeouts", enforce_timeouts, _frequent, "overdue executions killed or marked"),
-    Duty("worker_liveness", track_worker_liveness, _frequent, "liveness changes"),
-    Duty("retention", apply_retention, _retention_period, "rows deleted"),
-    Duty("recruit", _recruit, _recruit_period, "instances recruited, reused or released"),
-)
-
-
-def scheduled(settings: SchedulerSettings) -> list[tuple[Duty, float]]:
-    """The enabled duties with their periods in seconds."""
-    enabled = [(duty, duty.period(settings)) for duty in DUTIES]
-    return [(duty, period) for duty, period in enabled if period is not None]

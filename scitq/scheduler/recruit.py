@@ -25,18 +25,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 
 from scitq.config import SchedulerSettings
 from scitq.scheduler import cloud_queries as cq
-
-if TYPE_CHECKING:
-    from scitq.scheduler.duties import DutyContext
-    from scitq.scheduler.operations import OperationRunner
+from scitq.scheduler.duties import DutyContext, Recruitment
 
 logger = logging.getLogger(__name__)
 
@@ -46,23 +42,6 @@ Row = dict[str, Any]
 MAX_BACKOFF_SECONDS = 3600.0
 #: How often providers are listed to find orphan machines.
 RECONCILE_SECONDS = 300.0
-
-
-@dataclass
-class Recruitment:
-    """What the recruit duty keeps between runs of one active term.
-
-    Attributes:
-        runner: starts cloud operations (None: decide only, as in unit tests).
-        quotas: instances each provider may run at most (scitq's count).
-        last: the last reason not to act recorded per recruiter, so that it is recorded
-            once until it changes.
-    """
-
-    runner: OperationRunner | None = None
-    quotas: dict[str, int] = field(default_factory=dict)
-    last: dict[int, str] = field(default_factory=dict)
-    reconciled_at: float | None = None
 
 
 def provider_quotas(settings: SchedulerSettings) -> dict[str, int]:

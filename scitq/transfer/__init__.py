@@ -21,6 +21,7 @@ from scitq.transfer.registry import (
     Progress,
     RemoteEntry,
     Transport,
+    check_uri,
     known_schemes,
     register_scheme,
     scheme_info,
@@ -69,11 +70,9 @@ def validate_uri(text: str, role: Role = "input") -> Uri:
         InvalidUri: naming the URI (never a password) and what is wrong.
     """
     uri = parse_uri(text)
-    info = scheme_info(uri)
-    if info.check is not None:
-        info.check(uri)
+    check_uri(uri)
     if role == "output":
-        if not info.upload:
+        if not scheme_info(uri).upload:
             uploadable = ", ".join(s for s in known_schemes() if _uploadable(s))
             raise InvalidUri(
                 f"output {text!r}: scheme {uri.scheme} is download-only "

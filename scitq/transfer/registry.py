@@ -26,10 +26,12 @@ The protocol (`Transport`):
   (`scitq.transfer.retry`), not the transport's.
 
 Adding a scheme: write a module with a factory ``(TransferSettings) -> Transport``
-and add one line to `BUILTIN_SCHEMES` (``"run+fastq": SchemeInfo("scitq.transfer.transports.ena.run:
-FastqTransport", upload=False)``), imported lazily on first use; or call
+and add one line to `BUILTIN_SCHEMES` (``"run+fastq":
+SchemeInfo("scitq.transfer.transports.ena.run:RunTransport", upload=False)``); or call
 `register_scheme` at run time (tests, plugins). ``SchemeInfo.check`` validates the
-syntax of a URI at submit time without importing the transport.
+syntax of a URI at submit time (`check_uri`). Both may be given as ``"module:attribute"``
+strings, imported on first use: this module imports no transport (the transports import
+it, for `RemoteEntry` and `Progress`), and checking a URI loads no transport library.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from scitq.config import TransferSettings
 from scitq.errors import InvalidUri
@@ -81,6 +83,8 @@ class Transport(Protocol):
 
 #: Builds a transport for some settings.
 TransportFactory = Callable[[TransferSettings], Transport]
+#: Checks the syntax of a parsed URI of one scheme (raises InvalidUri).
+UriCheck = Callable[[Uri], None]
 
 
 def _needs_authority(what: str) -> Callable[[Uri], None]:
@@ -102,12 +106,6 @@ def _check_s3(uri: Uri) -> None:
         raise InvalidUri(f"s3 takes no @options: {uri.text!r}")
 
 
-def _check_run(uri: Uri) -> None:
-    from scitq.transfer.transports.ena.run import check_run_uri  # run+fastq, run+submitted
-
-    check_run_uri(uri)
-
-
 @dataclass(frozen=True, slots=True)
 class SchemeInfo:
     """A registered scheme.
@@ -115,13 +113,17 @@ class SchemeInfo:
     Attributes:
         factory: a factory, or ``"module:attribute"`` naming one (imported on first use).
         upload: whether the scheme accepts uploads (can be an output).
-        check: validates a parsed URI's syntax (raise InvalidUri); None: no check.
+        check: validates a parsed URI's syntax (raise InvalidUri), or
+            ``"module:attribute"`` naming such a function; None: no check.
     """
 
     factory: TransportFactory | str
     upload: bool = True
-    check: Callable[[Uri], None] | None = None
+    check: UriCheck | str | None = None
 
+
+#: run+fastq and run+submitted: the accession and options (loads no transport).
+_RUN_CHECK = "scitq.transfer.transports.ena.request:check_run_uri"
 
 BUILTIN_SCHEMES: dict[str, SchemeInfo] = {
     "file": SchemeInfo("scitq.transfer.transports.file:LocalTransport", check=_check_file),
@@ -134,10 +136,10 @@ BUILTIN_SCHEMES: dict[str, SchemeInfo] = {
         "scitq.transfer.transports.http:HttpTransport", upload=False, check=_needs_authority("host")
     ),
     "run+fastq": SchemeInfo(
-        "scitq.transfer.transports.ena.run:RunTransport", upload=False, check=_check_run
+        "scitq.transfer.transports.ena.run:RunTransport", upload=False, check=_RUN_CHECK
     ),
     "run+submitted": SchemeInfo(
-        "scitq.transfer.transports.ena.run:RunTransport", upload=False, check=_check_run
+        "scitq.transfer.transports.ena.run:RunTransport", upload=False, check=_RUN_CHECK
     ),
 }
 
@@ -151,7 +153,7 @@ def register_scheme(
     factory: TransportFactory | str,
     *,
     upload: bool = True,
-    check: Callable[[Uri], None] | None = None,
+    check: UriCheck | str | None = None,
 ) -> None:
     """Register (or replace) the transport of a scheme.
 
@@ -159,7 +161,8 @@ def register_scheme(
         name: the scheme, lower case (``run+fastq``).
         factory: ``(TransferSettings) -> Transport``, or ``"module:attribute"``.
         upload: whether the scheme can be an output.
-        check: syntax check run by `validate_uri` (raise InvalidUri).
+        check: syntax check run by `check_uri` (raise InvalidUri), or
+            ``"module:attribute"``.
     """
     with _lock:
         _registry[name.lower()] = SchemeInfo(factory, upload, check)
@@ -186,12 +189,23 @@ def scheme_info(uri: Uri) -> SchemeInfo:
     return info
 
 
-def _resolve(factory: TransportFactory | str) -> TransportFactory:
-    if not isinstance(factory, str):
-        return factory
-    module_name, _, attribute = factory.partition(":")
-    resolved: TransportFactory = getattr(importlib.import_module(module_name), attribute)
-    return resolved
+def _resolve(name: str) -> Any:
+    """The object ``"module:attribute"`` names, importing the module."""
+    module_name, _, attribute = name.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def check_uri(uri: Uri) -> None:
+    """Run the syntax check of ``uri``'s scheme, if it has one.
+
+    Raises:
+        InvalidUri: the scheme is unknown, or its check refuses the URI.
+    """
+    check = scheme_info(uri).check
+    if isinstance(check, str):
+        check = cast(UriCheck, _resolve(check))
+    if check is not None:
+        check(uri)
 
 
 def transport_for(uri: Uri, settings: TransferSettings) -> Transport:
@@ -205,6 +219,9 @@ def transport_for(uri: Uri, settings: TransferSettings) -> Transport:
     with _lock:
         transport = _instances.get(key)
         if transport is None:
-            transport = _resolve(info.factory)(settings)
+            factory = info.factory
+            if isinstance(factory, str):
+                factory = cast(TransportFactory, _resolve(factory))
+            transport = factory(settings)
             _instances[key] = transport
     return transport

@@ -8,8 +8,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from scitq.states import ExecutionStatus
+
 WIDTH = 600
 HEIGHT = 120
+#: The columns of a bucket: attempts ended in success, and the others (lost and timed
+#: out ones count as failed).
+SUCCEEDED, FAILED = ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +59,13 @@ def throughput_chart(
     last = epoch + step * ((now - epoch) // step)
     starts = [last - step * (count - 1 - index) for index in range(count)]
     by_start = {row["bucket"]: row for row in rows}
-    peak = max([int(row["succeeded"]) + int(row["failed"]) for row in rows] or [0])
+    peak = max([int(row[SUCCEEDED]) + int(row[FAILED]) for row in rows] or [0])
     scale = (HEIGHT - 4) / peak if peak else 0.0
     slot = WIDTH / count
     bars = []
     for index, start in enumerate(starts):
-        row = by_start.get(start, {"succeeded": 0, "failed": 0})
-        succeeded, failed = int(row["succeeded"]), int(row["failed"])
+        row = by_start.get(start, {SUCCEEDED: 0, FAILED: 0})
+        succeeded, failed = int(row[SUCCEEDED]), int(row[FAILED])
         failed_height = failed * scale
         succeeded_height = succeeded * scale
         failed_y = HEIGHT - failed_height

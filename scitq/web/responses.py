@@ -14,6 +14,10 @@ from scitq.web.htmx import is_htmx
 
 logger = logging.getLogger("scitq.web.actions")
 
+#: What the message after an action says was done (the past participle of its verb).
+DONE = {"pause": "paused", "resume": "resumed", "retry": "retried", "cancel": "canceled",
+        "delete": "deleted"}  # fmt: skip
+
 
 def audit(action: str, target: str) -> None:
     """Log who did what (an action that changed something)."""

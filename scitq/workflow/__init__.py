@@ -31,9 +31,10 @@ from typing import Any
 from scitq.client import Client
 from scitq.db.listing import BatchProgress
 from scitq.errors import InvalidArgument
-from scitq.workflow.view import WorkflowSummary, follow
+from scitq.states import TaskStatus
+from scitq.workflow.view import Unsuccessful, WorkflowSummary, follow
 
-__all__ = ["Step", "Workflow", "WorkflowSummary"]
+__all__ = ["Step", "Unsuccessful", "Workflow", "WorkflowSummary"]
 
 #: Task fields a workflow passes down to its steps as defaults.
 DEFAULTABLE = ("shell", "container", "container_options", "retries", "retry_delay_seconds",
@@ -249,7 +250,7 @@ class Workflow:
                 if step is None:
                     continue
                 step.task_id, step.reused = task.id, True
-                if task.status in ("failed", "canceled"):
+                if task.status in (TaskStatus.FAILED, TaskStatus.CANCELED):
                     retry.append(task.id)
         if retry:
             client.retry(retry)
@@ -274,6 +275,18 @@ class Workflow:
         """Task counts of each batch of the workflow."""
         return {batch: self.client.progress(batch) for batch in self.batches}
 
+    def unsuccessful(self) -> list[Unsuccessful]:
+        """The tasks of the workflow that failed or were canceled for good."""
+        ids = {step.task_id for step in self.steps if step.task_id is not None}
+        return [
+            Unsuccessful(batch, task.name, task.id, task.status,
+                         task.failure_reason or task.cancel_reason)  # fmt: skip
+            for batch in self.batches
+            for status in (TaskStatus.FAILED, TaskStatus.CANCELED)
+            for task in self.client.tasks(batch=batch, status=status)
+            if task.id in ids
+        ]
+
     def run(
         self, *, refresh: float = 2.0, timeout: float | None = None, live: bool | None = None
     ) -> WorkflowSummary:
@@ -290,7 +303,10 @@ class Workflow:
         """
         self.submit()
         live = sys.stderr.isatty() if live is None else live
-        return follow(self, refresh=refresh, timeout=timeout, live=live)
+        return follow(
+            self.name, self.progress, self.unsuccessful, refresh=refresh, timeout=timeout,
+            live=live,
+        )
 
 
 def _requirements(required: Step | int | Iterable[Step | int] | None) -> list[Step | int]:

@@ -1,12 +1,15 @@
-"""Following a running workflow: live progress bars per batch, and the final summary."""
+"""Following a running workflow: live progress bars per batch, and the final summary.
+
+The view knows no `scitq.workflow.Workflow`: it is given the workflow's name and two
+readers, one of the counts per batch, one of the tasks that did not succeed.
+"""
 
 from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.progress import (
@@ -21,9 +24,7 @@ from rich.table import Table
 
 from scitq.db.listing import BatchProgress
 from scitq.errors import WaitTimeout
-
-if TYPE_CHECKING:
-    from scitq.workflow import Workflow
+from scitq.states import TaskStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,8 @@ class WorkflowSummary:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         table = Table(title=f"workflow {self.workflow} ({self.seconds:.0f} s)")
-        for column in ("batch", "total", "succeeded", "failed", "canceled"):
+        columns = ("batch", "total", TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELED)
+        for column in columns:
             table.add_column(column, justify="left" if column == "batch" else "right")
         for batch, p in self.batches.items():
             table.add_row(batch, str(p.total), str(p.succeeded), str(p.failed), str(p.canceled))
@@ -71,34 +73,53 @@ class WorkflowSummary:
         return console.export_text()
 
 
+#: Reads the task counts of each batch of a workflow.
+ProgressReader = Callable[[], dict[str, BatchProgress]]
+#: Reads the tasks of a workflow that did not succeed.
+UnsuccessfulReader = Callable[[], list[Unsuccessful]]
+
+
 def follow(
-    workflow: Workflow, *, refresh: float, timeout: float | None, live: bool
+    workflow: str,
+    progress: ProgressReader,
+    unsuccessful: UnsuccessfulReader,
+    *,
+    refresh: float,
+    timeout: float | None,
+    live: bool,
 ) -> WorkflowSummary:
-    """Poll the workflow's batches until nothing is left to run; the summary."""
+    """Poll the workflow's batches until nothing is left to run; the summary.
+
+    Args:
+        workflow: the workflow's name (for the summary and messages).
+        progress: reads the counts per batch, once per ``refresh`` seconds.
+        unsuccessful: reads, once at the end, the tasks that did not succeed.
+        refresh: seconds between two reads.
+        timeout: raise `scitq.errors.WaitTimeout` after this many seconds.
+        live: draw progress bars on standard error.
+    """
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
-    with _Bars(workflow, live) as update:
+    with _Bars(live) as update:
         while True:
-            counts = workflow.progress()
+            counts = progress()
             update(counts)
             if all(p.remaining == 0 for p in counts.values()):
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 left = sum(p.remaining for p in counts.values())
                 raise WaitTimeout(
-                    f"workflow {workflow.name!r} still has {left} tasks to run after {timeout:g} s"
+                    f"workflow {workflow!r} still has {left} tasks to run after {timeout:g} s"
                 )
             time.sleep(refresh)
-    return WorkflowSummary(workflow.name, counts, _unsuccessful(workflow),
-                           time.monotonic() - started)  # fmt: skip
+    return WorkflowSummary(workflow, counts, unsuccessful(), time.monotonic() - started)
 
 
 class _Bars:
     """Progress bars, one per batch, or nothing when not live."""
 
-    def __init__(self, workflow: Workflow, live: bool) -> None:
+    def __init__(self, live: bool) -> None:
         self._live = live
-        self._workflow = workflow
         self._progress: Progress | None = None
         self._ids: dict[str, TaskID] = {}
 
@@ -125,18 +146,3 @@ class _Bars:
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()
-
-
-def _unsuccessful(workflow: Workflow) -> list[Unsuccessful]:
-    ids = [step.task_id for step in workflow.steps if step.task_id is not None]
-    return list(_not_succeeded(workflow, ids))
-
-
-def _not_succeeded(workflow: Workflow, ids: list[int]) -> Iterator[Unsuccessful]:
-    client = workflow.client
-    for batch in workflow.batches:
-        for status in ("failed", "canceled"):
-            for task in client.tasks(batch=batch, status=status):
-                if task.id in ids:
-                    reason = task.failure_reason or task.cancel_reason
-                    yield Unsuccessful(batch, task.name, task.id, task.status, reason)

@@ -12,9 +12,9 @@ from scitq.cli import scitq
 from scitq.config import SchedulerSettings
 from scitq.db import queries
 from scitq.scheduler import cloud_queries as cq
-from scitq.scheduler.duties import DutyContext
+from scitq.scheduler.duties import DutyContext, Recruitment
 from scitq.scheduler.providers.fake import FakeProvider
-from scitq.scheduler.recruit import Recruitment, recruit
+from scitq.scheduler.recruit import recruit
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from scitq import errors
 from scitq.config import SchedulerSettings
 from scitq.db import queries
 from scitq.scheduler import cloud_queries as cq
-from scitq.scheduler.duties import DutyContext
+from scitq.scheduler.duties import DutyContext, Recruitment
 from scitq.scheduler.operations import OperationRunner, agent_conninfo
 from scitq.scheduler.providers.base import ProviderError
 from scitq.scheduler.providers.fake import FakeProvider
-from scitq.scheduler.recruit import Recruitment, backoff_seconds, recruit
+from scitq.scheduler.recruit import backoff_seconds, recruit
 
 
 def settings(**changes) -> SchedulerSettings:

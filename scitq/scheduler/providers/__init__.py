@@ -1,13 +1,16 @@
 """Cloud providers: where the scheduler gets machines for workers.
 
-Every provider implements `scitq.scheduler.providers.base.Provider` (create, delete, status, list).
-`build_providers` makes the configured ones: ``local`` (agents as processes on this
-machine) and ``openstack`` (servers through openstacksdk); ``fake`` exists for unit tests
-only.
+Every provider implements `scitq.scheduler.providers.base.Provider` (create, delete,
+status, list). `build_providers` makes the configured ones: ``local`` (agents as
+processes on this machine, `scitq.scheduler.providers.local`) and ``openstack`` (servers
+through openstacksdk, `scitq.scheduler.providers.openstack`); ``fake``
+(`scitq.scheduler.providers.fake`) exists for unit tests only. The providers import the
+interface (``base``), never this package's factory.
 """
 
 from __future__ import annotations
 
+from scitq.config import ProviderSettings
 from scitq.scheduler.providers.base import (
     ERROR_CLASSES,
     CreatedInstance,
@@ -15,7 +18,6 @@ from scitq.scheduler.providers.base import (
     Provider,
     ProviderError,
     Report,
-    build_providers,
 )
 
 __all__ = [
@@ -27,3 +29,16 @@ __all__ = [
     "Report",
     "build_providers",
 ]
+
+
+def build_providers(settings: ProviderSettings) -> dict[str, Provider]:
+    """The providers configured in ``settings`` by name (``local`` always)."""
+    # imported here: loading the interface (for the operations, the tests) loads no provider
+    from scitq.scheduler.providers.local import LocalProvider
+
+    providers: dict[str, Provider] = {"local": LocalProvider(settings.local)}
+    if settings.openstack is not None:
+        from scitq.scheduler.providers.openstack import OpenStackProvider
+
+        providers["openstack"] = OpenStackProvider(settings.openstack)
+    return providers

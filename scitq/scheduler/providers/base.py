@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from scitq.config import ProviderSettings
 from scitq.errors import ScitqError
 
 #: Why a provider operation failed; ``transient`` failures are retried with back-off.
@@ -97,18 +95,3 @@ class Provider(Protocol):
 
     def list(self) -> list[CreatedInstance]:
         """The instances this provider runs for scitq (to find orphans)."""
-
-
-ProviderFactory = Callable[[ProviderSettings], Provider]
-
-
-def build_providers(settings: ProviderSettings) -> dict[str, Provider]:
-    """The providers configured in ``settings`` by name (``local`` always)."""
-    from scitq.scheduler.providers.local import LocalProvider
-
-    providers: dict[str, Provider] = {"local": LocalProvider(settings.local)}
-    if settings.openstack is not None:
-        from scitq.scheduler.providers.openstack import OpenStackProvider
-
-        providers["openstack"] = OpenStackProvider(settings.openstack)
-    return providers

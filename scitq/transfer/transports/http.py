@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-from scitq import __version__
 from scitq.config import TransferSettings
 from scitq.errors import TransferError
 from scitq.transfer.disk import atomic_path
 from scitq.transfer.registry import Progress, RemoteEntry
 from scitq.transfer.uri import Uri
+from scitq.version import __version__
 
 _CHUNK = 256 * 1024
 #: Statuses that trying again cannot fix.

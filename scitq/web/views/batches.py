@@ -12,7 +12,7 @@ from scitq.db import dashboard, queries
 from scitq.errors import NotFound, ScitqError
 from scitq.web.db import get_conn
 from scitq.web.htmx import render
-from scitq.web.responses import acted, audit, go_to, refused
+from scitq.web.responses import DONE, acted, audit, go_to, refused
 
 blueprint = Blueprint("batches", __name__, url_prefix="/batches")
 
@@ -23,8 +23,6 @@ ACTIONS: dict[str, Callable[[Any, str], Any]] = {
     "cancel": queries.batch_cancel,
     "delete": queries.batch_delete,
 }
-MESSAGES = {"pause": "paused", "resume": "resumed", "retry": "retried", "cancel": "canceled",
-            "delete": "deleted"}  # fmt: skip
 
 
 def _progress(batch: str) -> dict[str, Any]:
@@ -61,7 +59,7 @@ def act(name: str, action: str) -> Any:
         return refused(error, back)
     audit(action, f"batch {name}")
     counted = f" ({result} tasks)" if isinstance(result, int) else ""
-    message = f"batch {name} {MESSAGES[action]}{counted}"
+    message = f"batch {name} {DONE[action]}{counted}"
     if action == "delete":
         if request.headers.get("HX-Target", "").startswith("batch-"):
             return acted(message, back, lambda: "")  # the row is swapped out

@@ -6,12 +6,13 @@ from __future__ import annotations
 from flask import Blueprint
 
 from scitq.db import dashboard
+from scitq.states import LIVE_CLOUD_OPERATION_STATUSES
 from scitq.web.db import get_conn
 from scitq.web.htmx import render
 
 blueprint = Blueprint("cloud", __name__, url_prefix="/cloud")
 
-ACTIVE_OPERATIONS = frozenset({"pending", "running"})
+ACTIVE_OPERATIONS = LIVE_CLOUD_OPERATION_STATUSES
 
 
 @blueprint.get("/")

@@ -9,13 +9,13 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, request, stream_with_context, url_for
 
-from scitq.client import FINAL_TASK_STATUSES, TASK_STATUSES
 from scitq.db import dashboard, listing, queries
 from scitq.db.listing import Execution, LogChunk, Task
 from scitq.errors import InvalidArgument, NotFound, ScitqError
+from scitq.states import FINAL_TASK_STATUSES, TaskStatus
 from scitq.web.db import get_conn
 from scitq.web.htmx import is_htmx, render
-from scitq.web.responses import acted, audit, go_to, refused
+from scitq.web.responses import DONE, acted, audit, go_to, refused
 
 blueprint = Blueprint("tasks", __name__, url_prefix="/tasks")
 
@@ -33,8 +33,6 @@ ACTIONS: dict[str, Callable[[Any, Sequence[int]], Any]] = {
     "cancel": queries.task_cancel,
     "delete": queries.task_delete,
 }
-MESSAGES = {"pause": "paused", "resume": "resumed", "retry": "retried", "cancel": "canceled",
-            "delete": "deleted"}  # fmt: skip
 
 
 def _int_arg(name: str) -> int | None:
@@ -97,7 +95,7 @@ def index() -> Any:
         "tasks/_results.html",
         tasks=tasks,
         filters=filters,
-        statuses=TASK_STATUSES,
+        statuses=tuple(TaskStatus),
         next_url=next_url,
         searched_to=searched_to,
         first_url=url_for("tasks.index", **query) if request.args.get("after") else None,
@@ -257,7 +255,7 @@ def act(task_id: int, action: str) -> Any:
             InvalidArgument(f"task {task_id} is {task.status}: nothing to {action}"), back
         )
     audit(action, f"task {task_id}")
-    message = f"task {task_id} {MESSAGES[action]}"
+    message = f"task {task_id} {DONE[action]}"
     if action == "delete":
         return go_to(url_for("tasks.index"), message)
     return acted(

@@ -33,8 +33,9 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from scitq.config import EnaSettings, TransferSettings
-from scitq.errors import InvalidUri, TransferError
+from scitq.errors import TransferError
 from scitq.transfer.registry import RemoteEntry
+from scitq.transfer.transports.ena import sra
 from scitq.transfer.transports.ena.fetch import (
     FetchFailure,
     Progress,
@@ -44,12 +45,11 @@ from scitq.transfer.transports.ena.fetch import (
     http_get,
     ssl_context,
 )
+from scitq.transfer.transports.ena.request import RunRequest, parse_run_uri
 from scitq.transfer.uri import Uri
 
 log = logging.getLogger(__name__)
 
-#: A run accession: SRR (NCBI), ERR (EBI) or DRR (DDBJ), then digits.
-RUN_ACCESSION = re.compile(r"[SED]RR[0-9]+")
 #: The filereport columns read (ENA answers them in this order, run_accession first).
 REPORT_FIELDS = (
     "run_accession",
@@ -62,26 +62,6 @@ REPORT_FIELDS = (
 )
 #: Read 1 / read 2 of a paired run, as ENA names them (ERR123_1.fastq.gz).
 _READ_SUFFIX = re.compile(r"_([12])\.(?:fastq|fq)(?:\.gz|\.bz2)?$")
-_TRANSPORTS = ("https", "ftp")
-
-
-@dataclass(frozen=True, slots=True)
-class RunRequest:
-    """What a ``run+fastq``/``run+submitted`` URI asks for.
-
-    Attributes:
-        accession: the run accession (upper case, as ENA spells it).
-        kind: ``fastq`` or ``submitted``.
-        transports: the transports to try, in order.
-        sra: convert the SRA object instead of using ENA's FASTQ files.
-        filter_r1: keep read 1 only.
-    """
-
-    accession: str
-    kind: str
-    transports: tuple[str, ...]
-    sra: bool = False
-    filter_r1: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,49 +72,6 @@ class RunFile:
     location: str  # ftp.sra.ebi.ac.uk/vol1/... (no scheme)
     size: int | None
     md5: str | None
-
-
-def parse_run_uri(uri: Uri) -> RunRequest:
-    """Read the accession and options of a ``run+fastq``/``run+submitted`` URI.
-
-    Raises:
-        InvalidUri: a malformed accession, an unknown or contradictory option, an action
-            that makes no sense; the message names the URI and the accession.
-    """
-    kind = {"run+fastq": "fastq", "run+submitted": "submitted"}.get(uri.scheme)
-    if kind is None:
-        raise InvalidUri(f"{uri.text!r} is not a run+fastq:// or run+submitted:// URI")
-    accession = uri.rest.rstrip("/")
-    if not RUN_ACCESSION.fullmatch(accession):
-        raise InvalidUri(
-            f"{accession!r} in {uri.text!r} is not a run accession "
-            "(SRR, ERR or DRR followed by digits, e.g. ERR1234567)"
-        )
-    allowed = {"https", "ftp", "sra", "filter_r1"} if kind == "fastq" else {"https", "ftp"}
-    for option in uri.options:
-        if option not in allowed:
-            hint = " (Aspera is not supported: use @https or @ftp)" if option == "aspera" else ""
-            raise InvalidUri(
-                f"unknown option @{option} for {uri.scheme} in {uri.text!r} "
-                f"(known: {', '.join('@' + o for o in sorted(allowed))}){hint}"
-            )
-    chosen = tuple(t for t in _TRANSPORTS if t in uri.options)
-    sra = "sra" in uri.options
-    if len(chosen) > 1 or (sra and chosen):
-        given = " and ".join("@" + o for o in (*chosen, *(["sra"] if sra else [])))
-        raise InvalidUri(f"{given} contradict each other in {uri.text!r}: choose one")
-    return RunRequest(
-        accession=accession,
-        kind=kind,
-        transports=chosen or _TRANSPORTS,
-        sra=sra,
-        filter_r1="filter_r1" in uri.options,
-    )
-
-
-def check_run_uri(uri: Uri) -> None:
-    """Syntax check for the scheme registry (`scitq.transfer.registry.SchemeInfo.check`)."""
-    parse_run_uri(uri)
 
 
 def report_url(settings: EnaSettings, accession: str) -> str:
@@ -297,8 +234,6 @@ class RunTransport:
         """The run's files with their sizes and MD5s (``@sra``: the SRA object)."""
         request = parse_run_uri(uri)
         if request.sra:
-            from scitq.transfer.transports.ena import sra  # only @sra needs it
-
             yield sra.describe_sra_object(uri, request.accession, self.settings)
             return
         row = self._report(uri, request.accession)
@@ -315,8 +250,6 @@ class RunTransport:
         request = parse_run_uri(uri)
         dest_dir.mkdir(parents=True, exist_ok=True)
         if request.sra:
-            from scitq.transfer.transports.ena import sra
-
             return sra.download_sra_run(uri, request, dest_dir, self.settings, progress)
         files = run_files(uri, request, self._report(uri, request.accession))
         report = _locked(progress)

@@ -19,7 +19,6 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from scitq.config import TransferSettings
 from scitq.errors import TransferError
@@ -32,10 +31,8 @@ from scitq.transfer.transports.ena.fetch import (
     fetch_file,
     ssl_context,
 )
+from scitq.transfer.transports.ena.request import RunRequest
 from scitq.transfer.uri import Uri
-
-if TYPE_CHECKING:
-    from scitq.transfer.transports.ena.run import RunRequest
 
 log = logging.getLogger(__name__)
 
