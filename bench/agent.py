@@ -33,7 +33,7 @@ from control_plane import Databases, machine, server, table  # run as bench/agen
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from scitq.db import queries
+from scitq.db.task import task_submit
 
 Conn = psycopg.Connection[Any]
 PROTOCOL = ("task_claim_v1", "execution_set_phase_v2", "execution_finish_v1")
@@ -150,7 +150,7 @@ def bench_throughput(dbs: Databases, sizes: Sizes, work: Path) -> list[list[str]
                 backends = [pid for (pid,) in conn.execute(others) if pid != conn.info.backend_pid]
                 groups = ([p.pid for p in runner.procs], backends)
                 before = [cpu_seconds(pids) for pids in groups]
-                queries.task_submit(conn, "tp", [{"command": "true", "shell": False}] * n)
+                task_submit(conn, "tp", [{"command": "true", "shell": False}] * n)
                 done = "SELECT count(*) = %s FROM scitq.task WHERE status = 'succeeded'"
                 wait_until(conn, done, (n,), 600, every=0.1)  # timed by the database
                 after = [cpu_seconds(pids) for pids in groups]
@@ -202,7 +202,7 @@ def bench_latency(dbs: Databases, sizes: Sizes, work: Path) -> list[list[str]]:
                     if offsets:
                         time.sleep(max(0.0, began + offsets[i] - time.monotonic()))
                     with conn.transaction():  # the clock read last before the commit
-                        task_id = queries.task_submit(conn, batch, [{"command": "true"}])[0]["id"]
+                        task_id = task_submit(conn, batch, [{"command": "true"}])[0]["id"]
                         at = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
                     submitted.append((task_id, at))
                     if batch == "n":  # one at a time: each wake-up alone on the CPUs
@@ -254,7 +254,7 @@ def bench_output(dbs: Databases, sizes: Sizes, work: Path) -> list[list[str]]:
             wait_until(conn, REGISTERED, (1,), 60)
             for size in sizes.output_bytes:
                 spec = {"command": output_command(size), "shell": True}
-                task_id = queries.task_submit(conn, "out", [spec])[0]["id"]
+                task_id = task_submit(conn, "out", [spec])[0]["id"]
                 done = "SELECT status = 'succeeded' FROM scitq.task WHERE id = %s"
                 wait_until(conn, done, (task_id,), 300)
                 wall, seconds, stored, chunks = conn.execute(

@@ -31,8 +31,12 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from scitq.db import migrate, queries
+from scitq.db import migrate
 from scitq.db.connection import connect
+from scitq.db.execution import execution_finish
+from scitq.db.query import Connection, Row
+from scitq.db.task import task_claim, task_submit
+from scitq.db.worker import worker_register
 from scitq.embedded.server import EmbeddedServer
 
 Task = dict[str, Any]
@@ -63,20 +67,20 @@ def tasks(offset: int, count: int) -> list[Task]:
     return [{"command": f"echo {i}", "name": f"t{i}"} for i in range(offset, offset + count)]
 
 
-def submit(conn: queries.Connection, batch: str, total: int, chunk: int) -> float:
+def submit(conn: Connection, batch: str, total: int, chunk: int) -> float:
     """Submit ``total`` tasks in calls of ``chunk``; return the seconds spent in calls."""
     spent = 0.0
     for offset in range(0, total, chunk):
         specs = tasks(offset, min(chunk, total - offset))
         start = time.perf_counter()
-        queries.task_submit(conn, batch, specs)
+        task_submit(conn, batch, specs)
         spent += time.perf_counter() - start
     return spent
 
 
-def finish_all(conn: queries.Connection, worker_id: int, claimed: Sequence[queries.Row]) -> None:
+def finish_all(conn: Connection, worker_id: int, claimed: Sequence[Row]) -> None:
     results = [{"execution_id": row["execution_id"], "return_code": 0} for row in claimed]
-    queries.execution_finish(conn, worker_id, results)
+    execution_finish(conn, worker_id, results)
 
 
 def p95(values: Sequence[float]) -> float:
@@ -154,10 +158,10 @@ def claim_loop(db: str, index: int, size: int, start: threading.Barrier) -> list
     Returns one ``(end time, tasks finished)`` per call (0 for a claim).
     """
     with connect(db) as conn:
-        worker = queries.worker_register(conn, f"claimer-{index}", concurrency=size)
+        worker = worker_register(conn, f"claimer-{index}", concurrency=size)
         start.wait()
         calls = []
-        while claimed := queries.task_claim(conn, worker["id"], size):
+        while claimed := task_claim(conn, worker["id"], size):
             calls.append((time.perf_counter(), 0))
             finish_all(conn, worker["id"], claimed)
             calls.append((time.perf_counter(), len(claimed)))
@@ -196,20 +200,20 @@ def bench_claim_finish(dbs: Databases, sizes: Sizes) -> list[list[str]]:
 
 
 def measure_claims(
-    conn: queries.Connection, worker_id: int, count: int, limit: int
+    conn: Connection, worker_id: int, count: int, limit: int
 ) -> tuple[list[float], list[float]]:
     """Claim ``limit`` then finish them, ``count`` times; re-submit as many (untimed)."""
     claim_times, finish_times = [], []
     for i in range(count):
         start = time.perf_counter()
-        claimed = queries.task_claim(conn, worker_id, limit)
+        claimed = task_claim(conn, worker_id, limit)
         middle = time.perf_counter()
         finish_all(conn, worker_id, claimed)
         claim_times.append(middle - start)
         finish_times.append(time.perf_counter() - middle)
         if len(claimed) != limit:
             raise RuntimeError(f"claim returned {len(claimed)} tasks, not {limit}")
-        queries.task_submit(conn, "depth", tasks(10**9 + i * limit, limit))  # keep the depth
+        task_submit(conn, "depth", tasks(10**9 + i * limit, limit))  # keep the depth
     return claim_times, finish_times
 
 
@@ -227,7 +231,7 @@ def bench_depth(dbs: Databases, sizes: Sizes) -> tuple[list[list[str]], list[str
                 f"setup: {depth:,} tasks submitted in {spent:.1f} s "
                 f"({depth / spent:,.0f} tasks/s, calls of {chunk:,})"
             )
-            worker = queries.worker_register(conn, f"depth-{depth}", concurrency=limit)
+            worker = worker_register(conn, f"depth-{depth}", concurrency=limit)
             for analyzed, count in (("never", sizes.cold_claims), ("fresh", sizes.depth_claims)):
                 if analyzed == "fresh":
                     conn.execute("ANALYZE scitq.task")

@@ -42,7 +42,11 @@ from click.testing import CliRunner
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from scitq.db import migrate, queries
+from scitq.db import migrate
+from scitq.db.execution import execution_append_output, execution_finish
+from scitq.db.task import task_claim, task_submit
+from scitq.db.web_user import web_user_set
+from scitq.db.worker import worker_heartbeat, worker_register
 from scitq.embedded.server import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,20 +122,20 @@ def fill(conn: psycopg.Connection[Any], total: int, chunk: int) -> dict[str, Any
             for i in range(offset, offset + count)
         ]
         start = time.perf_counter()
-        queries.task_submit(conn, f"b{(offset // chunk) % BATCHES}", specs)
+        task_submit(conn, f"b{(offset // chunk) % BATCHES}", specs)
         seconds.append(time.perf_counter() - start)
         print(f"  submitted {offset + count:>9,} ({count / seconds[-1]:,.0f} tasks/s)", flush=True)
-    worker = queries.worker_register(conn, "w-fill", concurrency=1000)["id"]
+    worker = worker_register(conn, "w-fill", concurrency=1000)["id"]
     done = 0
     while done < min(20_000, total // 10):
-        claimed = queries.task_claim(conn, worker, 1000)
+        claimed = task_claim(conn, worker, 1000)
         chunks = [(c["execution_id"], 0, "stdout", f"task {c['task_id']} done\n") for c in claimed]
-        queries.execution_append_output(conn, worker, chunks)
+        execution_append_output(conn, worker, chunks)
         results = [
             {"execution_id": c["execution_id"], "return_code": i % 10 == 0}
             for i, c in enumerate(claimed)
         ]
-        queries.execution_finish(
+        execution_finish(
             conn, worker, [{**r, "return_code": int(r["return_code"])} for r in results]
         )
         done += len(claimed)
@@ -153,17 +157,17 @@ def at_size(conn: psycopg.Connection[Any], db: str, chunk: int) -> dict[str, flo
     figures: dict[str, float] = {}
     specs = [{"command": f"echo more {i}"} for i in range(chunk)]
     start = time.perf_counter()
-    queries.task_submit(conn, "b-more", specs)
+    task_submit(conn, "b-more", specs)
     figures["submit one more chunk (s)"] = time.perf_counter() - start
 
     for label, batches in (("1 batch", ["b1"]), (f"{BATCHES + 1} batches (all)", None)):
-        worker = queries.worker_register(
+        worker = worker_register(
             conn, f"w-claim-{len(figures)}", batches=batches, concurrency=100_000
         )["id"]
         latencies = []
         for _ in range(200):
             start = time.perf_counter()
-            queries.task_claim(conn, worker, 10)
+            task_claim(conn, worker, 10)
             latencies.append((time.perf_counter() - start) * 1000)
         latencies.sort()
         figures[f"claim 10, worker of {label}: p50 (ms)"] = latencies[100]
@@ -205,13 +209,12 @@ def at_size(conn: psycopg.Connection[Any], db: str, chunk: int) -> dict[str, flo
 def dashboard(conn: psycopg.Connection[Any], db: str) -> dict[str, float]:
     try:
         from scitq.config import DatabaseSettings, Settings, WebSettings
-        from scitq.db import dashboard as dash
         from scitq.web import create_app
         from scitq.web import db as web_db
         from scitq.web.auth import hash_password
     except ImportError:
         return {}
-    dash.web_user_set(conn, "bench", hash_password("bench-password"), "admin")
+    web_user_set(conn, "bench", hash_password("bench-password"), "admin")
     settings = Settings(
         database=DatabaseSettings(url=db), web=WebSettings(secret_key="k" * 64, threads=2)
     )
@@ -253,7 +256,6 @@ async def idle_agents(
     prepare: bool = True,
 ) -> dict[str, float]:
     """``agents`` connections polling the empty batch 'idle'; returns calls and latency."""
-    from scitq.db import queries_async as q
 
     stop = time.monotonic() + seconds
     latencies: list[float] = []
@@ -265,7 +267,7 @@ async def idle_agents(
         if not prepare:
             conn.prepare_threshold = None  # PgBouncer transaction pooling
         try:
-            worker = await q.worker_register(conn, f"idle-{index}", batches=["idle"])
+            worker = await worker_register.run_async(conn, f"idle-{index}", batches=["idle"])
             worker_id = int(worker["id"])
             next_claim = time.monotonic() + random.uniform(0, poll)
             next_beat = time.monotonic() + random.uniform(0, heartbeat)
@@ -275,13 +277,13 @@ async def idle_agents(
                     return
                 if now >= next_claim:
                     start = time.perf_counter()
-                    await q.task_claim(conn, worker_id, 1)
+                    await task_claim.run_async(conn, worker_id, 1)
                     latencies.append(time.perf_counter() - start)
                     calls += 1
                     next_claim = now + poll * random.uniform(0.75, 1.25)
                 if now >= next_beat:
                     start = time.perf_counter()
-                    await q.worker_heartbeat(conn, worker_id, [])
+                    await worker_heartbeat.run_async(conn, worker_id, [])
                     latencies.append(time.perf_counter() - start)
                     calls += 1
                     next_beat = now + heartbeat
@@ -409,7 +411,7 @@ def real_agents_through(
 ) -> dict[str, Any]:
     """``scitq agent --no-listen --drain`` processes through PgBouncer run ``tasks`` tasks."""
     with psycopg.connect(db, autocommit=True) as conn:
-        queries.task_submit(conn, "through-bouncer", [{"command": "true"}] * tasks)
+        task_submit(conn, "through-bouncer", [{"command": "true"}] * tasks)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SCITQ_")}
         env["PYTHONPATH"] = str(ROOT)
         start = time.monotonic()

@@ -28,7 +28,7 @@ from agent import Agents  # run as bench/staging.py
 from control_plane import Databases, machine, server, table
 from transfer import KEY, REGION, SECRET, free_port, start_moto
 
-from scitq.db import queries
+from scitq.db.task import task_submit
 
 MB = 10**6
 
@@ -89,7 +89,7 @@ def shared_resource(dbs: Databases, work: Path, env: dict[str, str], n: int, mb:
             for name, runner in zip(("a", "b"), runners, strict=True):
                 runner.start(db, f"res-{name}", "res", 4)
             began = time.monotonic()
-            queries.task_submit(conn, "res", [
+            task_submit(conn, "res", [
                 {"command": "cmp -s $RESOURCE/ref.bin $RESOURCE/ref.bin", "shell": True,
                  "resources": ["s3://bench/ref.bin"]} for _ in range(n)
             ])  # fmt: skip
@@ -116,7 +116,7 @@ def inputs_outputs(dbs: Databases, work: Path, env: dict[str, str]) -> str:
     with psycopg.connect(db, autocommit=True) as conn:
         try:
             runner.start(db, "io", "io", 4)
-            queries.task_submit(conn, "io", [
+            task_submit(conn, "io", [
                 {"command": "cp $INPUT/*.bin $OUTPUT/out.bin", "shell": True,
                  "inputs": [f"s3://bench/in/{i}.bin"], "output": f"s3://bench/out/{i}/"}
                 for i in range(20)

@@ -26,7 +26,11 @@ from psycopg.conninfo import make_conninfo
 
 from bench.control_plane import machine, server
 from scitq.config import DatabaseSettings, Settings, WebSettings
-from scitq.db import dashboard, listing, migrate, queries
+from scitq.db import migrate
+from scitq.db.execution import execution_append_output, execution_finish, execution_set_phase
+from scitq.db.task import task_claim, task_executions, task_submit
+from scitq.db.web_user import web_user_set
+from scitq.db.worker import worker_register
 from scitq.web import create_app
 from scitq.web import db as web_db
 from scitq.web.auth import hash_password
@@ -66,14 +70,14 @@ def _submit(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
                 {"command": f"align sample{batch}-{start + i}.fq", "name": f"s{batch}-{start + i}"}
                 for i in range(count)
             ]
-            queries.task_submit(conn, f"batch-{batch}", tasks)
+            task_submit(conn, f"batch-{batch}", tasks)
 
 
 def _finish(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
-    worker = int(queries.worker_register(conn, "bench-1", concurrency=1000)["id"])
+    worker = int(worker_register(conn, "bench-1", concurrency=1000)["id"])
     done = 0
     while done < sizes.finished:
-        claimed = queries.task_claim(conn, worker, min(1000, sizes.finished - done))
+        claimed = task_claim(conn, worker, min(1000, sizes.finished - done))
         if not claimed:
             break
         results = [
@@ -81,25 +85,25 @@ def _finish(conn: psycopg.Connection[Any], sizes: Sizes) -> None:
              "wall_seconds": 12.5, "peak_rss_bytes": 2**28}
             for i, c in enumerate(claimed)
         ]  # fmt: skip
-        queries.execution_finish(conn, worker, results)
+        execution_finish(conn, worker, results)
         done += len(claimed)
     for name in ("bench-2", "bench-3"):
-        queries.worker_register(conn, name, concurrency=8)
+        worker_register(conn, name, concurrency=8)
 
 
 def _big_log(conn: psycopg.Connection[Any], sizes: Sizes) -> int:
     """A running task whose attempt has written ``log_bytes`` of output; its id."""
-    [row] = queries.task_submit(conn, "logs", [{"command": "verbose", "name": "big-log"}])
-    worker = int(queries.worker_register(conn, "bench-log", batches=["logs"], concurrency=1)["id"])
-    [claimed] = queries.task_claim(conn, worker, 1)
+    [row] = task_submit(conn, "logs", [{"command": "verbose", "name": "big-log"}])
+    worker = int(worker_register(conn, "bench-log", batches=["logs"], concurrency=1)["id"])
+    [claimed] = task_claim(conn, worker, 1)
     execution = int(claimed["execution_id"])
-    queries.execution_set_phase(conn, worker, execution, "running")
+    execution_set_phase(conn, worker, execution, "running")
     line = "\x1b[32mINFO\x1b[0m processed read 0123456789 of sample <x> ok\n"
     text = (line * (sizes.chunk_bytes // len(line) + 1))[: sizes.chunk_bytes]
     chunks = sizes.log_bytes // sizes.chunk_bytes
     for start in range(0, chunks, 100):
         batch = [(execution, seq, "stdout", text) for seq in range(start, min(chunks, start + 100))]
-        queries.execution_append_output(conn, worker, batch)
+        execution_append_output(conn, worker, batch)
     return int(row["id"])
 
 
@@ -111,7 +115,7 @@ def build(conninfo: str, sizes: Sizes) -> tuple[int, int]:
         log_task = _timed(
             f"write a {sizes.log_bytes // 2**20} MB log", lambda: _big_log(conn, sizes)
         )
-        dashboard.web_user_set(conn, "bench", hash_password(PASSWORD), "admin")
+        web_user_set(conn, "bench", hash_password(PASSWORD), "admin")
         # what autovacuum does to a table this size within minutes
         _timed("vacuum analyze", lambda: conn.execute("VACUUM ANALYZE"))
     return log_task, sizes.tasks // 2
@@ -129,7 +133,7 @@ def measure(conninfo: str, sizes: Sizes, log_task: int, middle: int) -> list[lis
         login = {"name": "bench", "password": PASSWORD, "csrf_token": token}
         assert client.post("/login", data=login).status_code == 302
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            [attempt] = listing.task_executions(conn, log_task)
+            [attempt] = task_executions(conn, log_task)
         execution = attempt.id
         log_chunks = sizes.log_bytes // sizes.chunk_bytes
         htmx = {"HX-Request": "true"}

@@ -23,9 +23,12 @@ from types import TracebackType
 from typing import Any, Self
 
 from scitq.config import Settings, load_settings
-from scitq.db import listing, queries
+from scitq.db.batch import batch_find
 from scitq.db.connection import connect
-from scitq.db.listing import (
+from scitq.db.execution import execution_get, execution_output_read, execution_output_tail
+from scitq.db.recruitment import instance_request
+from scitq.db.report import batch_progress
+from scitq.db.rows import (
     BatchProgress,
     Dependency,
     Execution,
@@ -35,9 +38,20 @@ from scitq.db.listing import (
     as_dict,
     from_row,
 )
+from scitq.db.task import (
+    check_task_statuses,
+    task_cancel,
+    task_dependencies,
+    task_executions,
+    task_explain,
+    task_list,
+    task_page,
+    task_retry,
+    task_submit,
+)
 from scitq.embedded import conninfo_for
 from scitq.errors import InvalidArgument, InvalidUri, NotFound, WaitTimeout
-from scitq.states import FINAL_TASK_STATUSES, OutputStream, TaskStatus
+from scitq.states import FINAL_TASK_STATUSES, OutputStream
 from scitq.transfer import Role, validate_uri
 
 __all__ = ["BatchProgress", "Client", "Dependency", "Deployed", "Execution", "Explanation",
@@ -47,9 +61,6 @@ __all__ = ["BatchProgress", "Client", "Dependency", "Deployed", "Execution", "Ex
 DEFAULT_BATCH = "Default"
 #: Tasks per `task_submit_v1` call in `Client.submit_many`.
 SUBMIT_CHUNK = 5000
-#: Ids looked at in id order before a filtered page turns to the filters' indexes.
-PAGE_SCAN_BUDGET = 20_000
-TASK_STATUSES = tuple(TaskStatus)
 OUTPUT_STREAMS = tuple(OutputStream)
 #: Fields of a task accepted by submit (see task_submit_v1).
 TASK_FIELDS = frozenset({
@@ -154,7 +165,7 @@ class Client:
         self, batch: str, chunk: list[dict[str, Any]], offset: int
     ) -> list[Submitted]:
         try:
-            rows = queries.task_submit(self.connection, batch, chunk)
+            rows = task_submit(self.connection, batch, chunk)
         except (InvalidArgument, NotFound) as error:  # messages name tasks by position
             if offset == 0:
                 raise
@@ -166,7 +177,7 @@ class Client:
 
     def get(self, task_id: int) -> Task:
         """One task; `NotFound` if it does not exist."""
-        found = listing.task_list(self.connection, limit=1, task_ids=[task_id])
+        found = task_list(self.connection, limit=1, task_ids=[task_id])
         if not found:
             raise NotFound(f"task {task_id} does not exist")
         return found[0]
@@ -194,25 +205,13 @@ class Client:
         if limit < 1:
             raise InvalidArgument(f"the limit must be 1 or more, not {limit}")
         statuses = [status] if isinstance(status, str) else list(status or ())
-        unknown = sorted(set(statuses) - set(TASK_STATUSES))
-        if unknown:
-            raise InvalidArgument(
-                f"unknown task status {', '.join(unknown)}: use {', '.join(TASK_STATUSES)}"
-            )
-        filters: dict[str, Any] = {
-            "batch_id": None if batch is None else self.batch_id(batch),
-            "statuses": statuses, "name": name, "since": since, "worker": worker,
-        }  # fmt: skip
-        if not any(filters.values()):
-            return listing.task_list(self.connection, limit=limit, after=after)
-        # matching rows may be dense right after `after`: a bounded look first, then the
-        # filters' indexes (see the query task_list)
-        window = listing.task_list(
-            self.connection, limit=limit, after=after, scan_budget=PAGE_SCAN_BUDGET, **filters
-        )
-        if len(window) == limit:
-            return window
-        return listing.task_list(self.connection, limit=limit, after=after, by_id=False, **filters)
+        check_task_statuses(statuses)
+        batch_id = None if batch is None else self.batch_id(batch)
+        page = task_page(
+            self.connection, limit=limit, after=after, batch_id=batch_id, statuses=statuses,
+            name=name, since=since, worker=worker,
+        )  # fmt: skip
+        return page.tasks
 
     def tasks(
         self, *, limit: int | None = None, after: int | None = None, page_size: int = 1000,
@@ -230,27 +229,27 @@ class Client:
             left = None if left is None else left - len(found)
 
     def batch_id(self, batch: str) -> int:
-        row = listing.batch_find(self.connection, batch)
+        row = batch_find(self.connection, batch)
         if row is None:
             raise NotFound(f"batch {batch!r} does not exist")
         return int(row["id"])
 
     def batch_exists(self, batch: str) -> bool:
-        return listing.batch_find(self.connection, batch) is not None
+        return batch_find(self.connection, batch) is not None
 
     def executions(self, task_id: int) -> list[Execution]:
         """Every attempt of a task, oldest first."""
-        return listing.task_executions(self.connection, task_id)
+        return task_executions(self.connection, task_id)
 
     def dependencies(self, task_id: int) -> list[Dependency]:
         """The tasks this task depends on."""
-        return listing.task_dependencies(self.connection, task_id)
+        return task_dependencies(self.connection, task_id)
 
     def batches(self) -> list[BatchProgress]:
-        return [from_row(BatchProgress, row) for row in queries.batch_progress(self.connection)]
+        return [from_row(BatchProgress, row) for row in batch_progress(self.connection)]
 
     def progress(self, batch: str) -> BatchProgress:
-        rows = queries.batch_progress(self.connection, batch)
+        rows = batch_progress(self.connection, batch)
         if not rows:
             raise NotFound(f"batch {batch!r} does not exist")
         return from_row(BatchProgress, rows[0])
@@ -259,11 +258,11 @@ class Client:
 
     def retry(self, task_ids: Iterable[int]) -> dict[int, str]:
         """Retry failed or canceled tasks; returns the new status of every task restored."""
-        return {r["id"]: r["status"] for r in queries.task_retry(self.connection, task_ids)}
+        return {r["id"]: r["status"] for r in task_retry(self.connection, task_ids)}
 
     def cancel(self, task_ids: Iterable[int], reason: str = "canceled by user") -> dict[int, str]:
         """Cancel tasks that have not ended; returns those canceled."""
-        rows = queries.task_cancel(self.connection, task_ids, reason)
+        rows = task_cancel(self.connection, task_ids, reason)
         return {r["id"]: r["status"] for r in rows}
 
     def wait(
@@ -314,9 +313,7 @@ class Client:
         ``openstack``); they are destroyed once idle, like recruited workers, unless
         ``permanent``. Returns the instances requested and their deploy operations.
         """
-        from scitq.scheduler import cloud_queries  # recruitment's queries
-
-        rows = cloud_queries.instance_request(
+        rows = instance_request(
             self.connection, provider, batch, number, concurrency=concurrency,
             prefetch=prefetch, flavor=flavor, image=image, region=region,
             is_permanent=permanent,
@@ -356,7 +353,7 @@ class Client:
             return
         after = -1
         if tail is not None:
-            chunks = listing.execution_output_tail(
+            chunks = execution_output_tail(
                 self.connection, execution.id, limit=tail, streams=streams
             )
             yield from chunks
@@ -368,7 +365,7 @@ class Client:
             # read the status before the output: what was written before the end is drained
             ended = not follow or not self._execution(execution.id).is_live
             while True:
-                chunks = listing.execution_output_read(
+                chunks = execution_output_read(
                     self.connection, execution.id, after_seq=after, streams=streams, limit=page
                 )
                 yield from chunks
@@ -381,7 +378,7 @@ class Client:
             time.sleep(interval)
 
     def _execution(self, execution_id: int) -> Execution:
-        execution = listing.execution_get(self.connection, execution_id)
+        execution = execution_get(self.connection, execution_id)
         if execution is None:  # deleted with its task meanwhile
             raise NotFound(f"execution {execution_id} does not exist any more")
         return execution
@@ -409,7 +406,7 @@ class Client:
 
     def explain(self, task_id: int) -> Explanation:
         """Why a task is not running (or what it is doing)."""
-        explanation = listing.task_explain(self.connection, task_id)
+        explanation = task_explain(self.connection, task_id)
         if explanation is None:
             raise NotFound(f"task {task_id} does not exist")
         return explanation

@@ -1,9 +1,8 @@
 """scheduler: decision log, worker liveness, timeouts, retention
 
-Adds the scheduler's tables (scheduler_decision, worker_liveness), then executes the
-frozen copy of every function file in migrations/sql/0002/ (the complete set, as 0001
-does: 60_scheduler.sql and 95_scheduler_grants.sql are new). Downgrading drops what 0002
-added and re-executes 0001's frozen files, so the functions are 0001's again.
+Adds the scheduler's tables (scheduler_decision, worker_liveness), then executes the SQL
+files of migrations/sql/0002/ (60_scheduler.sql and 95_scheduler_grants.sql, both new).
+Downgrading drops what 0002 added; no earlier version of its files exists to re-run.
 
 Revision ID: 0002
 Revises: 0001
@@ -18,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from scitq.db.migrate import run_frozen_sql
+from scitq.db.migrate import rerun_previous_sql, run_frozen_sql
 
 revision: str = '0002'
 down_revision: str | None = '0001'
@@ -66,7 +65,7 @@ def downgrade() -> None:
     op.drop_index('scheduler_decision_at_idx', table_name='scheduler_decision', schema='scitq')
     op.drop_table('scheduler_decision', schema='scitq')
     # ### end Alembic commands ###
-    run_frozen_sql(op.get_bind(), "0001")
+    rerun_previous_sql(op.get_bind(), "0002")
 
 
 # The view and functions of 60_scheduler.sql, dropped before the tables they use.

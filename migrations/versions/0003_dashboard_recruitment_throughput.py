@@ -1,9 +1,9 @@
 """dashboard users, cloud recruitment, agent throughput, listing indexes
 
 One revision for the second round of work; each part adds its table changes in its own
-section below and its routines to DROP_ROUTINES. Then the frozen copy of every function
-file in migrations/sql/0003/ is executed (the complete set, as 0001 and 0002 do).
-Downgrading drops what 0003 added and re-executes 0002's frozen files.
+section below and its routines to DROP_ROUTINES. Then the SQL files of
+migrations/sql/0003/ (those it changes) are executed. Downgrading drops what 0003 added
+and re-executes the previous version of each file 0003 holds.
 
 Revision ID: 0003
 Revises: 0002
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from scitq.db.migrate import run_frozen_sql
+from scitq.db.migrate import rerun_previous_sql, run_frozen_sql
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -70,7 +70,7 @@ def downgrade() -> None:
     op.drop_index("execution_finished_at_idx", table_name="execution", schema="scitq")
     op.drop_table("web_user", schema="scitq")
     # -- end dashboard --
-    run_frozen_sql(op.get_bind(), "0002")
+    rerun_previous_sql(op.get_bind(), "0003")
 
 
 # Views and functions that 0003 adds, dropped before the tables they use.

@@ -37,7 +37,9 @@ from scitq.agent.reports import Reporter
 from scitq.agent.stager import Stager
 from scitq.agent.workdirs import WorkFolders
 from scitq.config import AgentSettings, TransferSettings
-from scitq.db import queries_async as q
+from scitq.db.task import task_claim
+from scitq.db.worker import worker_heartbeat, worker_register, worker_stop
+from scitq.states import ExecutionStatus, FailureClass
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ class Agent:
                 task.cancel()
             await asyncio.gather(*side, return_exceptions=True)
             with contextlib.suppress(errors.ScitqError):
-                await self.link.call(q.worker_stop, self.worker_id)
+                await self.link.call(worker_stop.run_async, self.worker_id)
             await self.link.close()
             await self._report_link.close()
             logger.info("worker stopped", extra={"action": "agent_stop"})
@@ -126,7 +128,7 @@ class Agent:
         while not self.stopping.is_set():
             try:
                 return await self.link.call(
-                    q.worker_register,
+                    worker_register.run_async,
                     self.settings.name,
                     hostname=os.uname().nodename,
                     batches=self.settings.batches,
@@ -190,7 +192,7 @@ class Agent:
                 self._wake.clear()
                 continue
             try:
-                claims = await self.link.call(q.task_claim, self.worker_id, free)
+                claims = await self.link.call(task_claim.run_async, self.worker_id, free)
             except DatabaseUnavailable:
                 claims = []
             for claim in claims:
@@ -276,18 +278,18 @@ class Agent:
 
     async def _download(self, held: Held) -> CommandResult | None:
         assert self.reporter is not None
-        self.reporter.set_phase(held.execution_id, "downloading")
+        self.reporter.set_phase(held.execution_id, ExecutionStatus.DOWNLOADING)
         held.staging = self.stager.start_download(held.claim, held.work_dir, held.cancel_staging)
         moved = await self.stager.download(held.claim, held.staging, held.cancel_staging)
         held.bytes_in = moved.bytes
         if moved.failure is None:
             return None
-        return not_started(moved.failure, "download")
+        return not_started(moved.failure, FailureClass.DOWNLOAD)
 
     async def _upload(self, held: Held, result: CommandResult) -> CommandResult:
         """Upload ``output/`` whatever the command's result; an upload failure fails it."""
         assert self.reporter is not None
-        self.reporter.set_phase(held.execution_id, "uploading")
+        self.reporter.set_phase(held.execution_id, ExecutionStatus.UPLOADING)
         moved = await self.stager.upload(held.claim, held.work_dir)
         held.bytes_out = moved.bytes
         return result if moved.failure is None else with_upload_failure(result, moved.failure)
@@ -311,7 +313,7 @@ class Agent:
     async def _run_command(self, held: Held) -> CommandResult | None:
         assert self.reporter is not None
         # a report sent with the next batch: the task need not wait for the database
-        self.reporter.set_phase(held.execution_id, "running")
+        self.reporter.set_phase(held.execution_id, ExecutionStatus.RUNNING)
         spec = command_spec(held, self.settings, self.concurrency)
         held.command = await RunningCommand.start(spec, held.output.write)
         return await held.command.wait()
@@ -369,7 +371,7 @@ class Agent:
             acked, self._acked_signals = self._acked_signals, []
             try:
                 beat = await self.link.call(
-                    q.worker_heartbeat, self.worker_id, list(self.held), acked
+                    worker_heartbeat.run_async, self.worker_id, list(self.held), acked
                 )
             except DatabaseUnavailable:
                 self._acked_signals = acked + self._acked_signals

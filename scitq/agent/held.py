@@ -13,6 +13,7 @@ from typing import Any
 from scitq.agent.output import ExecutionOutput
 from scitq.agent.process import CommandResult, CommandSpec, RunningCommand
 from scitq.config import AgentSettings
+from scitq.states import FailureClass
 
 
 @dataclass(eq=False)
@@ -43,7 +44,7 @@ def command_spec(held: Held, settings: AgentSettings, concurrency: int) -> Comma
     return CommandSpec(
         command=claim["command"],
         shell=bool(claim["shell"]),
-        env=env,  # the executor adds INPUT, OUTPUT, RESOURCE, TEMP and CPU
+        env=env,  # the process adds INPUT, OUTPUT, RESOURCE, TEMP and CPU
         work_dir=held.work_dir,
         cpu=max(1, (os.cpu_count() or 1) // max(1, concurrency)),
         run_timeout_seconds=claim["run_timeout_seconds"],
@@ -54,7 +55,7 @@ def command_spec(held: Held, settings: AgentSettings, concurrency: int) -> Comma
     )
 
 
-def not_started(reason: str, failure_class: str | None = None) -> CommandResult:
+def not_started(reason: str, failure_class: FailureClass | None = None) -> CommandResult:
     """The result of an execution whose command never ran."""
     return CommandResult(
         return_code=None, failure_class=failure_class, failure_reason=reason, wall_seconds=0.0,
@@ -66,6 +67,7 @@ def with_upload_failure(result: CommandResult, failure: str) -> CommandResult:
     """``result`` once its output could not be uploaded: a success becomes an ``upload``
     failure; a failure keeps its class and says the upload failed too."""
     if result.failure_class is None and result.return_code == 0:
-        return dataclasses.replace(result, failure_class="upload", failure_reason=failure)
+        return dataclasses.replace(result, failure_class=FailureClass.UPLOAD,
+                                   failure_reason=failure)  # fmt: skip
     reason = f"{result.failure_reason}; the output upload failed too: {failure}"
     return dataclasses.replace(result, failure_reason=reason)

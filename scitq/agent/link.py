@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 
-from scitq import errors, sql
+from scitq import errors
 from scitq.agent.polling import Backoff
 from scitq.db.connection import translate_error
+from scitq.db.query import Statement, run_together
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,8 @@ class DatabaseLink:
                 raise DatabaseUnavailable(str(exc)) from exc
             raise
 
-    async def run_together(self, statements: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
-        """Run named queries in one transaction and one round trip (pipeline mode).
+    async def run_together(self, statements: Sequence[Statement]) -> None:
+        """Run bound named queries in one transaction and one round trip (pipeline mode).
 
         All or nothing: any error rolls every statement back and is raised translated
         (`DatabaseUnavailable` when the connection is lost). Nothing else may use this
@@ -93,15 +94,12 @@ class DatabaseLink:
         """
         conn = await self.connection()
         try:
-            async with conn.pipeline(), conn.transaction():
-                for name, params in statements:
-                    await conn.execute(sql.queries()[name], params)
-        except psycopg.Error as exc:
-            error = translate_error(exc)
+            await run_together(conn, statements)
+        except errors.ScitqError as exc:
             if conn.closed or conn.broken:
                 await self._discard(conn)
-                raise DatabaseUnavailable(str(error)) from exc
-            raise error from exc
+                raise DatabaseUnavailable(str(exc)) from exc
+            raise
 
     async def call_until_done(
         self,

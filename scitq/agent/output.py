@@ -1,11 +1,12 @@
 """Output capture for the agent: decode, cap, batch and deliver stdout/stderr.
 
-Each execution gets an `ExecutionOutput` sink that the executor feeds with raw reads; it
-never blocks and never waits on the database. Text is decoded per stream with an
-incremental UTF-8 decoder and made storable as `scitq.db.output_text.to_storable` does
-(invalid bytes and NUL written ``\\xNN``). The first ``cap/2`` bytes (the head) become
-chunks as they arrive; later bytes go to a fixed-size ring file holding the last ``cap/2``
-bytes (the tail), sent at `ExecutionOutput.close` after a marker counting the bytes cut.
+Each execution gets an `ExecutionOutput` sink that its command (`scitq.agent.process`)
+feeds with raw reads; it never blocks and never waits on the database. Text is decoded
+per stream with an incremental UTF-8 decoder and made storable as
+`scitq.db.output_text.to_storable` does (invalid bytes and NUL written ``\\xNN``). The
+first ``cap/2`` bytes (the head) become chunks as they arrive; later bytes go to a
+fixed-size ring file holding the last ``cap/2`` bytes (the tail), sent at
+`ExecutionOutput.close` after a marker counting the bytes cut.
 
 The `OutputBatcher` sends the chunks of every execution in one call of
 ``execution_append_output_v1`` per flush. Sequence numbers are given when a chunk is
@@ -32,7 +33,7 @@ from typing import Any, NamedTuple
 import psycopg
 
 from scitq import errors
-from scitq.db.queries_async import execution_append_output
+from scitq.db.execution import execution_append_output
 
 logger = logging.getLogger(__name__)
 
@@ -373,7 +374,7 @@ class OutputBatcher:
             while taken:
                 rows = [(t.output.execution_id, *chunk) for t in taken for chunk in t.chunks]
                 try:
-                    await execution_append_output(conn, self.worker_id, rows)
+                    await execution_append_output.run_async(conn, self.worker_id, rows)
                 except errors.ExecutionNotLive as exc:
                     dead = sorted({t.output.execution_id for t in taken} & set(exc.execution_ids))
                     if not dead:

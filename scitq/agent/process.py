@@ -1,13 +1,9 @@
 """Run one task command: bare in its own process group, or in a container.
 
 The command runs in a new session (its own process group) with standard input closed
-and the work folder as its current directory. Its environment is the agent's own (``PATH``
-kept; the agent's credentials, ``SCITQ_DATABASE_URL``, ``SCITQ_*PASSWORD``/``SECRET``/
-``TOKEN``/``ACCESS_KEY*`` and ``PGPASSWORD``, removed), overlaid by the spec's variables
-(the task's environment and ``SCITQ_*``), overlaid by ``INPUT``, ``OUTPUT``, ``RESOURCE``,
-``TEMP`` (derived from ``work_dir``; the container paths in a container) and ``CPU``.
-A container gets only the spec's variables and those five (see
-``scitq.agent.containers``).
+and the work folder as its current directory, in the environment
+`scitq.agent.environment` builds (the agent's own minus its credentials, overlaid by the
+task's variables; a container gets only the task's, see `scitq.agent.containers`).
 
 Standard output and error are read concurrently in chunks of at most 64 KiB as they come
 and handed to the sink: nothing is line-buffered, a 100 MB line is never held whole.
@@ -20,7 +16,7 @@ the group, KILL after the grace period; the timeout counts wall time, paused or 
 ``canceled`` (``kill()``, or a term/kill signal), ``oom`` (see ``scitq.agent.usage`` for
 the heuristic) or ``exit`` (also for a command that could not start: no return code).
 
-The executor reaps a bare command itself with ``os.wait4`` in a dedicated thread, to get
+A bare command is reaped here with ``os.wait4`` in a dedicated thread, to get
 its rusage (``scitq.agent.usage`` explains how usage is measured). It therefore spawns
 with ``subprocess.Popen`` rather than asyncio's subprocess API, whose child watcher
 would reap the process first; asyncio's default watchers wait for their own PIDs only,
@@ -45,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from scitq.agent import containers
+from scitq.agent.environment import inherited_environment, task_environment
 from scitq.agent.usage import (
     FIRST_SAMPLE_SECONDS,
     OOM_COUNT_MAX_AGE_SECONDS,
@@ -55,6 +52,7 @@ from scitq.agent.usage import (
     oom_reason,
     own_peak_rss_bytes,
 )
+from scitq.states import FailureClass
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +69,6 @@ _SIGNALS = {
     "kill": signals.SIGKILL,
 }
 _STREAMS = ("stdout", "stderr")
-_WORK_FOLDERS = {"INPUT": "input", "OUTPUT": "output", "RESOURCE": "resource", "TEMP": "tmp"}
 # Exit codes a shell uses for commands it could not run; container runtimes use them too
 # (and 125 for their own errors), then their message is the last line of stderr.
 _SHELL_CODES = {126: "command not executable", 127: "command not found"}
@@ -104,37 +101,12 @@ class CommandResult:
     """How a command ended and what it used (``None``: unknown or not measured)."""
 
     return_code: int | None
-    failure_class: str | None
+    failure_class: FailureClass | None
     failure_reason: str | None
     wall_seconds: float
     cpu_user_seconds: float | None
     cpu_system_seconds: float | None
     peak_rss_bytes: int | None
-
-
-#: Words in the names of the agent's own credential variables (SCITQ_DATABASE_URL,
-#: SCITQ_S3_SECRET_ACCESS_KEY, SCITQ_FTP_PASSWORD, ...), kept from bare commands.
-_CREDENTIAL_WORDS = ("DATABASE_URL", "PASSWORD", "SECRET", "TOKEN", "ACCESS_KEY")
-
-
-def inherited_environment() -> dict[str, str]:
-    """The agent's environment minus its own credentials: a task that prints its
-    environment must not put the database password or S3 secret in its stored output."""
-    return {
-        name: value
-        for name, value in os.environ.items()
-        if name != "PGPASSWORD"
-        and not (name.startswith("SCITQ_") and any(w in name for w in _CREDENTIAL_WORDS))
-    }
-
-
-def task_environment(spec: CommandSpec) -> dict[str, str]:
-    """The task's variables: the spec's, then those scitq derives from the work folder."""
-    if spec.container:
-        paths = dict(containers.CONTAINER_PATHS)
-    else:
-        paths = {name: str(spec.work_dir / folder) for name, folder in _WORK_FOLDERS.items()}
-    return {**spec.env, **paths, "CPU": str(spec.cpu)}
 
 
 class RunningCommand:
@@ -177,7 +149,7 @@ class RunningCommand:
         """Start ``spec``; a command that cannot start gives a failed result, not an error."""
         if not spec.work_dir.is_dir():
             return cls(spec, sink, None, failure_reason=f"no work folder {spec.work_dir}")
-        env = task_environment(spec)
+        env = task_environment(spec.env, spec.work_dir, spec.cpu, in_container=bool(spec.container))
         container = None
         if spec.container:
             prepared = await containers.prepare(
@@ -342,7 +314,7 @@ class RunningCommand:
         if self._process is None:
             return CommandResult(
                 return_code=None,
-                failure_class="exit",
+                failure_class=FailureClass.EXIT,
                 failure_reason=self._not_started,
                 wall_seconds=0.0,
                 cpu_user_seconds=None,
@@ -422,21 +394,27 @@ class RunningCommand:
 
     def _classify(
         self, return_code: int | None, peak_rss: int | None
-    ) -> tuple[str | None, str | None]:
+    ) -> tuple[FailureClass | None, str | None]:
         assert self._process is not None
         # Reaped here: Popen must never wait for it (the PID may be reused).
         self._process.returncode = -1 if return_code is None else return_code
         if self._timed_out:
-            return "timeout", f"run timeout of {self._spec.run_timeout_seconds:g} s exceeded"
+            return (
+                FailureClass.TIMEOUT,
+                f"run timeout of {self._spec.run_timeout_seconds:g} s exceeded",
+            )
         if self._stop_reason is not None:
-            return "canceled", self._stop_reason
+            return FailureClass.CANCELED, self._stop_reason
         if return_code == 0:
             return None, None
         if return_code is None:
-            return "exit", "the exit status was lost (the process was reaped outside scitq)"
+            return (
+                FailureClass.EXIT,
+                "the exit status was lost (the process was reaped outside scitq)",
+            )
         if self._signal_sent:
             return (
-                "canceled",
+                FailureClass.CANCELED,
                 f"stopped by a {self._signal_sent!r} signal (exit code {return_code})",
             )
         reason = oom_reason(
@@ -446,7 +424,7 @@ class RunningCommand:
             oom_kills_during_run=oom_kills_since(self._oom_kills_at_start),
         )
         if reason:
-            return "oom", reason
+            return FailureClass.OOM, reason
         reason = f"exit code {return_code}"
         if return_code > 128:
             with contextlib.suppress(ValueError):
@@ -456,4 +434,4 @@ class RunningCommand:
             reason += f": {message or _SHELL_CODES.get(return_code)}"
         elif return_code in _SHELL_CODES:
             reason += f": {_SHELL_CODES[return_code]}"
-        return "exit", reason
+        return FailureClass.EXIT, reason

@@ -17,7 +17,6 @@ the rest is sent again at once.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -25,12 +24,15 @@ from typing import Any
 from scitq import errors
 from scitq.agent.link import DatabaseLink, DatabaseUnavailable
 from scitq.agent.polling import Backoff
-from scitq.db import queries_async as q
+from scitq.db.execution import execution_finish, execution_set_phases
+from scitq.db.query import Statement
+from scitq.states import EXECUTION_PHASES, ExecutionStatus
 
 logger = logging.getLogger(__name__)
 
-#: Phases in the order an execution goes through them.
-PHASES = ("downloading", "running", "uploading")
+#: Phases the agent reports, in the order an execution goes through them (the claim
+#: made it ``assigned``).
+PHASES = EXECUTION_PHASES[1:]
 
 Report = Mapping[str, Any]
 Pending = dict[int, tuple[Report, "asyncio.Future[bool]"]]
@@ -48,13 +50,13 @@ class Reporter:
         self._link = link
         self._worker_id = worker_id
         self._on_not_live = on_not_live
-        self._phases: dict[str, list[int]] = {phase: [] for phase in PHASES}
+        self._phases: dict[ExecutionStatus, list[int]] = {phase: [] for phase in PHASES}
         self._results: Pending = {}
         self._pending = asyncio.Event()
         #: Round trips made, for tests and benchmarks.
         self.calls = 0
 
-    def set_phase(self, execution_id: int, phase: str) -> None:
+    def set_phase(self, execution_id: int, phase: ExecutionStatus) -> None:
         """Record that an execution reached ``phase`` (sent with the next batch)."""
         if phase not in self._phases:
             raise ValueError(f"unknown phase {phase!r}: use one of {', '.join(PHASES)}")
@@ -104,17 +106,16 @@ class Reporter:
         results, self._results = self._results, {}
         first = [(p, [i for i in phases[p] if i in results]) for p in PHASES]
         rest = [(p, [i for i in phases[p] if i not in results]) for p in PHASES]
-        statements: list[tuple[str, dict[str, Any]]] = []
+        statements: list[Statement] = []
         for phase, ids in first:
             if ids:
-                statements.append(("execution_set_phases", self._phase_params(phase, ids)))
+                statements.append(execution_set_phases.bind(self._worker_id, ids, phase))
         if results:
-            reports = json.dumps([report for report, _ in results.values()])
-            finish = {"worker_id": self._worker_id, "results": reports, "now": None}
-            statements.append(("execution_finish", finish))
+            reports = [report for report, _ in results.values()]
+            statements.append(execution_finish.bind(self._worker_id, reports))
         for phase, ids in rest:
             if ids:
-                statements.append(("execution_set_phases", self._phase_params(phase, ids)))
+                statements.append(execution_set_phases.bind(self._worker_id, ids, phase))
         if not statements:
             return True
         try:
@@ -130,10 +131,6 @@ class Reporter:
         for _, done in results.values():
             _settle(done, True)
         return True
-
-    def _phase_params(self, phase: str, execution_ids: list[int]) -> dict[str, Any]:
-        return {"worker_id": self._worker_id, "execution_ids": execution_ids, "phase": phase,
-                "now": None}  # fmt: skip
 
     # -- phases ---------------------------------------------------------------------
 
@@ -156,7 +153,9 @@ class Reporter:
         while execution_ids:
             try:
                 self.calls += 1
-                await self._link.call(q.execution_set_phases, self._worker_id, execution_ids, phase)
+                await self._link.call(
+                    execution_set_phases.run_async, self._worker_id, execution_ids, phase
+                )
                 return
             except errors.ExecutionNotLive as exc:
                 dead = set(exc.execution_ids)
@@ -189,7 +188,7 @@ class Reporter:
             try:
                 self.calls += 1
                 reports = [report for report, _ in batch.values()]
-                await self._link.call(q.execution_finish, self._worker_id, reports)
+                await self._link.call(execution_finish.run_async, self._worker_id, reports)
             except errors.ExecutionNotLive as exc:
                 dead = set(exc.execution_ids) & set(batch)
                 if not dead:
@@ -217,7 +216,7 @@ class Reporter:
             report, done = batch[execution_id]
             try:
                 self.calls += 1
-                await self._link.call(q.execution_finish, self._worker_id, [report])
+                await self._link.call(execution_finish.run_async, self._worker_id, [report])
             except DatabaseUnavailable:
                 raise
             except errors.ScitqError as exc:

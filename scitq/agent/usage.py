@@ -9,8 +9,8 @@ How usage is measured (and how precise it is):
   live tree is the tree's CPU so far: a finished child moves from its own entry into its
   parent's children times, so it is counted once. The running maximum of these sums is
   kept, as is the peak of the summed RSS.
-* **Final rusage.** For a bare command the executor reaps the root itself with
-  ``os.wait4``, whose rusage is exact for the root and every descendant reaped inside
+* **Final rusage.** For a bare command, `scitq.agent.process` reaps the root itself
+  with ``os.wait4``, whose rusage is exact for the root and every descendant reaped inside
   the tree (a shell and what it ran). The result takes the larger of the rusage and the
   sampled figures, separately for user and system time. Peak RSS is the sampled
   tree-sum peak, or ``ru_maxrss`` when larger: a kernel high-water mark of the largest

@@ -32,7 +32,16 @@ from scitq.cli.output import (
     print_table,
 )
 from scitq.client import BatchProgress, as_dict
-from scitq.db import listing, queries
+from scitq.db.batch import (
+    batch_cancel,
+    batch_delete,
+    batch_execution_stats,
+    batch_pause,
+    batch_resume,
+    batch_retry,
+    batch_signal,
+    batch_workers,
+)
 from scitq.states import ExecutionStatus, TaskStatus
 
 #: `scitq batch wait`: the batch ended with failed or canceled tasks.
@@ -89,8 +98,8 @@ def show(state: CliState, name: str, as_json: bool) -> None:
     """
     with open_client(state) as client:
         progress = client.progress(name)
-        stats = listing.batch_execution_stats(client.connection, name)
-        workers = listing.batch_workers(client.connection, name)
+        stats = batch_execution_stats(client.connection, name)
+        workers = batch_workers(client.connection, name)
     if as_json:
         print_json({**as_dict(progress), "executions": stats, "workers": workers})
         return
@@ -124,8 +133,8 @@ def pause(state: CliState, name: str, running: bool) -> None:
     Exit codes: 0; 4 unknown batch.
     """
     with open_client(state) as client:
-        queries.batch_pause(client.connection, name)
-        signaled = queries.batch_signal(client.connection, name, "pause") if running else 0
+        batch_pause(client.connection, name)
+        signaled = batch_signal(client.connection, name, "pause") if running else 0
     click.echo(f"batch {name} paused" + (f"; {signaled} running task(s) suspended" * running))
 
 
@@ -139,8 +148,8 @@ def resume(state: CliState, name: str, running: bool) -> None:
     Exit codes: 0; 4 unknown batch.
     """
     with open_client(state) as client:
-        queries.batch_resume(client.connection, name)
-        signaled = queries.batch_signal(client.connection, name, "resume") if running else 0
+        batch_resume(client.connection, name)
+        signaled = batch_signal(client.connection, name, "resume") if running else 0
     click.echo(f"batch {name} resumed" + (f"; {signaled} task(s) continued" * running))
 
 
@@ -155,7 +164,7 @@ def retry_failed(state: CliState, name: str) -> None:
     Exit codes: 0 (also when there was nothing to retry); 4 unknown batch.
     """
     with open_client(state) as client:
-        count = queries.batch_retry(client.connection, name)
+        count = batch_retry(client.connection, name)
     click.echo(f"batch {name}: {count} task(s) retried")
 
 
@@ -174,7 +183,7 @@ def cancel(state: CliState, name: str, reason: str) -> None:
     Exit codes: 0; 4 unknown batch.
     """
     with open_client(state) as client:
-        count = queries.batch_cancel(client.connection, name, reason)
+        count = batch_cancel(client.connection, name, reason)
     click.echo(f"batch {name}: {count} task(s) canceled")
 
 
@@ -194,7 +203,7 @@ def delete(state: CliState, name: str, yes: bool) -> None:
         total = client.progress(name).total
         if not yes:
             click.confirm(f"Delete batch {name} and its {total} task(s)?", abort=True)
-        count = queries.batch_delete(client.connection, name)
+        count = batch_delete(client.connection, name)
     click.echo(f"batch {name} deleted with {count} task(s)")
 
 

@@ -21,8 +21,10 @@ from rich.text import Text
 
 from scitq.cli import CliState, as_scitq_error, console, mask_conninfo, pass_state, stop_signals
 from scitq.config import DatabaseSettings
-from scitq.db import migrate, queries
+from scitq.db import migrate
 from scitq.db.connection import connect, translate_error
+from scitq.db.report import schema_counts
+from scitq.db.worker import password_verifier, worker_create_role
 from scitq.embedded import conninfo_for
 from scitq.embedded.server import EmbeddedServer
 from scitq.errors import DatabaseError, InvalidArgument, PermissionDenied
@@ -208,7 +210,7 @@ def database_status(database: DatabaseSettings) -> dict[str, Any]:
         report["migration"] = {"current": current, "head": head, "up_to_date": current == head}
         if current is not None:
             try:
-                report["counts"] = {k: int(v) for k, v in queries.schema_counts(conn).items()}
+                report["counts"] = {k: int(v) for k, v in schema_counts(conn).items()}
             except PermissionDenied as error:
                 report["counts"] = {"error": str(error)}
     return report
@@ -380,7 +382,7 @@ def create_role(
         if worker_name is not None:
             kind = "agent"
             role = role if role is not None else default_agent_role(worker_name)
-            worker = queries.worker_create_role(conn, worker_name, role, password)
+            worker = worker_create_role(conn, worker_name, role, password_verifier(conn, role, password))
             result["worker"] = {"id": worker["id"], "name": worker["name"]}
         else:
             kind = "admin" if admin_role is not None else "reader"

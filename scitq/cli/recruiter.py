@@ -13,8 +13,17 @@ import click
 from scitq.cli import CliState, pass_state
 from scitq.cli.output import Column, open_client, print_json, print_json_array, print_table
 from scitq.client import Client
+from scitq.db.recruitment import (
+    cloud_operation_list,
+    instance_list,
+    recruiter_decisions,
+    recruiter_delete,
+    recruiter_find,
+    recruiter_list,
+    recruiter_set,
+    recruiter_update,
+)
 from scitq.errors import InvalidArgument, NotFound
-from scitq.scheduler import cloud_queries as cq
 
 RECRUITER_COLUMNS: list[Column] = [
     ("ID", lambda r: r["recruiter_id"]), ("BATCH", lambda r: r["batch"]),
@@ -49,12 +58,12 @@ def find_recruiter(client: Client, ref: str) -> dict[str, Any]:
     """A recruiter by id, BATCH or BATCH:RANK, or NotFound."""
     found: dict[str, Any] | None
     if ref.isdigit():
-        found = cq.recruiter_find(client.connection, recruiter_id=int(ref))
+        found = recruiter_find(client.connection, recruiter_id=int(ref))
     else:
         batch, _, rank = ref.rpartition(":") if ":" in ref else (ref, "", "1")
         if not rank.isdigit():
             raise InvalidArgument(f"invalid recruiter {ref!r}: give an id, BATCH or BATCH:RANK")
-        found = cq.recruiter_find(client.connection, batch=batch, rank=int(rank))
+        found = recruiter_find(client.connection, batch=batch, rank=int(rank))
     if found is None:
         raise NotFound(f"no recruiter {ref!r}: see `scitq recruiter list`")
     return found
@@ -98,7 +107,7 @@ def list_recruiters(state: CliState, batch: str | None, as_json: bool) -> None:
     Exit codes: 0; 3 database unreachable.
     """
     with open_client(state) as client:
-        rows = cq.recruiter_list(client.connection, batch)
+        rows = recruiter_list(client.connection, batch)
     if as_json:
         print_json_array(rows)
     else:
@@ -124,8 +133,8 @@ def add(state: CliState, /, batch: str, provider: str, max_workers: int, rank: i
     """
     values = {key: value for key, value in fields.items() if value is not None}
     with open_client(state) as client:
-        row = cq.recruiter_set(client.connection, batch, provider, max_workers, rank=rank, **values)
-        shown = cq.recruiter_find(client.connection, recruiter_id=row["id"])
+        row = recruiter_set(client.connection, batch, provider, max_workers, rank=rank, **values)
+        shown = recruiter_find(client.connection, recruiter_id=row["id"])
     _print(shown, as_json)
 
 
@@ -146,8 +155,8 @@ def set_recruiter(state: CliState, /, ref: str, as_json: bool, **fields: Any) ->
         raise click.UsageError("nothing to change: give --max-workers, --concurrency, ...")
     with open_client(state) as client:
         found = find_recruiter(client, ref)
-        cq.recruiter_update(client.connection, found["recruiter_id"], **values)
-        shown = cq.recruiter_find(client.connection, recruiter_id=found["recruiter_id"])
+        recruiter_update(client.connection, found["recruiter_id"], **values)
+        shown = recruiter_find(client.connection, recruiter_id=found["recruiter_id"])
     _print(shown, as_json)
 
 
@@ -179,7 +188,7 @@ def delete(state: CliState, ref: str, yes: bool) -> None:
         if not yes:
             click.confirm(f"Delete recruiter {found['recruiter_id']} of batch {found['batch']}?",
                           abort=True)  # fmt: skip
-        cq.recruiter_delete(client.connection, found["recruiter_id"])
+        recruiter_delete(client.connection, found["recruiter_id"])
     click.echo(f"recruiter {found['recruiter_id']} deleted")
 
 
@@ -196,7 +205,7 @@ def explain(state: CliState, ref: str, limit: int, as_json: bool) -> None:
     """
     with open_client(state) as client:
         found = find_recruiter(client, ref)
-        decisions = cq.recruiter_decisions(client.connection, found["recruiter_id"], limit)
+        decisions = recruiter_decisions(client.connection, found["recruiter_id"], limit)
     if as_json:
         print_json({"recruiter": found, "decisions": decisions})
         return
@@ -217,7 +226,7 @@ def instances(state: CliState, include_deleted: bool, as_json: bool) -> None:
     Exit codes: 0; 3 database unreachable.
     """
     with open_client(state) as client:
-        rows = cq.instance_list(client.connection, include_deleted)
+        rows = instance_list(client.connection, include_deleted)
     if as_json:
         print_json_array(rows)
     else:
@@ -238,7 +247,7 @@ def operations(
     Exit codes: 0; 3 database unreachable.
     """
     with open_client(state) as client:
-        rows = cq.cloud_operation_list(client.connection, include_old, limit)
+        rows = cloud_operation_list(client.connection, include_old, limit)
     if as_json:
         print_json_array(rows)
         return

@@ -26,7 +26,7 @@ from scitq.cli.output import (
     print_table,
 )
 from scitq.client import Client, Task, as_dict
-from scitq.db import listing, queries
+from scitq.db.task import task_delete, task_pause, task_resume, task_statuses
 from scitq.errors import InvalidArgument, InvalidTransition, NotFound
 from scitq.states import HELD_TASK_STATUSES, TaskStatus
 
@@ -271,7 +271,7 @@ def explain(state: CliState, task_id: int, as_json: bool) -> None:
 def _existing(client: Client, task_ids: list[int]) -> dict[int, str]:
     if not task_ids:
         raise InvalidArgument("give at least one task id")
-    known = {row["id"]: row["status"] for row in listing.task_statuses(client.connection, task_ids)}
+    known = {row["id"]: row["status"] for row in task_statuses(client.connection, task_ids)}
     missing = [str(i) for i in task_ids if i not in known]
     if missing:
         raise NotFound(f"no task {', '.join(missing[:10])}: nothing was done")
@@ -337,7 +337,7 @@ def pause(state: CliState, task_ids: tuple[str, ...]) -> None:
     """
     with open_client(state) as client:
         before = _existing(client, parse_ids(task_ids))
-        done = {r["id"]: r["status"] for r in queries.task_pause(client.connection, before)}
+        done = {r["id"]: r["status"] for r in task_pause(client.connection, before)}
         done.update(_signaled(before, "suspended"))
         _report(done, before, TaskStatus.PAUSED, "only waiting, pending or running tasks")
 
@@ -352,7 +352,7 @@ def resume(state: CliState, task_ids: tuple[str, ...]) -> None:
     """
     with open_client(state) as client:
         before = _existing(client, parse_ids(task_ids))
-        done = {r["id"]: r["status"] for r in queries.task_resume(client.connection, before)}
+        done = {r["id"]: r["status"] for r in task_resume(client.connection, before)}
         done.update(_signaled(before, "continued"))
         _report(done, before, "resumed", "only paused or running tasks")
 
@@ -373,5 +373,5 @@ def delete(state: CliState, task_ids: tuple[str, ...], yes: bool) -> None:
         before = _existing(client, parse_ids(task_ids))
         if not yes:
             click.confirm(f"Delete {len(before)} task(s) and their history?", abort=True)
-        count = queries.task_delete(client.connection, before)
+        count = task_delete(client.connection, before)
     click.echo(f"deleted {count} task(s)")

@@ -16,7 +16,7 @@ import click
 
 from scitq.cli import CliState, pass_state
 from scitq.cli.output import Column, open_client, print_json_array, print_table
-from scitq.db import dashboard
+from scitq.db.web_user import web_user_delete, web_user_list, web_user_set
 from scitq.errors import InvalidArgument, NotFound
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def create_user(state: CliState, name: str, role: str) -> None:
 
     password = _read_password()
     with open_client(state) as client:
-        row = dashboard.web_user_set(client.connection, name, hash_password(password), role)
+        row = web_user_set(client.connection, name, hash_password(password), role)
     verb = "created" if row["created"] else "updated"
     click.echo(f"user {row['name']} {verb} (role {row['role']})")
 
@@ -120,7 +120,7 @@ def delete_user(state: CliState, name: str) -> None:
     Exit codes: 0; 4 no such user.
     """
     with open_client(state) as client:
-        if not dashboard.web_user_delete(client.connection, name):
+        if not web_user_delete(client.connection, name):
             raise NotFound(f"no dashboard user named {name!r}: see `scitq web users`")
     click.echo(f"user {name} deleted")
 
@@ -134,7 +134,7 @@ def users(state: CliState, as_json: bool) -> None:
     Exit codes: 0; 3 database unreachable.
     """
     with open_client(state) as client:
-        rows = dashboard.web_user_list(client.connection)
+        rows = web_user_list(client.connection)
     if as_json:
         print_json_array(rows)
     else:

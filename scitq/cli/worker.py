@@ -17,7 +17,8 @@ from scitq.cli.output import (
     print_table,
 )
 from scitq.client import Client
-from scitq.db import listing, queries
+from scitq.db.recruitment import instance_request
+from scitq.db.worker import worker_delete, worker_find, worker_list, worker_update
 from scitq.errors import NotFound
 from scitq.states import TaskStatus
 
@@ -43,7 +44,7 @@ worker_argument = click.argument("ref", metavar="WORKER")
 
 
 def _find(client: Client, ref: str) -> dict[str, Any]:
-    found = listing.worker_find(client.connection, ref)
+    found = worker_find(client.connection, ref)
     if found is None:
         raise NotFound(f"no worker named {ref!r} (or of that id): see `scitq worker list`")
     return found
@@ -80,7 +81,7 @@ def list_workers(state: CliState, as_json: bool, as_csv: bool) -> None:
     Exit codes: 0; 3 database unreachable.
     """
     with open_client(state) as client:
-        rows = listing.worker_list(client.connection)
+        rows = worker_list(client.connection)
     if as_json:
         print_json_array({field: row[field] for field in WORKER_FIELDS} for row in rows)
     elif as_csv:
@@ -125,7 +126,7 @@ def set_worker(
         raise click.UsageError("nothing to change: give --concurrency, --prefetch, --batch, ...")
     with open_client(state) as client:
         found = _find(client, ref)
-        row = queries.worker_update(
+        row = worker_update(
             client.connection,
             found["id"],
             concurrency=concurrency,
@@ -155,7 +156,7 @@ def pause(state: CliState, ref: str) -> None:
     Exit codes: 0; 4 unknown worker.
     """
     with open_client(state) as client:
-        row = queries.worker_update(client.connection, _find(client, ref)["id"], is_paused=True)
+        row = worker_update(client.connection, _find(client, ref)["id"], is_paused=True)
     _print_worker(row, as_json=False)
 
 
@@ -168,7 +169,7 @@ def resume(state: CliState, ref: str) -> None:
     Exit codes: 0; 4 unknown worker.
     """
     with open_client(state) as client:
-        row = queries.worker_update(client.connection, _find(client, ref)["id"], is_paused=False)
+        row = worker_update(client.connection, _find(client, ref)["id"], is_paused=False)
     _print_worker(row, as_json=False)
 
 
@@ -188,7 +189,7 @@ def delete(state: CliState, ref: str, yes: bool) -> None:
         found = _find(client, ref)
         if not yes:
             click.confirm(f"Delete worker {found['name']} (id {found['id']})?", abort=True)
-        queries.worker_delete(client.connection, found["id"])
+        worker_delete(client.connection, found["id"])
     click.echo(f"worker {found['name']} deleted")
 
 
@@ -227,10 +228,8 @@ def deploy(
 
     Exit codes: 0; 2 invalid option.
     """
-    from scitq.scheduler import cloud_queries  # recruitment's queries, only for this command
-
     with open_client(state) as client:
-        rows = cloud_queries.instance_request(
+        rows = instance_request(
             client.connection, provider, batch, number, concurrency=concurrency,
             prefetch=prefetch, flavor=flavor, image=image, region=region,
             is_permanent=permanent,

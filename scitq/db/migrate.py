@@ -2,6 +2,8 @@
 
 Tables come from `scitq.db.models`; functions, views, triggers and roles from frozen SQL
 files executed by each migration (the current sources live in ``scitq/sql/functions``).
+``migrations/sql/<revision>/`` holds only the files that revision changes (the first one,
+all of them); `run_frozen_sql` and `rerun_previous_sql` apply them (migrations/README.md).
 """
 
 from __future__ import annotations
@@ -102,8 +104,56 @@ def apply_sources(conninfo: str) -> None:
             execute_script(connection.connection, text)
 
 
+#: Files that grant privileges on every function and view of the schema (roles, grants):
+#: re-run after every upgrade and downgrade, in their version at the target revision, so
+#: that the functions a revision adds get their privileges without a copy of these files.
+PRIVILEGE_FILE_PREFIX = "9"
+
+
+def frozen_revisions() -> list[str]:
+    """The revisions with frozen SQL files, oldest first (revision ids sort in order)."""
+    return sorted(path.name for path in (migrations_dir() / "sql").iterdir() if path.is_dir())
+
+
+def frozen_files(revision: str) -> dict[str, Path]:
+    """The SQL files as they stand at ``revision``: for each name, its latest version in
+    this revision or an earlier one. An empty file marks a file the revision removed."""
+    files: dict[str, Path] = {}
+    for held in frozen_revisions():
+        if held > revision:
+            break
+        files.update({path.name: path for path in (migrations_dir() / "sql" / held).glob("*.sql")})
+    return {name: path for name, path in sorted(files.items()) if path.stat().st_size}
+
+
+def _run_files(connection: Any, paths: list[Path], revision: str) -> None:
+    """Execute ``paths`` in file-name order, then the privilege files as of ``revision``."""
+    privileges = [path for name, path in frozen_files(revision).items() if _is_privileges(name)]
+    for path in sorted(paths, key=lambda path: path.name) + privileges:
+        if path.stat().st_size:
+            execute_script(connection.connection, path.read_text(encoding="utf-8"))
+
+
+def _is_privileges(name: str) -> bool:
+    return name.startswith(PRIVILEGE_FILE_PREFIX)
+
+
 def run_frozen_sql(connection: Any, revision: str) -> None:
-    """Execute a migration's frozen SQL files (``migrations/sql/<revision>/*.sql``) in order."""
-    folder = migrations_dir() / "sql" / revision
-    for path in sorted(folder.glob("*.sql")):
-        execute_script(connection.connection, path.read_text(encoding="utf-8"))
+    """Upgrade to ``revision``: execute the SQL files it holds (``migrations/sql/<revision>/``,
+    only those it changes), then the privilege files as they stand at ``revision``."""
+    held = sorted((migrations_dir() / "sql" / revision).glob("*.sql"))
+    _run_files(connection, [path for path in held if not _is_privileges(path.name)], revision)
+
+
+def rerun_previous_sql(connection: Any, revision: str) -> None:
+    """Downgrade from ``revision``: for each SQL file it holds, execute that file's previous
+    version (the latest earlier revision holding it), then the privilege files of the
+    previous revision. What the revision adds (a new function, a new file's functions) is
+    for its Python to drop first: no earlier version re-creates or removes it."""
+    earlier = [held for held in frozen_revisions() if held < revision]
+    if not earlier:
+        raise ValueError(f"revision {revision} has no previous revision to go back to")
+    before = frozen_files(earlier[-1])
+    held = sorted((migrations_dir() / "sql" / revision).glob("*.sql"))
+    paths = [before[path.name] for path in held if path.name in before]
+    _run_files(connection, [path for path in paths if not _is_privileges(path.name)], earlier[-1])

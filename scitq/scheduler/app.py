@@ -26,18 +26,22 @@ from apscheduler.schedulers.blocking import BlockingScheduler  # type: ignore[im
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
 from scitq.config import SchedulerSettings
-from scitq.db import migrate, queries
+from scitq.db import migrate
+from scitq.db.scheduler import scheduler_record
 from scitq.errors import DatabaseError, PermissionDenied, ScitqError
 from scitq.scheduler import duties, schedule
+from scitq.scheduler.duties import Recruitment
 from scitq.scheduler.leadership import LeadershipLost, SchedulerLock, open_connection
 from scitq.scheduler.operations import OperationRunner
-from scitq.scheduler.duties import Recruitment
 from scitq.scheduler.recruit import provider_quotas
 
 logger = logging.getLogger(__name__)
 
 #: Longest wait between reconnection attempts while the database is unreachable.
 MAX_RECONNECT_SECONDS = 30.0
+#: Why the scheduler stopped when `Scheduler.stop` is given no reason (a signal's name
+#: otherwise), in its log line and its ``released`` decision.
+STOP_REQUESTED = "on request"
 
 
 def _one_line(error: Exception) -> str:
@@ -72,7 +76,7 @@ class Scheduler:
         self.application_name = f"scitq-scheduler {self.name}"
         self._conninfo = conninfo
         self._stop = threading.Event()
-        self._stop_reason = "stopped"
+        self._stop_reason = STOP_REQUESTED
         self._lost = threading.Event()
         self._busy = threading.Condition()
         self._running_duties = 0
@@ -131,7 +135,7 @@ class Scheduler:
                 self._stop.wait(delay)
                 delay = min(MAX_RECONNECT_SECONDS, delay * 2)
 
-    def stop(self, reason: str = "stopped") -> None:
+    def stop(self, reason: str = STOP_REQUESTED) -> None:
         """Stop: running duties finish (within the grace), the lock is released."""
         if not self._stop.is_set():
             self._stop_reason = reason
@@ -218,7 +222,7 @@ class Scheduler:
                 "subject_kind": "scheduler", "decision": decision, "reason": reason,
                 "details": {"scheduler": self.name, "backend_pid": lock.pid},
             }]  # fmt: skip
-            queries.scheduler_record(conn, "leadership", decisions, self.name)
+            scheduler_record(conn, "leadership", decisions, self.name)
         except ScitqError as exc:
             logger.warning("cannot record leadership %s: %s", decision, exc)
         finally:

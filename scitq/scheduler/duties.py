@@ -23,9 +23,19 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from scitq.config import SchedulerSettings
-from scitq.db import queries
 from scitq.db.connection import translated
+from scitq.db.execution import (
+    execution_expire_leases,
+    execution_expiry_outcome,
+    execution_output_prune,
+    execution_overdue,
+    execution_timeout,
+)
+from scitq.db.scheduler import scheduler_decision_prune, scheduler_lock_held, scheduler_record
+from scitq.db.task import task_signal
+from scitq.db.worker import worker_track_liveness
 from scitq.scheduler.leadership import SCHEDULER_LOCK, LeadershipLost
+from scitq.states import ExecutionStatus, TaskStatus
 
 if TYPE_CHECKING:
     from scitq.scheduler.operations import OperationRunner
@@ -85,7 +95,7 @@ class DutyContext:
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
         """A transaction that acts only while this scheduler holds the lock."""
         with translated(), self.conn.transaction():
-            if self.lock_pid is not None and not queries.scheduler_lock_held(
+            if self.lock_pid is not None and not scheduler_lock_held(
                 self.conn, SCHEDULER_LOCK, self.lock_pid
             ):
                 raise LeadershipLost("this scheduler no longer holds the scheduler lock")
@@ -93,7 +103,7 @@ class DutyContext:
 
     def record(self, conn: psycopg.Connection[Any], duty: str, decisions: list[Row]) -> None:
         if decisions:
-            queries.scheduler_record(conn, duty, decisions, self.scheduler, self.now)
+            scheduler_record(conn, duty, decisions, self.scheduler, self.now)
 
 
 def _time(value: datetime | None) -> str:
@@ -112,11 +122,9 @@ def expire_leases(ctx: DutyContext) -> int:
     total = 0
     while not ctx.stop.is_set():
         with ctx.transaction() as conn:
-            lost = queries.execution_expire_leases(conn, now=ctx.now)
+            lost = execution_expire_leases(conn, now=ctx.now)
             if lost:
-                outcome = queries.execution_expiry_outcome(
-                    conn, [row["execution_id"] for row in lost]
-                )
+                outcome = execution_expiry_outcome(conn, [row["execution_id"] for row in lost])
                 ctx.record(conn, "expire_leases", [_lost_decision(row) for row in outcome])
         total += len(lost)
         if len(lost) < EXPIRE_BATCH:
@@ -126,16 +134,16 @@ def expire_leases(ctx: DutyContext) -> int:
 
 def _lost_decision(row: Row) -> Row:
     task_id, status = row["task_id"], row["task_status"]
-    if status == "pending":
+    if status == TaskStatus.PENDING:
         fate = f"task {task_id} requeued, claimable from {_time(row['available_at'])}"
-    elif status == "failed":
+    elif status == TaskStatus.FAILED:
         fate = f"task {task_id} failed: no retry left"
     else:
         fate = f"task {task_id} is {status}"
     return {
         "subject_kind": "execution",
         "subject_id": row["execution_id"],
-        "decision": "lost",
+        "decision": ExecutionStatus.LOST,
         "reason": f"lease expired at {_time(row['lease_expires_at'])}: worker "
         f"{row['worker_name']} stopped heartbeating; {fate}",
         "details": {
@@ -161,7 +169,7 @@ def enforce_timeouts(ctx: DutyContext) -> int:
     """
     grace = ctx.settings.timeout_grace_seconds
     with ctx.transaction() as conn:
-        overdue = queries.execution_overdue(conn, grace, TIMEOUT_BATCH, now=ctx.now)
+        overdue = execution_overdue(conn, grace, TIMEOUT_BATCH, now=ctx.now)
         to_kill = [row for row in overdue if row["kill_age_seconds"] is None]
         to_mark = [
             row
@@ -170,22 +178,23 @@ def enforce_timeouts(ctx: DutyContext) -> int:
         ]
         decisions: list[Row] = []
         if to_kill:
-            queries.task_signal(conn, [row["task_id"] for row in to_kill], "kill", now=ctx.now)
+            task_signal(conn, [row["task_id"] for row in to_kill], "kill", now=ctx.now)
             decisions += [_timeout_decision(row, "kill", grace) for row in to_kill]
-        for phase in ("downloading", "running"):
+        for phase in (ExecutionStatus.DOWNLOADING, ExecutionStatus.RUNNING):
             rows = [row for row in to_mark if row["phase"] == phase]
             if not rows:
                 continue
-            what = "download" if phase == "downloading" else "run"
+            what = _timeout_kind(phase)
             reason = f"{what} timeout exceeded: still {phase} {grace:g} s after a kill signal"
             statuses = {
                 row["execution_id"]: row["task_status"]
-                for row in queries.execution_timeout(
+                for row in execution_timeout(
                     conn, [row["execution_id"] for row in rows], reason, now=ctx.now
                 )
             }
+            marked = ExecutionStatus.TIMEOUT
             decisions += [
-                _timeout_decision(row, "timeout", grace, statuses[row["execution_id"]])
+                _timeout_decision(row, marked, grace, statuses[row["execution_id"]])
                 for row in rows
                 if row["execution_id"] in statuses
             ]
@@ -194,7 +203,7 @@ def enforce_timeouts(ctx: DutyContext) -> int:
 
 
 def _timeout_decision(row: Row, decision: str, grace: float, task_status: str | None = None) -> Row:
-    what = "download" if row["phase"] == "downloading" else "run"
+    what = _timeout_kind(row["phase"])
     over = (
         f"{row['phase']} for {row['elapsed_seconds']:.0f} s, over its {what} timeout of "
         f"{row['timeout_seconds']:g} s + {grace:g} s grace"
@@ -224,13 +233,18 @@ def _timeout_decision(row: Row, decision: str, grace: float, task_status: str | 
     }
 
 
+def _timeout_kind(phase: str) -> str:
+    """Which timeout applies to an execution in ``phase``: ``download`` or ``run``."""
+    return "download" if phase == ExecutionStatus.DOWNLOADING else "run"
+
+
 # -- worker liveness ----------------------------------------------------------------------
 
 
 def track_worker_liveness(ctx: DutyContext) -> int:
     """Record workers going offline (no heartbeat within their lease), online or stopped."""
     with ctx.transaction() as conn:
-        changes = queries.worker_track_liveness(conn, ctx.scheduler, ctx.now)
+        changes = worker_track_liveness(conn, ctx.scheduler, ctx.now)
     for change in changes:
         logger.info(
             "worker %s is %s (%s)", change["worker_name"], change["liveness"],
@@ -250,13 +264,13 @@ def apply_retention(ctx: DutyContext) -> int:
     deleted = 0
     if settings.output_retention_days is not None:
         deleted += _prune(
-            ctx, "execution_output", queries.execution_output_prune,
+            ctx, "execution_output", execution_output_prune,
             settings.output_retention_days,
             "output rows of executions finished more than {days:g} days ago",
         )  # fmt: skip
     if settings.decision_retention_days is not None:
         deleted += _prune(
-            ctx, "scheduler_decision", queries.scheduler_decision_prune,
+            ctx, "scheduler_decision", scheduler_decision_prune,
             settings.decision_retention_days, "scheduler decisions older than {days:g} days",
         )  # fmt: skip
     return deleted

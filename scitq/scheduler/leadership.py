@@ -16,8 +16,13 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from scitq.db import queries
 from scitq.db.connection import connect
+from scitq.db.scheduler import (
+    scheduler_lock_held,
+    scheduler_lock_holder,
+    scheduler_lock_release,
+    scheduler_lock_try,
+)
 from scitq.errors import DatabaseError
 
 logger = logging.getLogger(__name__)
@@ -79,17 +84,17 @@ class SchedulerLock:
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free; True when this session holds it."""
-        return queries.scheduler_lock_try(self._connection(), SCHEDULER_LOCK)
+        return scheduler_lock_try(self._connection(), SCHEDULER_LOCK)
 
     def holder(self) -> dict[str, Any] | None:
         """The ``pid`` and ``application_name`` of the session holding the lock, if any."""
-        return queries.scheduler_lock_holder(self._connection(), SCHEDULER_LOCK)
+        return scheduler_lock_holder(self._connection(), SCHEDULER_LOCK)
 
     def still_held(self) -> bool:
         """Whether this session is alive and holds the lock; False on any error."""
         try:
             conn = self._connection()
-            return queries.scheduler_lock_held(conn, SCHEDULER_LOCK, conn.info.backend_pid)
+            return scheduler_lock_held(conn, SCHEDULER_LOCK, conn.info.backend_pid)
         except DatabaseError as exc:
             message = " ".join(str(exc).split())
             logger.warning(
@@ -100,7 +105,7 @@ class SchedulerLock:
     def release(self) -> None:
         """Release the lock (ending the session releases it too)."""
         with contextlib.suppress(DatabaseError):
-            queries.scheduler_lock_release(self._connection(), SCHEDULER_LOCK)
+            scheduler_lock_release(self._connection(), SCHEDULER_LOCK)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -21,9 +21,17 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from scitq.config import SchedulerSettings
-from scitq.db import queries
+from scitq.db.recruitment import (
+    cloud_operation_abandon,
+    cloud_operation_claim,
+    cloud_operation_finish,
+    cloud_operation_progress,
+    cloud_operation_running,
+    instance_refs,
+)
+from scitq.db.scheduler import scheduler_record
+from scitq.db.worker import password_verifier, worker_create_role
 from scitq.errors import ScitqError
-from scitq.scheduler import cloud_queries as cq
 from scitq.scheduler.leadership import open_connection
 from scitq.scheduler.providers.base import InstanceSpec, Provider, ProviderError, Report
 
@@ -86,7 +94,7 @@ class OperationRunner:
         free = self.settings.operation_threads - len(self.running)
         if free <= 0:
             return 0
-        claimed = cq.cloud_operation_claim(conn, free)
+        claimed = cloud_operation_claim(conn, free)
         for operation in claimed:
             with self._lock:
                 self._running.add(operation["operation_id"])
@@ -99,13 +107,13 @@ class OperationRunner:
         mine = self.running
         stale = [
             row["operation_id"]
-            for row in cq.cloud_operation_running(conn)
+            for row in cloud_operation_running(conn)
             if row["operation_id"] not in mine
             and row["idle_seconds"] > self.settings.boot_timeout_seconds
         ]
         if not stale:
             return []
-        return cq.cloud_operation_abandon(
+        return cloud_operation_abandon(
             conn, stale, "interrupted: the scheduler running it stopped; check the provider"
         )
 
@@ -137,7 +145,7 @@ class OperationRunner:
                 except ProviderError as exc:
                     logger.warning("cannot list the instances of %s: %s", name, exc)
                     continue
-                known = {row["name"]: row for row in cq.instance_refs(conn, name)}
+                known = {row["name"]: row for row in instance_refs(conn, name)}
                 for machine in listed:
                     row = known.get(machine.name)
                     if row is not None and row["status"] not in ("deleted", "error"):
@@ -187,7 +195,7 @@ class OperationRunner:
                 decision["reason"] = (
                     f"{provider.name} still runs {name} ({ref}): destroy failed: {exc}"
                 )
-        queries.scheduler_record(conn, "recruit", [decision], scheduler)
+        scheduler_record(conn, "recruit", [decision], scheduler)
         logger.warning(decision["reason"], extra={"action": "orphan", "provider_ref": ref})
         return decision
 
@@ -233,7 +241,7 @@ class OperationRunner:
         def report(
             message: str, progress: int | None = None, provider_ref: str | None = None
         ) -> None:
-            cq.cloud_operation_progress(conn, op_id, message, progress, provider_ref)
+            cloud_operation_progress(conn, op_id, message, progress, provider_ref)
 
         extra = {"action": f"cloud_{kind}", "operation_id": op_id, "instance": operation["name"]}
         logger.info(
@@ -260,7 +268,7 @@ class OperationRunner:
                 conn, operation, "unknown", f"{type(exc).__name__}: {_one_line(exc)}", False
             )
             return
-        cq.cloud_operation_finish(conn, op_id)
+        cloud_operation_finish(conn, op_id)
         logger.info("%s of %s succeeded", kind, operation["name"], extra=extra)
 
     def _deploy(
@@ -272,8 +280,8 @@ class OperationRunner:
             role = agent_role_name(operation["name"])
             password = secrets.token_urlsafe(24)
             # the clear password goes to the machine only; the database keeps a verifier
-            worker = queries.worker_create_role(conn, operation["name"], role, password)
-            cq.cloud_operation_progress(
+            worker = worker_create_role(conn, operation["name"], role, password_verifier(conn, role, password))
+            cloud_operation_progress(
                 conn, operation["operation_id"], f"database role {role} created for the agent",
                 10, worker_id=worker["id"],
             )  # fmt: skip
@@ -318,6 +326,4 @@ class OperationRunner:
             extra={"action": "cloud_operation_failed", "operation_id": operation["operation_id"],
                    "error_class": error_class},
         )  # fmt: skip
-        cq.cloud_operation_finish(
-            conn, operation["operation_id"], error_class, message, retry_after
-        )
+        cloud_operation_finish(conn, operation["operation_id"], error_class, message, retry_after)

@@ -31,8 +31,17 @@ from typing import Any
 import psycopg
 
 from scitq.config import SchedulerSettings
-from scitq.scheduler import cloud_queries as cq
+from scitq.db.recruitment import (
+    instance_link_workers,
+    instance_reassign,
+    instance_release,
+    instance_request,
+    recruit_releasable,
+    recruit_reusable,
+    recruit_state,
+)
 from scitq.scheduler.duties import DutyContext, Recruitment
+from scitq.states import TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +83,8 @@ def recruit(ctx: DutyContext) -> int:
     acted = 0
     with ctx.transaction() as conn:
         now = _now(conn, ctx.now)
-        decisions = [_active_decision(row) for row in cq.instance_link_workers(conn, ctx.now)]
-        recruiters = cq.recruit_state(conn, ctx.now)
+        decisions = [_active_decision(row) for row in instance_link_workers(conn, ctx.now)]
+        recruiters = recruit_state(conn, ctx.now)
         for row in recruiters:
             count, decision = _recruit_one(conn, ctx, state, row, now)
             acted += count
@@ -114,18 +123,21 @@ def _active_decision(row: Row) -> Row:
 
 def _target(row: Row) -> tuple[int, str]:
     """How many workers the recruiter's batch should have, and why."""
-    work = row["pending"] + row["active"]
+    # recruit_state counts the batch's tasks per status in columns named after them
+    # ("active": assigned or running)
+    waiting = row[TaskStatus.WAITING]
+    work = row[TaskStatus.PENDING] + row["active"]
     tpw = row["tasks_per_worker"]
     if row["batch_paused"]:
         return 0, "its batch is paused"
-    if work == 0 and row["waiting"] == 0:
+    if work == 0 and waiting == 0:
         return 0, "its batch has no runnable task"
     wanted = math.ceil(work / tpw) if work else 0
     target = min(row["max_workers"], max(row["min_workers"], wanted))
     why = (
         f"{work} runnable or running tasks at {tpw} per worker"
         if work
-        else f"{row['waiting']} tasks wait on dependencies"
+        else f"{waiting} tasks wait on dependencies"
     )
     if wanted < row["min_workers"]:
         why += f", at least {row['min_workers']} workers"
@@ -141,8 +153,8 @@ def _recruit_one(
     target, why = _target(row)
     current = row["serving"] + row["starting"]
     details: Row = {key: row[key] for key in (
-        "batch", "pending", "active", "waiting", "serving", "starting", "recruited",
-        "provider_live", "failures")}  # fmt: skip
+        "batch", TaskStatus.PENDING, "active", TaskStatus.WAITING, "serving", "starting",
+        "recruited", "provider_live", "failures")}  # fmt: skip
     details["target"] = target
 
     def hold(cause: str, reason: str) -> tuple[int, Row | None]:
@@ -155,7 +167,7 @@ def _recruit_one(
 
     if target <= current:
         return hold(
-            "paused" if row["batch_paused"] else ("enough" if target else "no_work"),
+            "batch_paused" if row["batch_paused"] else ("enough" if target else "no_work"),
             f"not recruiting for batch {row['batch']}: target {target} workers ({why}), "
             f"{row['serving']} serving and {row['starting']} starting",
         )
@@ -188,7 +200,7 @@ def _recruit_one(
         return hold("quota", f"not recruiting for batch {row['batch']}: provider "
                     f"{row['provider']} is at its quota of {quota} instances")  # fmt: skip
     if need > 0 and quota_room > 0:
-        deployed = cq.instance_request(
+        deployed = instance_request(
             conn, row["provider"], row["batch"], min(need, quota_room),
             concurrency=row["concurrency"], prefetch=row["prefetch"], flavor=row["flavor"],
             image=row["image"], region=row["region"], recruiter_id=rid, now=ctx.now,
@@ -217,9 +229,9 @@ def _recruit_one(
 
 
 def _reuse(conn: psycopg.Connection[Any], row: Row, need: int, now: datetime | None) -> list[Row]:
-    candidates = cq.recruit_reusable(conn, row["provider"], row["flavor"], need, now)
+    candidates = recruit_reusable(conn, row["provider"], row["flavor"], need, now)
     for candidate in candidates:
-        cq.instance_reassign(conn, candidate["instance_id"], row["recruiter_id"])
+        instance_reassign(conn, candidate["instance_id"], row["recruiter_id"])
     return candidates
 
 
@@ -230,7 +242,7 @@ def _release_idle(
     live = {row["recruiter_id"]: row["recruited"] for row in recruiters}
     decisions: list[Row] = []
     released = 0
-    for row in cq.recruit_releasable(
+    for row in recruit_releasable(
         conn, settings.idle_grace_seconds, settings.boot_timeout_seconds, ctx.now
     ):
         rid, why = row["recruiter_id"], row["why"]
@@ -243,12 +255,12 @@ def _release_idle(
                 f"worker {row['name']} idle for {row['idle_seconds']:.0f} s (grace "
                 f"{settings.idle_grace_seconds:g} s) and no task pending in its batches"
             )
-        elif why == "offline":
-            reason = f"worker {row['name']} is offline or stopped"
-        else:
+        elif why == "never_registered":
             reason = (f"the agent of instance {row['name']} did not register within "
                       f"{settings.boot_timeout_seconds:g} s")  # fmt: skip
-        operation = cq.instance_release(conn, row["instance_id"], reason, ctx.now)
+        else:  # offline: its worker stopped, or sent no heartbeat for its lease + the grace
+            reason = f"worker {row['name']} is offline or stopped"
+        operation = instance_release(conn, row["instance_id"], reason, ctx.now)
         if rid is not None:
             live[rid] = live.get(rid, 0) - 1
         released += 1

@@ -45,7 +45,15 @@ class EitherFlag:
 
 
 class Cancelled(TransferError):
-    """A transfer stopped because its deadline passed or a sibling failed."""
+    """A transfer stopped because its deadline passed or it was told to stop."""
+
+
+class Interrupted(Cancelled):
+    """A transfer stopped because its stop flag was set: the caller canceled it, or a
+    sibling transfer failed (then the sibling's error is the one to report)."""
+
+    def __init__(self, uri: str, *, direction: str = "download") -> None:
+        super().__init__(uri, "transfer canceled", direction=direction, retryable=False)
 
 
 def backoff_seconds(attempt: int, settings: TransferSettings) -> float:
@@ -75,7 +83,7 @@ def guarded_progress(
 
     def report(count: int) -> None:
         if stop is not None and stop.is_set():
-            raise Cancelled(uri, "canceled", direction=direction, retryable=False)
+            raise Interrupted(uri, direction=direction)
         if deadline is not None and time.monotonic() > deadline:
             raise Cancelled(uri, "timed out", direction=direction)
         if progress is not None:

@@ -25,8 +25,8 @@ from scitq.transfer.actions import apply_actions
 from scitq.transfer.disk import walk_files
 from scitq.transfer.registry import Progress, transport_for
 from scitq.transfer.retry import (
-    Cancelled,
     EitherFlag,
+    Interrupted,
     StopFlag,
     guarded_progress,
     item_timeout,
@@ -150,7 +150,7 @@ def _run_all(
     def guarded(item: T) -> int:
         try:
             if stop.is_set():
-                raise Cancelled(str(item), "canceled", retryable=False)
+                raise Interrupted(str(item))
             return work(item, stop)
         except TransferError as exc:
             failures.append(exc)
@@ -160,7 +160,7 @@ def _run_all(
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(items)))) as pool:
         total = sum(pool.map(guarded, items))
     if failures:
-        real = [f for f in failures if not (isinstance(f, Cancelled) and f.reason == "canceled")]
+        real = [f for f in failures if not isinstance(f, Interrupted)]
         raise (real or failures)[0]
     return total
 

@@ -29,7 +29,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response as BaseResponse
 
 from scitq.config import WebSettings
-from scitq.db import dashboard
+from scitq.db.web_user import web_user_get, web_user_record_login
 from scitq.web import csrf
 from scitq.web.db import get_conn
 from scitq.web.htmx import is_htmx
@@ -69,7 +69,7 @@ def _load_user() -> BaseResponse | None:
     header = _trusted_header()
     name = request.headers.get(header) if header is not None else session.get("user")
     if isinstance(name, str) and name:
-        g.user = dashboard.web_user_get(get_conn(), name)
+        g.user = web_user_get(get_conn(), name)
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if g.user is None:
@@ -112,14 +112,14 @@ def login() -> Any:
     if request.method == "POST":
         name = request.form.get("name", "").strip()
         password = request.form.get("password", "")
-        user = dashboard.web_user_get(get_conn(), name) if name else None
+        user = web_user_get(get_conn(), name) if name else None
         good = check_password_hash(user["password_hash"] if user else _DUMMY_HASH, password)
         if user is not None and good:
             session.clear()
             session["user"] = user["name"]
             session.permanent = True
             csrf.renew()
-            dashboard.web_user_record_login(get_conn(), user["name"])
+            web_user_record_login(get_conn(), user["name"])
             return redirect(_safe_next(request.form.get("next")))
         error = "Unknown user or wrong password."
     status = 401 if error else 200

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from scitq.client import Client
-from scitq.db.listing import BatchProgress
+from scitq.db.recruitment import recruiter_set
+from scitq.db.rows import BatchProgress
 from scitq.errors import InvalidArgument
 from scitq.states import TaskStatus
 from scitq.workflow.view import Unsuccessful, WorkflowSummary, follow
@@ -258,8 +259,6 @@ class Workflow:
     def _recruit(self) -> None:
         if not self.recruiting["provider"]:
             return
-        from scitq.scheduler.cloud_queries import recruiter_set
-
         shares = _shares(self.max_workers, {b: c[2] for b, c in self._concurrency.items()})
         for batch, (concurrency, prefetch, _wanted) in self._concurrency.items():
             recruiter_set(
@@ -279,8 +278,9 @@ class Workflow:
         """The tasks of the workflow that failed or were canceled for good."""
         ids = {step.task_id for step in self.steps if step.task_id is not None}
         return [
-            Unsuccessful(batch, task.name, task.id, task.status,
-                         task.failure_reason or task.cancel_reason)  # fmt: skip
+            Unsuccessful(
+                batch, task.name, task.id, task.status, task.failure_reason or task.cancel_reason
+            )
             for batch in self.batches
             for status in (TaskStatus.FAILED, TaskStatus.CANCELED)
             for task in self.client.tasks(batch=batch, status=status)
@@ -304,8 +304,7 @@ class Workflow:
         self.submit()
         live = sys.stderr.isatty() if live is None else live
         return follow(
-            self.name, self.progress, self.unsuccessful, refresh=refresh, timeout=timeout,
-            live=live,
+            self.name, self.progress, self.unsuccessful, refresh=refresh, timeout=timeout, live=live
         )
 
 

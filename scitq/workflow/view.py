@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from scitq.db.listing import BatchProgress
+from scitq.db.rows import BatchProgress
 from scitq.errors import WaitTimeout
 from scitq.states import TaskStatus
 

@@ -1,4 +1,4 @@
-"""Helpers for the executor tests: a sink that keeps everything, and a runner."""
+"""Helpers for the tests of `scitq.agent.process`: a sink that keeps everything, and a runner."""
 
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ import time
 import psutil
 import pytest
 
-from scitq.db import queries
+from scitq.db.task import task_cancel, task_signal, task_submit
+from scitq.db.worker import worker_update
 from tests.fixtures.agents import wait_for, worker_id
 
 
@@ -44,7 +45,7 @@ def all_done(conn, batch):
 
 
 def test_runs_tasks_and_records_exit_codes_output_and_usage(conn, start_agent):
-    tasks = queries.task_submit(
+    tasks = task_submit(
         conn,
         "basic",
         [
@@ -75,7 +76,7 @@ def test_runs_tasks_and_records_exit_codes_output_and_usage(conn, start_agent):
 
 
 def test_concurrency_is_never_exceeded_and_is_reached(conn, start_agent):
-    queries.task_submit(conn, "conc", [{"command": "sleep 0.6"}] * 9)
+    task_submit(conn, "conc", [{"command": "sleep 0.6"}] * 9)
     start_agent("-b", "conc", "-c", "3", "-p", "1")
     wait_for(lambda: all_done(conn, "conc"), timeout=60)
     spans = conn.execute(
@@ -91,7 +92,7 @@ def test_concurrency_is_never_exceeded_and_is_reached(conn, start_agent):
 
 
 def test_prefetch_holds_tasks_ahead_of_a_free_slot(conn, start_agent):
-    queries.task_submit(conn, "pre", [{"command": "sleep 3"}] * 4)
+    task_submit(conn, "pre", [{"command": "sleep 3"}] * 4)
     agent = start_agent("-b", "pre", "-c", "1", "-p", "2")
     wait_for(lambda: worker_id(conn, agent.name))
 
@@ -105,11 +106,11 @@ def test_prefetch_holds_tasks_ahead_of_a_free_slot(conn, start_agent):
 
 
 def test_concurrency_changed_in_the_database_applies_live(conn, start_agent):
-    queries.task_submit(conn, "live", [{"command": "sleep 2"}] * 6)
+    task_submit(conn, "live", [{"command": "sleep 2"}] * 6)
     agent = start_agent("-b", "live", "-c", "1")
     wid = wait_for(lambda: worker_id(conn, agent.name))
     wait_for(lambda: conn.execute("SELECT count(*) FROM scitq.execution").fetchone()[0] == 1)
-    queries.worker_update(conn, wid, concurrency=3)
+    worker_update(conn, wid, concurrency=3)
 
     def running():
         return conn.execute(
@@ -120,7 +121,7 @@ def test_concurrency_changed_in_the_database_applies_live(conn, start_agent):
 
 
 def test_timeout_terms_then_kills(conn, start_agent):
-    (task,) = queries.task_submit(
+    (task,) = task_submit(
         conn, "slow", [{"command": "trap '' TERM; sleep 30", "shell": True,
                         "run_timeout_seconds": 1}]
     )  # fmt: skip
@@ -140,17 +141,17 @@ def _pid_of(path):
 
 def test_signals_pause_resume_and_kill_reach_the_process(conn, start_agent, tmp_path):
     pid_file = tmp_path / "pid"
-    (task,) = queries.task_submit(
+    (task,) = task_submit(
         conn, "sig", [{"command": f"echo $$ > {pid_file}; exec sleep 60", "shell": True}]
     )
     start_agent("-b", "sig")
     process = psutil.Process(_pid_of(pid_file))
-    queries.task_signal(conn, [task["id"]], "pause")
+    task_signal(conn, [task["id"]], "pause")
     assert wait_for(lambda: process.status() == psutil.STATUS_STOPPED, timeout=5)
-    queries.task_signal(conn, [task["id"]], "resume")
+    task_signal(conn, [task["id"]], "resume")
     assert wait_for(lambda: process.status() != psutil.STATUS_STOPPED, timeout=5)
     sent = time.monotonic()
-    queries.task_signal(conn, [task["id"]], "kill")
+    task_signal(conn, [task["id"]], "kill")
     wait_for(lambda: task_status(conn, task["id"]) == "failed", timeout=10)
     assert time.monotonic() - sent < 5
     assert not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
@@ -158,21 +159,21 @@ def test_signals_pause_resume_and_kill_reach_the_process(conn, start_agent, tmp_
 
 def test_cancel_kills_the_running_process_and_the_agent_keeps_serving(conn, start_agent, tmp_path):
     pid_file = tmp_path / "pid"
-    (task,) = queries.task_submit(
+    (task,) = task_submit(
         conn, "can", [{"command": f"echo $$ > {pid_file}; exec sleep 60", "shell": True}]
     )
     agent = start_agent("-b", "can")
     process = psutil.Process(_pid_of(pid_file))
-    queries.task_cancel(conn, [task["id"]])
+    task_cancel(conn, [task["id"]])
     wait_for(lambda: not process.is_running() or process.status() == psutil.STATUS_ZOMBIE,
              timeout=10)  # fmt: skip
-    (after,) = queries.task_submit(conn, "can", [{"command": "true"}])
+    (after,) = task_submit(conn, "can", [{"command": "true"}])
     wait_for(lambda: task_status(conn, after["id"]) == "succeeded", timeout=15)
     assert agent.process.poll() is None
 
 
 def test_output_of_100000_lines_is_complete_and_in_order(conn, start_agent):
-    (task,) = queries.task_submit(conn, "big", [{"command": "seq 1 100000"}])
+    (task,) = task_submit(conn, "big", [{"command": "seq 1 100000"}])
     start_agent("-b", "big")
     wait_for(lambda: task_status(conn, task["id"]) == "succeeded", timeout=60)
     expected = "".join(f"{i}\n" for i in range(1, 100001))
@@ -180,16 +181,14 @@ def test_output_of_100000_lines_is_complete_and_in_order(conn, start_agent):
 
 
 def test_binary_and_nul_output_is_stored_escaped(conn, start_agent):
-    (task,) = queries.task_submit(
-        conn, "bin", [{"command": r"printf 'a\000b\377c\n'", "shell": True}]
-    )
+    (task,) = task_submit(conn, "bin", [{"command": r"printf 'a\000b\377c\n'", "shell": True}])
     start_agent("-b", "bin")
     wait_for(lambda: task_status(conn, task["id"]) == "succeeded", timeout=20)
     assert log_text(conn, task["id"]) == "a\\x00b\\xffc\n"
 
 
 def test_sigterm_lets_running_tasks_finish(conn, start_agent):
-    (task,) = queries.task_submit(conn, "term", [{"command": "sleep 2; echo done", "shell": True}])
+    (task,) = task_submit(conn, "term", [{"command": "sleep 2; echo done", "shell": True}])
     agent = start_agent("-b", "term", "--shutdown-grace", "30")
     wait_for(lambda: task_status(conn, task["id"]) == "running")
     agent.signal(signal.SIGTERM)
@@ -199,7 +198,7 @@ def test_sigterm_lets_running_tasks_finish(conn, start_agent):
 
 
 def test_sigterm_past_the_grace_period_kills_and_hands_back(conn, start_agent):
-    (task,) = queries.task_submit(conn, "late", [{"command": "sleep 60"}])
+    (task,) = task_submit(conn, "late", [{"command": "sleep 60"}])
     agent = start_agent("-b", "late", "--shutdown-grace", "1")
     wait_for(lambda: task_status(conn, task["id"]) == "running")
     agent.signal(signal.SIGTERM)
@@ -213,7 +212,7 @@ def test_sigterm_past_the_grace_period_kills_and_hands_back(conn, start_agent):
 
 
 def test_killed_agent_task_succeeds_on_another_agent(conn, start_agent):
-    (task,) = queries.task_submit(
+    (task,) = task_submit(
         conn, "kill9", [{"command": "sleep 2; echo finished", "shell": True, "retries": 1}]
     )
     first = start_agent("-b", "kill9", "--lease", "3", "--heartbeat", "0.5")
@@ -228,7 +227,7 @@ def test_killed_agent_task_succeeds_on_another_agent(conn, start_agent):
 
 
 def test_drain_exits_when_no_work_is_left(conn, start_agent):
-    queries.task_submit(conn, "dr", [{"command": "true"}] * 5)
+    task_submit(conn, "dr", [{"command": "true"}] * 5)
     agent = start_agent("-b", "dr", "-c", "2", "--drain", "--no-listen")
     assert agent.wait(timeout=60) == 0
     assert all_done(conn, "dr")
@@ -239,7 +238,7 @@ def test_notify_wakes_an_idle_agent_quickly(conn, start_agent):
     wait_for(lambda: worker_id(conn, agent.name))
     time.sleep(1.5)  # the agent is now in its long idle wait
     submitted = time.monotonic()
-    (task,) = queries.task_submit(conn, "wake", [{"command": "true"}])
+    (task,) = task_submit(conn, "wake", [{"command": "true"}])
     wait_for(lambda: task_status(conn, task["id"]) == "succeeded", timeout=20)
     assert time.monotonic() - submitted < 10  # far below the 30 s poll
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from scitq.db import migrate, queries
+from scitq.db import migrate
+from scitq.db.execution import execution_expire_leases
+from scitq.db.task import task_pause, task_submit
 from scitq.embedded.server import EmbeddedServer
 from tests.fixtures.agents import wait_for
 
@@ -34,7 +36,7 @@ def test_database_restart_during_a_run_loses_no_output_line(own_server, start_ag
     server, conninfo = own_server
     script = "for i in $(seq 1 80); do echo line $i; sleep 0.1; done"
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        (task,) = queries.task_submit(conn, "outage", [{"command": script, "shell": True}])
+        (task,) = task_submit(conn, "outage", [{"command": script, "shell": True}])
         start_agent("-b", "outage", "--lease", "120", conninfo=conninfo)
 
         def stored() -> int:
@@ -66,7 +68,7 @@ def test_frozen_agent_past_its_lease_kills_its_copy_and_is_refused(conn, start_a
     import psutil
 
     pid_file = tmp_path / "pid"
-    (task,) = queries.task_submit(
+    (task,) = task_submit(
         conn,
         "frozen",
         [{"command": f"echo $$ > {pid_file}; exec sleep 60", "shell": True, "retries": 1,
@@ -78,9 +80,9 @@ def test_frozen_agent_past_its_lease_kills_its_copy_and_is_refused(conn, start_a
     )  # fmt: skip
     os.kill(agent.process.pid, signal.SIGSTOP)  # the agent only: its task keeps running
     time.sleep(3)
-    expired = queries.execution_expire_leases(conn)
+    expired = execution_expire_leases(conn)
     assert [row["task_id"] for row in expired] == [task["id"]]
-    queries.task_pause(conn, [task["id"]])  # keep the retry for the test to look at
+    task_pause(conn, [task["id"]])  # keep the retry for the test to look at
     os.kill(agent.process.pid, signal.SIGCONT)
     # at its next heartbeat the agent learns the execution is lost and kills its copy
     wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, timeout=15)
@@ -92,7 +94,7 @@ def test_frozen_agent_past_its_lease_kills_its_copy_and_is_refused(conn, start_a
 def test_a_work_dir_that_cannot_be_made_fails_the_execution_not_the_agent(
     conn, start_agent, tmp_path
 ):
-    queries.task_submit(conn, "disk", [{"command": "true"}, {"command": "true"}])
+    task_submit(conn, "disk", [{"command": "true"}, {"command": "true"}])
     name = "diskagent"
     blocker = tmp_path / name / "execution-1"  # the first execution's work dir is a file
     blocker.parent.mkdir(parents=True)

@@ -16,8 +16,9 @@ import pytest
 from scitq import errors
 from scitq.agent import output as output_module
 from scitq.agent.output import CHUNK_BYTES, OutputBatcher, cut_marker
-from scitq.db import queries
-from scitq.db.output_text import to_storable
+from scitq.db.execution import to_storable
+from scitq.db.task import task_cancel, task_claim, task_submit
+from scitq.db.worker import worker_register
 
 KIB, MIB = 2**10, 2**20
 
@@ -255,9 +256,9 @@ async def connect(db: str) -> psycopg.AsyncConnection[Any]:
 
 
 def claim(conn: psycopg.Connection[Any], n: int) -> tuple[int, list[dict[str, Any]]]:
-    queries.task_submit(conn, "b", [{"command": "x"} for _ in range(n)])
-    worker = queries.worker_register(conn, "w1", batches=["b"], concurrency=n, lease_seconds=3600)
-    return worker["id"], queries.task_claim(conn, worker["id"], n)
+    task_submit(conn, "b", [{"command": "x"} for _ in range(n)])
+    worker = worker_register(conn, "w1", batches=["b"], concurrency=n, lease_seconds=3600)
+    return worker["id"], task_claim(conn, worker["id"], n)
 
 
 def stored(conn: psycopg.Connection[Any], execution_id: int) -> list[tuple[int, str, str]]:
@@ -403,7 +404,7 @@ def test_not_live_execution_is_dropped_and_the_others_delivered(
         outs = {eid: batcher.open(eid) for eid in ids}
         for eid in ids:
             outs[eid].write("stdout", f"hello from {eid}\n".encode())
-        queries.task_cancel(conn, [dead["task_id"]])
+        task_cancel(conn, [dead["task_id"]])
         CountingCursor.statements = 0
         delivered = await batcher.flush(aconn)
         assert CountingCursor.statements == 2  # refused, then the others at once

@@ -1,4 +1,5 @@
-"""The executor with real subprocesses: exit codes, environment, streams, signals, usage."""
+"""Commands run by `scitq.agent.process` as real subprocesses: exit codes, environment,
+streams, signals, usage."""
 
 from __future__ import annotations
 
@@ -57,9 +58,9 @@ def test_exec_command_passes_arguments_with_spaces(work_dir: Path) -> None:
 
 
 def test_environment(work_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EXECUTOR_TEST_AGENT_ONLY", "from the agent")
-    monkeypatch.setenv("EXECUTOR_TEST_OVERRIDDEN", "from the agent")
-    env = {"SCITQ_TASK_ID": "42", "SCITQ_ATTEMPT": "2", "EXECUTOR_TEST_OVERRIDDEN": "from the task"}
+    monkeypatch.setenv("PROCESS_TEST_AGENT_ONLY", "from the agent")
+    monkeypatch.setenv("PROCESS_TEST_OVERRIDDEN", "from the agent")
+    env = {"SCITQ_TASK_ID": "42", "SCITQ_ATTEMPT": "2", "PROCESS_TEST_OVERRIDDEN": "from the task"}
     result, out = execute(make_spec(work_dir, "env", env=env, cpu=3))
     seen = dict(line.split("=", 1) for line in out.text().splitlines() if "=" in line)
     assert result.return_code == 0
@@ -71,8 +72,8 @@ def test_environment(work_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen["SCITQ_TASK_ID"] == "42"
     assert seen["SCITQ_ATTEMPT"] == "2"
     assert seen["PATH"] == os.environ["PATH"]
-    assert seen["EXECUTOR_TEST_AGENT_ONLY"] == "from the agent"
-    assert seen["EXECUTOR_TEST_OVERRIDDEN"] == "from the task"
+    assert seen["PROCESS_TEST_AGENT_ONLY"] == "from the agent"
+    assert seen["PROCESS_TEST_OVERRIDDEN"] == "from the task"
 
 
 def test_runs_in_the_work_folder(work_dir: Path) -> None:

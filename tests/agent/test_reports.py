@@ -6,13 +6,14 @@ import asyncio
 
 from scitq.agent.link import DatabaseLink
 from scitq.agent.reports import Reporter
-from scitq.db import queries
+from scitq.db.task import task_cancel, task_claim, task_submit
+from scitq.db.worker import worker_register
 
 
 def _claimed(conn, count):
-    queries.task_submit(conn, "r", [{"command": "true"}] * count)
-    worker = queries.worker_register(conn, "w", batches=["r"], concurrency=count)["id"]
-    return worker, queries.task_claim(conn, worker, count)
+    task_submit(conn, "r", [{"command": "true"}] * count)
+    worker = worker_register(conn, "w", batches=["r"], concurrency=count)["id"]
+    return worker, task_claim(conn, worker, count)
 
 
 async def _report(db, worker, claims, *, cancel_task_ids=(), conn=None):
@@ -24,7 +25,7 @@ async def _report(db, worker, claims, *, cancel_task_ids=(), conn=None):
         for claim in claims:
             reporter.set_phase(claim["execution_id"], "running")
         if cancel_task_ids:
-            queries.task_cancel(conn, list(cancel_task_ids))
+            task_cancel(conn, list(cancel_task_ids))
         stored = await asyncio.wait_for(
             asyncio.gather(
                 *(

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from scitq.db import queries
+from scitq.db.task import task_submit
 from tests.fixtures.agents import wait_for
 
 RESOURCE_TEXT = b"shared reference\n" * 1000
@@ -49,7 +49,7 @@ def test_twenty_tasks_read_s3_share_a_resource_and_write_outputs(
             "resources": [f"s3://{s3_bucket}/ref/ref.txt.gz|gunzip"],
             "output": f"s3://{s3_bucket}/out/{i}/",
         })  # fmt: skip
-    queries.task_submit(conn, "staged", tasks)
+    task_submit(conn, "staged", tasks)
     caches = [tmp_path / "cache-a", tmp_path / "cache-b"]
     for name, cache in zip(("a", "b"), caches, strict=True):
         start_agent("-b", "staged", "-c", "4", "-p", "2", name=name,
@@ -87,7 +87,7 @@ def test_a_missing_input_fails_the_execution_as_a_download_and_is_retried(
     conn, start_agent, s3_server, s3_bucket, tmp_path
 ):
     missing = f"s3://{s3_bucket}/no/such-object.txt"
-    (task,) = queries.task_submit(conn, "miss", [{
+    (task,) = task_submit(conn, "miss", [{
         "command": "echo never-run", "inputs": [missing], "retries": 1,
         "retry_delay_seconds": 0.1,
     }])  # fmt: skip
@@ -113,7 +113,7 @@ def test_a_missing_input_fails_the_execution_as_a_download_and_is_retried(
 def test_an_output_that_cannot_be_uploaded_fails_a_successful_command(
     conn, start_agent, s3_server, tmp_path
 ):
-    (task,) = queries.task_submit(conn, "up", [{
+    (task,) = task_submit(conn, "up", [{
         "command": 'echo result > "$OUTPUT/r.txt"', "shell": True,
         "output": "s3://no-such-bucket-for-scitq/out/",
     }])  # fmt: skip
@@ -132,7 +132,7 @@ def test_a_prefetched_execution_downloads_while_it_waits_for_a_slot(
     conn, start_agent, s3_server, s3_bucket, tmp_path
 ):
     s3_server.client().put_object(Bucket=s3_bucket, Key="p.txt", Body=b"p\n")
-    first, second = queries.task_submit(conn, "pf", [
+    first, second = task_submit(conn, "pf", [
         {"command": "sleep 3", "priority": 10},
         {"command": 'cat "$INPUT/p.txt"', "shell": True, "inputs": [f"s3://{s3_bucket}/p.txt"]},
     ])  # fmt: skip
@@ -155,7 +155,7 @@ def test_a_download_past_its_timeout_fails_and_leaves_nothing_partial(
     conn, start_agent, s3_server, s3_bucket, tmp_path
 ):
     s3_server.client().put_object(Bucket=s3_bucket, Key="big.bin", Body=b"x" * (32 * 2**20))
-    (task,) = queries.task_submit(conn, "slow", [{
+    (task,) = task_submit(conn, "slow", [{
         "command": "echo never-run", "inputs": [f"s3://{s3_bucket}/big.bin"],
         "download_timeout_seconds": 0.05,
     }])  # fmt: skip
@@ -184,7 +184,7 @@ def test_a_bad_resource_fails_the_execution_with_the_uri_and_the_reason(
 ):
     s3_server.client().put_object(Bucket=s3_bucket, Key="broken.tgz", Body=b"not a tarball")
     resource = uri.format(bucket=s3_bucket, port=unreachable_port)
-    (task,) = queries.task_submit(conn, "bad", [{"command": "true", "resources": [resource]}])
+    (task,) = task_submit(conn, "bad", [{"command": "true", "resources": [resource]}])
     start_agent("-b", "bad", env=_agent_env(s3_server, tmp_path / "cache"))
     wait_for(lambda: _all_done(conn, "bad"), timeout=90)
     status, failure_class, reason = conn.execute(

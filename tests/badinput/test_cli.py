@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from scitq.cli import scitq
-from scitq.db import queries
+from scitq.db.task import task_submit
+from scitq.db.worker import worker_register
 from tests.badinput.snapshot import snapshot
 from tests.cli.conftest import PROJECT_ROOT, assert_one_line_error
 
@@ -77,7 +78,7 @@ LAUNCH: list[tuple[list[str], str]] = [
 def test_launch_option_refused(
     db: str, conn: psycopg.Connection[Any], args: list[str], fragment: str
 ) -> None:
-    queries.task_submit(conn, "existing", [{"command": "true", "name": "dep"}])
+    task_submit(conn, "existing", [{"command": "true", "name": "dep"}])
     before = snapshot(conn)
     result = _invoke(db, "launch", *args, "--", "true")
     assert_refused(result, fragment, (2, 4))
@@ -190,7 +191,7 @@ WORKER_SET: list[tuple[list[str], str]] = [
 def test_worker_set_option_refused(
     db: str, conn: psycopg.Connection[Any], args: list[str], fragment: str
 ) -> None:
-    queries.worker_register(conn, "w1")
+    worker_register(conn, "w1")
     before = snapshot(conn)
     result = _invoke(db, "worker", "set", *args, "w1")
     assert_refused(result, fragment)
@@ -279,7 +280,7 @@ def test_env_var_name_the_system_cannot_pass_fails_the_task_not_the_agent(
 ) -> None:
     """Rows stored before task_submit_v1 refused such names (env names with '=' or
     empty): the agent fails those tasks clearly and goes on."""
-    queries.task_submit(
+    task_submit(
         conn,
         "envs",
         [{"command": "true"}, {"command": "true"}, {"command": "true", "name": "fine"}],

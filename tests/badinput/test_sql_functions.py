@@ -12,7 +12,15 @@ import psycopg
 import pytest
 
 from scitq import errors
-from scitq.db import queries
+from scitq.db.batch import batch_pause, batch_signal
+from scitq.db.execution import (
+    execution_append_output,
+    execution_finish,
+    execution_overdue,
+    execution_set_phase,
+)
+from scitq.db.task import task_claim, task_signal, task_submit
+from scitq.db.worker import worker_heartbeat, worker_register, worker_update
 from tests.badinput.snapshot import snapshot
 
 pytestmark = pytest.mark.sql
@@ -34,16 +42,16 @@ class World:
 
 @pytest.fixture
 def world(conn: psycopg.Connection[Any]) -> World:
-    held, pending = queries.task_submit(
+    held, pending = task_submit(
         conn, "b", [{"command": "true", "name": "held"}, {"command": "true", "name": "p"}]
     )
-    worker = queries.worker_register(conn, "w", batches=["b"])["id"]
-    (claim,) = queries.task_claim(conn, worker, 1)
+    worker = worker_register(conn, "w", batches=["b"])["id"]
+    (claim,) = task_claim(conn, worker, 1)
     return World(worker, claim["execution_id"], held["id"], pending["id"])
 
 
 def submit(**fields: Any) -> Callable[[psycopg.Connection[Any], World], Any]:
-    return lambda conn, w: queries.task_submit(conn, "b", [{"command": "true", **fields}])
+    return lambda conn, w: task_submit(conn, "b", [{"command": "true", **fields}])
 
 
 def raw(statement: str, *params: Any) -> Callable[[psycopg.Connection[Any], World], Any]:
@@ -63,10 +71,10 @@ REC = "SELECT scitq.recruiter_set_v1('b', 'local'"
 E = errors.InvalidArgument
 CASES: list[tuple[str, Call, type[Exception], str]] = [
     # task_submit_v1: the list and each field
-    ("submit-empty", lambda c, w: queries.task_submit(c, "b", []), E, "non-empty"),
+    ("submit-empty", lambda c, w: task_submit(c, "b", []), E, "non-empty"),
     ("submit-object", raw("SELECT scitq.task_submit_v1('b', '{}')"), E, "array"),
     ("submit-not-json", raw("SELECT scitq.task_submit_v1('b', 'nope')"), E, "json"),
-    ("submit-no-command", lambda c, w: queries.task_submit(c, "b", [{"name": "x"}]), E, "command"),
+    ("submit-no-command", lambda c, w: task_submit(c, "b", [{"name": "x"}]), E, "command"),
     ("command-number", submit(command=5), E, "command"),
     ("command-null", submit(command=None), E, "command"),
     ("command-empty", submit(command=""), E, "command"),
@@ -102,12 +110,12 @@ CASES: list[tuple[str, Call, type[Exception], str]] = [
     ),
     ("container-number", submit(container=1), E, "container"),
     # batch names (every batch function goes through the same check)
-    ("batch-empty", lambda c, w: queries.task_submit(c, "", [{"command": "x"}]), E, "batch"),
-    ("batch-slash", lambda c, w: queries.task_submit(c, "a/b", [{"command": "x"}]), E, "batch"),
-    ("batch-newline", lambda c, w: queries.task_submit(c, "a\nb", [{"command": "x"}]), E, "batch"),
-    ("batch-nul", lambda c, w: queries.task_submit(c, "a\x00b", [{"command": "x"}]), E, "NUL"),
-    ("batch-pause-unknown", lambda c, w: queries.batch_pause(c, "nope"), errors.NotFound, "nope"),
-    ("batch-signal-kind", lambda c, w: queries.batch_signal(c, "b", "explode"), E, "explode"),
+    ("batch-empty", lambda c, w: task_submit(c, "", [{"command": "x"}]), E, "batch"),
+    ("batch-slash", lambda c, w: task_submit(c, "a/b", [{"command": "x"}]), E, "batch"),
+    ("batch-newline", lambda c, w: task_submit(c, "a\nb", [{"command": "x"}]), E, "batch"),
+    ("batch-nul", lambda c, w: task_submit(c, "a\x00b", [{"command": "x"}]), E, "NUL"),
+    ("batch-pause-unknown", lambda c, w: batch_pause(c, "nope"), errors.NotFound, "nope"),
+    ("batch-signal-kind", lambda c, w: batch_signal(c, "b", "explode"), E, "explode"),
     # task_add_v1
     ("add-null-command", raw("SELECT scitq.task_add_v1('b', NULL)"), E, "command"),
     (
@@ -117,7 +125,7 @@ CASES: list[tuple[str, Call, type[Exception], str]] = [
         "retries",
     ),
     # task actions
-    ("signal-kind", lambda c, w: queries.task_signal(c, [w.task], "explode"), E, "explode"),
+    ("signal-kind", lambda c, w: task_signal(c, [w.task], "explode"), E, "explode"),
     ("signal-kind-null", raw("SELECT scitq.task_signal_v1(ARRAY[1::bigint], NULL)"), E, "kind"),
     (
         "cancel-huge-id",
@@ -160,101 +168,99 @@ CASES: list[tuple[str, Call, type[Exception], str]] = [
         "hashed",
     ),
     # worker_register_v1
-    ("register-empty-name", lambda c, w: queries.worker_register(c, ""), E, "worker name"),
-    ("register-control-name", lambda c, w: queries.worker_register(c, "a\tb"), E, "worker name"),
-    ("register-nul-name", lambda c, w: queries.worker_register(c, "a\x00b"), E, "NUL"),
+    ("register-empty-name", lambda c, w: worker_register(c, ""), E, "worker name"),
+    ("register-control-name", lambda c, w: worker_register(c, "a\tb"), E, "worker name"),
+    ("register-nul-name", lambda c, w: worker_register(c, "a\x00b"), E, "NUL"),
     (
         "register-concurrency-negative",
-        lambda c, w: queries.worker_register(c, "n", concurrency=-1),
+        lambda c, w: worker_register(c, "n", concurrency=-1),
         E,
         "concurrency",
     ),
     (
         "register-concurrency-huge",
-        lambda c, w: queries.worker_register(c, "n", concurrency=BIG),
+        lambda c, w: worker_register(c, "n", concurrency=BIG),
         E,
         "out of range",
     ),
     (
         "register-prefetch-negative",
-        lambda c, w: queries.worker_register(c, "n", prefetch=-1),
+        lambda c, w: worker_register(c, "n", prefetch=-1),
         E,
         "prefetch",
     ),
     (
         "register-lease-zero",
-        lambda c, w: queries.worker_register(c, "n", lease_seconds=0),
+        lambda c, w: worker_register(c, "n", lease_seconds=0),
         E,
         "lease",
     ),
     (
         "register-lease-negative",
-        lambda c, w: queries.worker_register(c, "n", lease_seconds=-60),
+        lambda c, w: worker_register(c, "n", lease_seconds=-60),
         E,
         "lease",
     ),
     # worker_update_v1
     (
         "update-concurrency-negative",
-        lambda c, w: queries.worker_update(c, w.worker, concurrency=-1),
+        lambda c, w: worker_update(c, w.worker, concurrency=-1),
         E,
         "concurrency",
     ),
     (
         "update-prefetch-negative",
-        lambda c, w: queries.worker_update(c, w.worker, prefetch=-2),
+        lambda c, w: worker_update(c, w.worker, prefetch=-2),
         E,
         "prefetch",
     ),
     (
         "update-concurrency-huge",
-        lambda c, w: queries.worker_update(c, w.worker, concurrency=BIG),
+        lambda c, w: worker_update(c, w.worker, concurrency=BIG),
         E,
         "out of range",
     ),
     (
         "update-unknown-worker",
-        lambda c, w: queries.worker_update(c, 987654, concurrency=1),
+        lambda c, w: worker_update(c, 987654, concurrency=1),
         errors.NotFound,
         "987654",
     ),
     # task_claim_v1
-    ("claim-negative", lambda c, w: queries.task_claim(c, w.worker, -1), E, "claim limit"),
+    ("claim-negative", lambda c, w: task_claim(c, w.worker, -1), E, "claim limit"),
     ("claim-null", raw("SELECT * FROM scitq.task_claim_v1(1, NULL)"), E, "claim limit"),
-    ("claim-unknown-worker", lambda c, w: queries.task_claim(c, -5, 1), errors.NotFound, "-5"),
+    ("claim-unknown-worker", lambda c, w: task_claim(c, -5, 1), errors.NotFound, "-5"),
     # worker_heartbeat_v1
-    ("heartbeat-unknown", lambda c, w: queries.worker_heartbeat(c, 0), errors.NotFound, "0"),
+    ("heartbeat-unknown", lambda c, w: worker_heartbeat(c, 0), errors.NotFound, "0"),
     # execution_set_phase_v1
     (
         "phase-bogus",
-        lambda c, w: queries.execution_set_phase(c, w.worker, w.execution, "dancing"),
+        lambda c, w: execution_set_phase(c, w.worker, w.execution, "dancing"),
         E,
         "dancing",
     ),
     (
         "phase-finished",
-        lambda c, w: queries.execution_set_phase(c, w.worker, w.execution, "succeeded"),
+        lambda c, w: execution_set_phase(c, w.worker, w.execution, "succeeded"),
         E,
         "phase",
     ),
     # execution_append_output_v1
     (
         "output-negative-seq",
-        lambda c, w: queries.execution_append_output(
-            c, w.worker, [(w.execution, -1, "stdout", "x")]
-        ),
+        lambda c, w: execution_append_output(c, w.worker, [(w.execution, -1, "stdout", "x")]),
         E,
         "seq",
     ),
     (
         "output-stream",
-        lambda c, w: queries.execution_append_output(c, w.worker, [(w.execution, 0, "stdin", "x")]),
+        lambda c, w: execution_append_output(c, w.worker, [(w.execution, 0, "stdin", "x")]),
         E,
         "stdin",
     ),
     (
         "output-unknown-execution",
-        lambda c, w: queries.execution_append_output(c, w.worker, [(987654, 0, "stdout", "x")]),
+        lambda c, w: execution_append_output(c, w.worker, [(987654, 0, "stdout", "x")]),
         errors.ExecutionNotLive,
         "987654",
     ),
@@ -271,13 +277,13 @@ CASES: list[tuple[str, Call, type[Exception], str]] = [
     ("finish-not-array", raw("SELECT * FROM scitq.execution_finish_v1(1, '{}')"), E, "array"),
     (
         "finish-no-id",
-        lambda c, w: queries.execution_finish(c, w.worker, [{"return_code": 0}]),
+        lambda c, w: execution_finish(c, w.worker, [{"return_code": 0}]),
         E,
         "execution_id",
     ),
     (
         "finish-class",
-        lambda c, w: queries.execution_finish(
+        lambda c, w: execution_finish(
             c, w.worker, [{"execution_id": w.execution, "return_code": 1, "failure_class": "bad"}]
         ),
         E,
@@ -285,7 +291,7 @@ CASES: list[tuple[str, Call, type[Exception], str]] = [
     ),
     (
         "finish-negative-rss",
-        lambda c, w: queries.execution_finish(
+        lambda c, w: execution_finish(
             c, w.worker, [{"execution_id": w.execution, "return_code": 0, "peak_rss_bytes": -1}]
         ),
         E,
@@ -293,7 +299,7 @@ CASES: list[tuple[str, Call, type[Exception], str]] = [
     ),
     (
         "finish-huge-return-code",
-        lambda c, w: queries.execution_finish(
+        lambda c, w: execution_finish(
             c, w.worker, [{"execution_id": w.execution, "return_code": BIG}]
         ),
         E,
@@ -325,7 +331,7 @@ def test_bad_argument_is_refused_clearly_and_changes_nothing(
 
 def test_huge_command_is_stored_intact(conn: psycopg.Connection[Any]) -> None:
     """2 MiB of command text is stored as given (the agent runs it or fails it clearly)."""
-    (row,) = queries.task_submit(conn, "b", [{"command": HUGE_TEXT, "name": "n" * 100_000}])
+    (row,) = task_submit(conn, "b", [{"command": HUGE_TEXT, "name": "n" * 100_000}])
     stored = conn.execute("SELECT command, name FROM scitq.task WHERE id = %s", (row["id"],))
     assert stored.fetchone() == (HUGE_TEXT, "n" * 100_000)
 
@@ -333,7 +339,7 @@ def test_huge_command_is_stored_intact(conn: psycopg.Connection[Any]) -> None:
 def test_output_with_nul_and_invalid_utf8_is_stored_escaped(
     conn: psycopg.Connection[Any], world: World
 ) -> None:
-    queries.execution_append_output(
+    execution_append_output(
         conn,
         world.worker,
         [
@@ -352,7 +358,7 @@ def test_submit_refusal_is_all_or_nothing(conn: psycopg.Connection[Any]) -> None
     before = snapshot(conn)
     tasks = [{"command": "true"}, {"command": "true"}, {"command": "true", "retries": -1}]
     with pytest.raises(errors.InvalidArgument, match="task #3"):
-        queries.task_submit(conn, "b", tasks)
+        task_submit(conn, "b", tasks)
     assert snapshot(conn) == before
     assert json.dumps(tasks)  # the input itself was valid JSON
 
@@ -360,7 +366,7 @@ def test_submit_refusal_is_all_or_nothing(conn: psycopg.Connection[Any]) -> None
 def test_accepted_extremes_are_harmless(conn: psycopg.Connection[Any]) -> None:
     """Huge delays and timeouts are stored; the back-off is capped and the scheduler's
     timeout sweep still works (it once overflowed interval arithmetic on such a task)."""
-    queries.task_submit(
+    task_submit(
         conn,
         "b",
         [
@@ -373,46 +379,44 @@ def test_accepted_extremes_are_harmless(conn: psycopg.Connection[Any]) -> None:
             }
         ],
     )
-    worker = queries.worker_register(conn, "w", batches=["b"], concurrency=2)["id"]
-    (claim,) = queries.task_claim(conn, worker, 1)
-    queries.execution_set_phase(conn, worker, claim["execution_id"], "running")
-    assert queries.execution_overdue(conn, grace_seconds=60) == []
-    queries.execution_finish(
-        conn, worker, [{"execution_id": claim["execution_id"], "return_code": 1}]
-    )
+    worker = worker_register(conn, "w", batches=["b"], concurrency=2)["id"]
+    (claim,) = task_claim(conn, worker, 1)
+    execution_set_phase(conn, worker, claim["execution_id"], "running")
+    assert execution_overdue(conn, grace_seconds=60) == []
+    execution_finish(conn, worker, [{"execution_id": claim["execution_id"], "return_code": 1}])
     delay = conn.execute("SELECT available_at - now() FROM scitq.task").fetchone()
     assert delay is not None and delay[0].total_seconds() <= 3600
 
 
 def test_json_scalars_in_text_lists_are_stored_as_text(conn: psycopg.Connection[Any]) -> None:
-    queries.task_submit(conn, "b", [{"command": "true", "tags": [1, True]}])
+    task_submit(conn, "b", [{"command": "true", "tags": [1, True]}])
     assert conn.execute("SELECT tags FROM scitq.task").fetchone() == (["1", "true"],)
 
 
 # Gaps these tests found, fixed in migration 0003: each is now refused with the field named.
 SQL_GAPS = [
     pytest.param(
-        lambda c: queries.worker_register(c, "n", lease_seconds=float("inf")),
+        lambda c: worker_register(c, "n", lease_seconds=float("inf")),
         "lease",
         id="register-lease-infinite",
     ),
     pytest.param(
-        lambda c: queries.worker_register(c, "n", lease_seconds=float("nan")),
+        lambda c: worker_register(c, "n", lease_seconds=float("nan")),
         "lease",
         id="register-lease-nan",
     ),
     pytest.param(
-        lambda c: queries.worker_register(c, "n", batches=["a/b", ""]),
+        lambda c: worker_register(c, "n", batches=["a/b", ""]),
         "batch",
         id="register-batch-names",
     ),
     pytest.param(
-        lambda c: queries.worker_register(c, "n", cpu_count=-4),
+        lambda c: worker_register(c, "n", cpu_count=-4),
         "cpu",
         id="register-cpu-negative",
     ),
     pytest.param(
-        lambda c: queries.task_submit(c, "b", [{"command": "true", "env": {"A=B": "x"}}]),
+        lambda c: task_submit(c, "b", [{"command": "true", "env": {"A=B": "x"}}]),
         "env",
         id="env-name-with-equals",
     ),
@@ -428,7 +432,7 @@ def test_sql_gap(conn: psycopg.Connection[Any], call: Any, fragment: str) -> Non
 
 
 def test_huge_concurrency_and_prefetch_still_claim(conn: psycopg.Connection[Any]) -> None:
-    queries.task_submit(conn, "b", [{"command": "true"}])
-    worker = queries.worker_register(conn, "w", batches=["b"])["id"]
-    queries.worker_update(conn, worker, concurrency=INT_MAX, prefetch=INT_MAX)
-    assert len(queries.task_claim(conn, worker, 10)) == 1
+    task_submit(conn, "b", [{"command": "true"}])
+    worker = worker_register(conn, "w", batches=["b"])["id"]
+    worker_update(conn, worker, concurrency=INT_MAX, prefetch=INT_MAX)
+    assert len(task_claim(conn, worker, 10)) == 1

@@ -26,7 +26,8 @@ import psutil
 import psycopg
 import pytest
 
-from scitq.db import migrate, queries
+from scitq.db import migrate
+from scitq.db.task import task_submit
 from scitq.embedded.server import EmbeddedServer
 from tests.fixtures.agents import AgentProcess, wait_for
 
@@ -207,7 +208,7 @@ def test_chaos(chaos_server: tuple[EmbeddedServer, str], tmp_path: Path) -> None
     started = time.monotonic()
     conn = psycopg.connect(conninfo, autocommit=True)
     for start in range(0, TASKS, 5000):
-        queries.task_submit(
+        task_submit(
             conn,
             "chaos",
             [

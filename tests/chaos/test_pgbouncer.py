@@ -20,7 +20,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from scitq.db import migrate, queries
+from scitq.db import migrate
+from scitq.db.task import task_submit
 from scitq.embedded.server import EmbeddedServer
 from tests.cli.conftest import PROJECT_ROOT
 
@@ -89,7 +90,7 @@ def test_poll_only_agents_work_through_transaction_pooling(
 ) -> None:
     direct, pooled = bouncer
     with psycopg.connect(direct, autocommit=True) as conn:
-        queries.task_submit(conn, "pooled", [{"command": f"echo {i}"} for i in range(120)])
+        task_submit(conn, "pooled", [{"command": f"echo {i}"} for i in range(120)])
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCITQ_")}
     env["PYTHONPATH"] = str(PROJECT_ROOT)
     agents = [

@@ -16,7 +16,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from scitq.cli import scitq
-from scitq.db import queries
+from scitq.db.execution import execution_append_output, execution_finish, execution_set_phase
+from scitq.db.task import task_claim, task_submit
+from scitq.db.worker import worker_register
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,11 +58,11 @@ def assert_one_line_error(result: Result, exit_code: int, fragment: str) -> None
 
 
 def submit(conn: psycopg.Connection[Any], batch: str, *tasks: dict[str, Any]) -> list[int]:
-    return [row["id"] for row in queries.task_submit(conn, batch, list(tasks))]
+    return [row["id"] for row in task_submit(conn, batch, list(tasks))]
 
 
 def register(conn: psycopg.Connection[Any], name: str = "w1", **options: Any) -> int:
-    return int(queries.worker_register(conn, name, **options)["id"])
+    return int(worker_register(conn, name, **options)["id"])
 
 
 def claim(
@@ -68,7 +70,7 @@ def claim(
 ) -> list[dict[str, Any]]:
     """Claim tasks; ``later``: an hour from now, after any retry back-off."""
     now = datetime.now(UTC) + timedelta(hours=1) if later else None
-    claims = queries.task_claim(conn, worker, limit, now=now)
+    claims = task_claim(conn, worker, limit, now=now)
     assert claims, "nothing was claimed"
     return claims
 
@@ -82,10 +84,10 @@ def run_to_end(
     **result: Any,
 ) -> None:
     """Run a claimed execution: phase running, output ``(stream, text)`` chunks, finish."""
-    queries.execution_set_phase(conn, worker, execution_id, "running")
+    execution_set_phase(conn, worker, execution_id, "running")
     if output:
         chunks = [(execution_id, seq, stream, text) for seq, (stream, text) in enumerate(output)]
-        queries.execution_append_output(conn, worker, chunks)
-    queries.execution_finish(
+        execution_append_output(conn, worker, chunks)
+    execution_finish(
         conn, worker, [{"execution_id": execution_id, "return_code": return_code, **result}]
     )

@@ -12,7 +12,9 @@ import psycopg
 import pytest
 
 from scitq.cli.batch import EXIT_TASKS_FAILED, EXIT_TIMEOUT
-from scitq.db import queries
+from scitq.db.execution import execution_set_phase
+from scitq.db.task import task_claim
+from scitq.db.worker import worker_heartbeat
 from tests.cli.conftest import (
     Invoke,
     assert_one_line_error,
@@ -53,17 +55,17 @@ def test_pause_resume_retry_cancel(invoke: Invoke, conn: psycopg.Connection[Any]
     a, b = submit(conn, "x", {"command": "a"}, {"command": "b"})
     worker = register(conn, "w1", concurrency=2)
     running = claim(conn, worker)[0]["execution_id"]
-    queries.execution_set_phase(conn, worker, running, "running")
+    execution_set_phase(conn, worker, running, "running")
 
     paused = invoke("batch", "pause", "x", "--running")
     assert paused.exit_code == 0, paused.output
     assert "1 running task(s) suspended" in paused.stdout
-    assert queries.task_claim(conn, worker, 1) == []  # the batch is paused
-    signals = queries.worker_heartbeat(conn, worker, [running])["signals"]
+    assert task_claim(conn, worker, 1) == []  # the batch is paused
+    signals = worker_heartbeat(conn, worker, [running])["signals"]
     assert [s["kind"] for s in signals] == ["pause"]
 
     assert invoke("batch", "resume", "x").exit_code == 0
-    assert len(queries.task_claim(conn, worker, 1)) == 1
+    assert len(task_claim(conn, worker, 1)) == 1
 
     canceled = invoke("batch", "cancel", "x", "--reason", "stop")
     assert "2 task(s) canceled" in canceled.stdout

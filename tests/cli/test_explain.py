@@ -9,7 +9,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from scitq.db import queries
+from scitq.db.batch import batch_pause
+from scitq.db.execution import execution_set_phase
+from scitq.db.task import task_cancel, task_pause
+from scitq.db.worker import worker_stop, worker_update
 from tests.cli.conftest import Invoke, assert_one_line_error, claim, register, run_to_end, submit
 
 pytestmark = pytest.mark.sql
@@ -55,7 +58,7 @@ def test_only_offline_or_stopped_workers(invoke: Invoke, conn: psycopg.Connectio
     long_ago = datetime.now(UTC) - timedelta(hours=2)
     register(conn, "silent", batches=["b"], now=long_ago)
     stopped = register(conn, "gone")  # every batch
-    queries.worker_stop(conn, stopped)
+    worker_stop(conn, stopped)
 
     found = explained(invoke, task)
 
@@ -71,7 +74,7 @@ def test_every_serving_worker_is_full_or_paused(
     busy = register(conn, "busy", batches=["b"], concurrency=1)
     claim(conn, busy)
     paused = register(conn, "resting", batches=["b"])
-    queries.worker_update(conn, paused, is_paused=True)
+    worker_update(conn, paused, is_paused=True)
 
     found = explained(invoke, task)
 
@@ -79,7 +82,7 @@ def test_every_serving_worker_is_full_or_paused(
     assert "busy is full (1 of 1 slots)" in found["message"]
     assert "resting is paused" in found["message"]
 
-    queries.worker_update(conn, paused, is_paused=False)
+    worker_update(conn, paused, is_paused=False)
     runnable = explained(invoke, task)
     assert runnable["code"] == "runnable"
     assert "resting (1 free)" in runnable["message"]
@@ -99,7 +102,7 @@ def test_tasks_ahead_in_claim_order_are_counted(
 def test_batch_paused(invoke: Invoke, conn: psycopg.Connection[Any]) -> None:
     (task,) = submit(conn, "held", {"command": "a"})
     register(conn, "w1")
-    queries.batch_pause(conn, "held")
+    batch_pause(conn, "held")
 
     found = explained(invoke, task)
 
@@ -125,7 +128,7 @@ def test_back_off_until_a_time_after_a_failed_attempt(
 
 def test_several_reasons_come_with_details(invoke: Invoke, conn: psycopg.Connection[Any]) -> None:
     (task,) = submit(conn, "b", {"command": "a"})
-    queries.batch_pause(conn, "b")
+    batch_pause(conn, "b")
 
     found = explained(invoke, task)
 
@@ -140,8 +143,8 @@ def test_paused_and_canceled_tasks(invoke: Invoke, conn: psycopg.Connection[Any]
         conn, "b", {"command": "a", "name": "root"},
         {"command": "b", "depends_on_names": ["root"]}, {"command": "c"},
     )  # fmt: skip
-    queries.task_pause(conn, [held])
-    queries.task_cancel(conn, [root], "wrong reference")
+    task_pause(conn, [held])
+    task_cancel(conn, [root], "wrong reference")
 
     paused = explained(invoke, held)
     assert paused["code"] == "paused"
@@ -161,7 +164,7 @@ def test_assigned_running_and_ended(invoke: Invoke, conn: psycopg.Connection[Any
     a, b, c = submit(conn, "b", {"command": "a"}, {"command": "b"}, {"command": "c"})
     worker = register(conn, "node07", concurrency=3)
     executions = {row["task_id"]: row["execution_id"] for row in claim(conn, worker, 3)}
-    queries.execution_set_phase(conn, worker, executions[b], "running")
+    execution_set_phase(conn, worker, executions[b], "running")
     run_to_end(conn, worker, executions[c], return_code=137, failure_class="oom")
 
     assigned = explained(invoke, a)

@@ -1,4 +1,4 @@
-"""The read queries of listing.sql: one per wrapper, and pages that read index ranges.
+"""The task listing queries (queries/task.sql) read index ranges, not the table.
 
 The plan test fills 200,000 tasks; bench-style numbers for 10^6 are in the report of the
 listing work (a page with no filter, --after, a batch or a rare status reads at most a few
@@ -7,7 +7,6 @@ thousand index entries there too).
 
 from __future__ import annotations
 
-import inspect
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,27 +17,11 @@ from psycopg import sql as pgsql
 from psycopg.conninfo import make_conninfo
 
 from scitq import sql
-from scitq.client import PAGE_SCAN_BUDGET, Client
-from scitq.db import listing, queries
+from scitq.client import Client
+from scitq.db.task import PAGE_SCAN_BUDGET, task_cancel
 
 BIG = 200_000
 CHUNK = 5_000
-
-
-def test_every_listing_wrapper_has_its_named_query() -> None:
-    named = sql.queries()
-    wrappers = [
-        name
-        for name, function in vars(listing).items()
-        if inspect.isfunction(function)
-        and function.__module__ == listing.__name__
-        and not name.startswith("_")
-        and name not in ("from_row", "as_dict", "explain")
-    ]
-    assert "task_list" in wrappers and "task_explain" in wrappers
-    for name in wrappers:
-        assert name in named, f"listing.{name} has no named query"
-    assert not set(wrappers) & set(vars(queries)), "a name used by both wrapper modules"
 
 
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -69,7 +52,7 @@ def big_db(server_conninfo: str, template_db: str) -> Iterator[str]:
                 "SELECT count(*) FROM scitq.task_submit_v1('late', (SELECT jsonb_agg("
                 "jsonb_build_object('command', 'true')) FROM generate_series(1, 2000)))"
             )
-            queries.task_cancel(conn, range(1, BIG, BIG // 100))
+            task_cancel(conn, range(1, BIG, BIG // 100))
             conn.execute("ANALYZE")
         yield conninfo
     finally:
@@ -133,7 +116,7 @@ def test_a_page_reads_index_ranges_not_the_table(
         params["batch_id"] = batch_ids[params.pop("batch")]
     if phase == "window":  # the window's last id, as Client.page finds it first
         window = {"after": params["after"], "scan_budget": PAGE_SCAN_BUDGET}
-        params["upto"] = conn.execute(sql.queries()["task_window_end"], window).fetchone()[0]
+        params["upto"] = conn.execute(sql.queries()["task_window"], window).fetchone()[0]
 
     scans = _task_scans(conn, params)
 

@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from scitq.cli import scitq
-from scitq.db import queries
+from scitq.db.execution import execution_append_output, execution_finish, execution_set_phase
+from scitq.db.worker import worker_heartbeat
 from tests.cli.conftest import (
     Invoke,
     assert_one_line_error,
@@ -204,13 +205,13 @@ def test_log_follow_prints_output_live_and_exits_at_the_end(
         assert process.poll() is None
         worker = register(conn, "w1")
         execution = claim(conn, worker)[0]["execution_id"]
-        queries.execution_set_phase(conn, worker, execution, "running")
+        execution_set_phase(conn, worker, execution, "running")
         for seq in range(3):
-            queries.execution_append_output(conn, worker, [(execution, seq, "stdout", f"{seq}\n")])
+            execution_append_output(conn, worker, [(execution, seq, "stdout", f"{seq}\n")])
             time.sleep(0.3)
         assert process.poll() is None  # still following a running execution
-        queries.execution_append_output(conn, worker, [(execution, 3, "stdout", "last\n")])
-        queries.execution_finish(conn, worker, [{"execution_id": execution, "return_code": 0}])
+        execution_append_output(conn, worker, [(execution, 3, "stdout", "last\n")])
+        execution_finish(conn, worker, [{"execution_id": execution, "return_code": 0}])
         stdout, stderr = process.communicate(timeout=30)
     finally:
         process.kill()
@@ -252,13 +253,13 @@ def test_cancel_retry_pause_resume(invoke: Invoke, conn: psycopg.Connection[Any]
 
     worker = register(conn, "w1")
     execution = claim(conn, worker)[0]["execution_id"]  # task a
-    queries.execution_set_phase(conn, worker, execution, "running")
+    execution_set_phase(conn, worker, execution, "running")
     suspended = invoke("task", "pause", str(a))
     assert suspended.exit_code == 0, suspended.output
     assert f"task {a} paused: now running, suspended" in suspended.stdout
     continued = invoke("task", "resume", str(a))
     assert f"task {a} resumed: now running, continued" in continued.stdout
-    signals = queries.worker_heartbeat(conn, worker, [execution])["signals"]
+    signals = worker_heartbeat(conn, worker, [execution])["signals"]
     assert [s["kind"] for s in signals] == ["pause", "resume"]
 
 

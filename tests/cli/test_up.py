@@ -19,7 +19,7 @@ import psutil
 import psycopg
 import pytest
 
-from scitq.db import queries
+from scitq.db.task import task_get, task_submit
 from scitq.embedded.server import EmbeddedServer
 from tests.cli.conftest import PROJECT_ROOT
 from tests.fixtures.agents import wait_for
@@ -105,7 +105,7 @@ def started() -> Iterator[list[Up]]:
 
 def _status(conninfo: str, task_id: int) -> str:
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        task = queries.task_get(conn, task_id)
+        task = task_get(conn, task_id)
         assert task is not None
         return str(task["status"])
 
@@ -113,7 +113,7 @@ def _status(conninfo: str, task_id: int) -> str:
 def _run_a_task_then_interrupt(up: Up, conninfo: str) -> None:
     up.wait_ready()
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        [row] = queries.task_submit(conn, "demo", [{"command": "echo hello"}])
+        [row] = task_submit(conn, "demo", [{"command": "echo hello"}])
     task_id = int(row["id"])
     wait_for(lambda: _status(conninfo, task_id) in ("succeeded", "failed"), timeout=60)
     assert _status(conninfo, task_id) == "succeeded"

@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from scitq.db import queries
+from scitq.db.task import task_claim
+from scitq.db.worker import worker_heartbeat
 from tests.cli.conftest import Invoke, assert_one_line_error, claim, register, submit
 
 pytestmark = pytest.mark.sql
@@ -56,7 +57,7 @@ def test_set_changes_only_what_is_given(invoke: Invoke, conn: psycopg.Connection
     by_id = invoke("worker", "set", str(worker), "--all-batches", "--drain", "--json")
     assert json.loads(by_id.stdout)["batches"] == []
     assert worker_row(conn, worker) == ([], 8, 1, False, True, False)
-    config = queries.worker_heartbeat(conn, worker)
+    config = worker_heartbeat(conn, worker)
     assert (config["concurrency"], config["is_draining"]) == (8, True)  # what the agent gets
 
 
@@ -77,7 +78,7 @@ def test_pause_resume_and_a_name_made_of_digits(
     assert invoke("worker", "pause", "node1").exit_code == 0
     assert worker_row(conn, worker)[3] is True  # type: ignore[index]
     submit(conn, "b", {"command": "a"})
-    assert queries.task_claim(conn, worker, 1) == []
+    assert task_claim(conn, worker, 1) == []
 
     assert "paused" not in invoke("worker", "resume", "node1").stdout
     assert worker_row(conn, worker)[3] is False  # type: ignore[index]

@@ -6,7 +6,19 @@ import threading
 
 import psycopg
 
-from scitq.db import queries
+from scitq.db.batch import batch_cancel, batch_delete, batch_pause, batch_resume, batch_retry
+from scitq.db.execution import execution_finish
+from scitq.db.report import batch_progress
+from scitq.db.task import (
+    task_cancel,
+    task_claim,
+    task_delete,
+    task_pause,
+    task_resume,
+    task_retry,
+    task_submit,
+)
+from scitq.db.worker import worker_heartbeat, worker_register
 
 
 def statuses(conn, ids):
@@ -18,8 +30,8 @@ def statuses(conn, ids):
 
 def run(conn, worker, count, return_code=0):
     """Claim and finish up to `count` tasks; returns the task ids finished."""
-    claims = queries.task_claim(conn, worker, count)
-    queries.execution_finish(
+    claims = task_claim(conn, worker, count)
+    execution_finish(
         conn,
         worker,
         [{"execution_id": c["execution_id"], "return_code": return_code} for c in claims],
@@ -29,7 +41,7 @@ def run(conn, worker, count, return_code=0):
 
 def chain(conn, batch="b"):
     """a <- b <- c, and d depends on a and b (a gather)."""
-    rows = queries.task_submit(
+    rows = task_submit(
         conn,
         batch,
         [
@@ -44,7 +56,7 @@ def chain(conn, batch="b"):
 
 def test_dependents_are_promoted_when_all_dependencies_succeed(conn):
     a, b, c, d = chain(conn)
-    worker = queries.worker_register(conn, "w", batches=["b"], concurrency=10)["id"]
+    worker = worker_register(conn, "w", batches=["b"], concurrency=10)["id"]
     assert statuses(conn, [a, b, c, d]) == ["pending", "waiting", "waiting", "waiting"]
     assert run(conn, worker, 10) == [a]
     assert statuses(conn, [b, c, d]) == ["pending", "waiting", "waiting"]
@@ -55,7 +67,7 @@ def test_dependents_are_promoted_when_all_dependencies_succeed(conn):
 
 def test_failure_for_good_cancels_every_dependent_with_a_reason(conn):
     a, b, c, d = chain(conn)
-    worker = queries.worker_register(conn, "w", batches=["b"], concurrency=10)["id"]
+    worker = worker_register(conn, "w", batches=["b"], concurrency=10)["id"]
     run(conn, worker, 1, return_code=2)
     assert statuses(conn, [a, b, c, d]) == ["failed", "canceled", "canceled", "canceled"]
     reasons = conn.execute(
@@ -71,9 +83,9 @@ def test_failure_for_good_cancels_every_dependent_with_a_reason(conn):
 
 def test_retry_restores_the_canceled_dependents(conn):
     a, b, c, d = chain(conn)
-    worker = queries.worker_register(conn, "w", batches=["b"], concurrency=10)["id"]
+    worker = worker_register(conn, "w", batches=["b"], concurrency=10)["id"]
     run(conn, worker, 1, return_code=2)
-    retried = queries.task_retry(conn, [a])
+    retried = task_retry(conn, [a])
     assert sorted((r["id"], r["status"]) for r in retried) == [
         (a, "pending"),
         (b, "waiting"),
@@ -93,14 +105,12 @@ def test_retry_restores_the_canceled_dependents(conn):
 
 
 def test_retry_gives_a_fresh_retry_budget(conn):
-    (task,) = queries.task_submit(
-        conn, "b", [{"command": "x", "retries": 1, "retry_delay_seconds": 0}]
-    )
-    worker = queries.worker_register(conn, "w", batches=["b"])["id"]
+    (task,) = task_submit(conn, "b", [{"command": "x", "retries": 1, "retry_delay_seconds": 0}])
+    worker = worker_register(conn, "w", batches=["b"])["id"]
     run(conn, worker, 1, return_code=1)
     run(conn, worker, 1, return_code=1)
     assert statuses(conn, [task["id"]]) == ["failed"]
-    queries.task_retry(conn, [task["id"]])
+    task_retry(conn, [task["id"]])
     run(conn, worker, 1, return_code=1)
     assert statuses(conn, [task["id"]]) == ["pending"]  # one retry left again
     run(conn, worker, 1, return_code=1)
@@ -109,46 +119,46 @@ def test_retry_gives_a_fresh_retry_budget(conn):
 
 def test_retry_ignores_tasks_that_did_not_fail(conn):
     a, b, _, _ = chain(conn)
-    assert queries.task_retry(conn, [a, b]) == []
+    assert task_retry(conn, [a, b]) == []
     assert statuses(conn, [a, b]) == ["pending", "waiting"]
 
 
 def test_pause_and_resume_tasks(conn):
     a, b, _, _ = chain(conn)
-    worker = queries.worker_register(conn, "w", batches=["b"], concurrency=10)["id"]
-    paused = queries.task_pause(conn, [a, b])
+    worker = worker_register(conn, "w", batches=["b"], concurrency=10)["id"]
+    paused = task_pause(conn, [a, b])
     assert sorted((r["id"], r["status"]) for r in paused) == [(a, "paused"), (b, "paused")]
-    assert queries.task_claim(conn, worker, 10) == []
-    resumed = queries.task_resume(conn, [a, b])
+    assert task_claim(conn, worker, 10) == []
+    resumed = task_resume(conn, [a, b])
     assert sorted((r["id"], r["status"]) for r in resumed) == [(a, "pending"), (b, "waiting")]
-    (claim,) = queries.task_claim(conn, worker, 10)
+    (claim,) = task_claim(conn, worker, 10)
     # a running task gets a signal, its status does not change
-    assert queries.task_pause(conn, [a]) == []
-    beat = queries.worker_heartbeat(conn, worker, [claim["execution_id"]])
+    assert task_pause(conn, [a]) == []
+    beat = worker_heartbeat(conn, worker, [claim["execution_id"]])
     assert [s["kind"] for s in beat["signals"]] == ["pause"]
-    queries.task_resume(conn, [a])
-    beat = queries.worker_heartbeat(conn, worker, [claim["execution_id"]])
+    task_resume(conn, [a])
+    beat = worker_heartbeat(conn, worker, [claim["execution_id"]])
     assert [s["kind"] for s in beat["signals"]] == ["pause", "resume"]
 
 
 def test_cancel_running_task_cancels_execution_and_dependents(conn):
     a, b, c, d = chain(conn)
-    worker = queries.worker_register(conn, "w", batches=["b"], concurrency=10)["id"]
-    (claim,) = queries.task_claim(conn, worker, 10)
-    canceled = queries.task_cancel(conn, [a], reason="wrong input")
+    worker = worker_register(conn, "w", batches=["b"], concurrency=10)["id"]
+    (claim,) = task_claim(conn, worker, 10)
+    canceled = task_cancel(conn, [a], reason="wrong input")
     assert canceled == [{"id": a, "status": "canceled"}]
     assert statuses(conn, [a, b, c, d]) == ["canceled"] * 4
     assert conn.execute(
         "SELECT status, failure_class, failure_reason FROM scitq.execution"
     ).fetchone() == ("canceled", "canceled", "wrong input")
-    beat = queries.worker_heartbeat(conn, worker, [claim["execution_id"]])
+    beat = worker_heartbeat(conn, worker, [claim["execution_id"]])
     assert beat["dead_execution_ids"] == [claim["execution_id"]]
-    assert queries.task_cancel(conn, [a]) == []  # already over
+    assert task_cancel(conn, [a]) == []  # already over
 
 
 def test_delete_task_cancels_its_dependents(conn):
     a, b, c, d = chain(conn)
-    assert queries.task_delete(conn, [b]) == 1
+    assert task_delete(conn, [b]) == 1
     assert statuses(conn, [a, b, c, d]) == ["pending", None, "canceled", "canceled"]
     reason = conn.execute("SELECT cancel_reason FROM scitq.task WHERE id = %s", (c,)).fetchone()
     assert reason == (f"dependency task {b} was deleted",)
@@ -159,31 +169,31 @@ def test_delete_task_cancels_its_dependents(conn):
 
 def test_batch_actions(conn):
     chain(conn, "x")
-    queries.task_submit(conn, "y", [{"command": "other"}])
-    worker = queries.worker_register(conn, "w", batches=["x"], concurrency=10)["id"]
-    queries.batch_pause(conn, "x")
-    assert queries.task_claim(conn, worker, 10) == []
+    task_submit(conn, "y", [{"command": "other"}])
+    worker = worker_register(conn, "w", batches=["x"], concurrency=10)["id"]
+    batch_pause(conn, "x")
+    assert task_claim(conn, worker, 10) == []
     assert conn.execute("SELECT is_paused FROM scitq.batch WHERE name = 'x'").fetchone() == (True,)
-    queries.batch_resume(conn, "x")
+    batch_resume(conn, "x")
     run(conn, worker, 10, return_code=9)
-    assert queries.batch_cancel(conn, "x") == 0  # everything already ended
-    assert queries.batch_retry(conn, "x") == 4
-    assert queries.batch_cancel(conn, "x") == 4
-    progress = {r["batch"]: r for r in queries.batch_progress(conn)}
+    assert batch_cancel(conn, "x") == 0  # everything already ended
+    assert batch_retry(conn, "x") == 4
+    assert batch_cancel(conn, "x") == 4
+    progress = {r["batch"]: r for r in batch_progress(conn)}
     assert (progress["x"]["canceled"], progress["x"]["remaining"], progress["y"]["pending"]) == (
         4,
         0,
         1,
     )
-    assert queries.batch_delete(conn, "x") == 4
-    assert [r["batch"] for r in queries.batch_progress(conn)] == ["y"]
+    assert batch_delete(conn, "x") == 4
+    assert [r["batch"] for r in batch_progress(conn)] == ["y"]
     assert conn.execute("SELECT count(*) FROM scitq.execution").fetchone() == (0,)
 
 
 def test_concurrent_completion_of_two_dependencies_promotes_the_gather(db, conn):
     """Two transactions finish the two dependencies of one task at the same time."""
     for round_ in range(20):
-        rows = queries.task_submit(
+        rows = task_submit(
             conn,
             f"g{round_}",
             [
@@ -193,16 +203,15 @@ def test_concurrent_completion_of_two_dependencies_promotes_the_gather(db, conn)
             ],
         )
         workers = [
-            queries.worker_register(conn, f"w{round_}-{i}", batches=[f"g{round_}"])["id"]
-            for i in range(2)
+            worker_register(conn, f"w{round_}-{i}", batches=[f"g{round_}"])["id"] for i in range(2)
         ]
-        claims = [queries.task_claim(conn, w, 1)[0] for w in workers]
+        claims = [task_claim(conn, w, 1)[0] for w in workers]
         barrier = threading.Barrier(2)
 
         def finish(worker_id, claim, barrier=barrier):
             with psycopg.connect(db) as own:
                 barrier.wait()
-                queries.execution_finish(
+                execution_finish(
                     own, worker_id, [{"execution_id": claim["execution_id"], "return_code": 0}]
                 )
                 own.commit()
@@ -220,8 +229,8 @@ def test_concurrent_completion_of_two_dependencies_promotes_the_gather(db, conn)
 
 def test_retrying_a_canceled_dependent_retries_its_root_cause(conn):
     a, b, c, d = chain(conn)
-    queries.task_cancel(conn, [a])
-    retried = queries.task_retry(conn, [b])
+    task_cancel(conn, [a])
+    retried = task_retry(conn, [b])
     assert [(r["id"], r["status"]) for r in retried] == [
         (a, "pending"),
         (b, "waiting"),
@@ -232,9 +241,9 @@ def test_retrying_a_canceled_dependent_retries_its_root_cause(conn):
 
 def test_deleting_a_succeeded_task_leaves_its_dependents_alone(conn):
     a, b, c, d = chain(conn)
-    worker = queries.worker_register(conn, "w", batches=["b"], concurrency=10)["id"]
+    worker = worker_register(conn, "w", batches=["b"], concurrency=10)["id"]
     run(conn, worker, 10)  # a succeeds, b becomes pending
-    assert queries.task_delete(conn, [a]) == 1
+    assert task_delete(conn, [a]) == 1
     assert statuses(conn, [b, c, d]) == ["pending", "waiting", "waiting"]
     assert run(conn, worker, 10) == [b]
     assert statuses(conn, [c, d]) == ["pending", "pending"]

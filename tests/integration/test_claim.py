@@ -9,11 +9,14 @@ import psycopg
 import pytest
 
 from scitq import errors
-from scitq.db import queries
+from scitq.db.batch import batch_pause, batch_resume
+from scitq.db.execution import execution_finish
+from scitq.db.task import task_claim, task_submit
+from scitq.db.worker import worker_register, worker_update
 
 
 def test_claim_orders_by_priority_then_age(conn):
-    rows = queries.task_submit(
+    rows = task_submit(
         conn,
         "b",
         [
@@ -21,8 +24,8 @@ def test_claim_orders_by_priority_then_age(conn):
             for i, p in enumerate([0, 5, 0, 5, 1])
         ],
     )
-    worker = queries.worker_register(conn, "w", batches=["b"], concurrency=10)
-    claimed = queries.task_claim(conn, worker["id"], 10)
+    worker = worker_register(conn, "w", batches=["b"], concurrency=10)
+    claimed = task_claim(conn, worker["id"], 10)
     names = [r["name"] for r in claimed]
     assert names == ["t1", "t3", "t4", "t0", "t2"]
     assert {r["attempt"] for r in claimed} == {1}
@@ -34,46 +37,46 @@ def test_claim_orders_by_priority_then_age(conn):
 
 
 def test_claim_never_exceeds_concurrency_plus_prefetch(conn):
-    queries.task_submit(conn, "b", [{"command": "x"}] * 20)
-    worker = queries.worker_register(conn, "w", batches=["b"], concurrency=3, prefetch=2)
-    assert len(queries.task_claim(conn, worker["id"], 100)) == 5
-    assert queries.task_claim(conn, worker["id"], 100) == []
-    queries.worker_update(conn, worker["id"], concurrency=4)
-    assert len(queries.task_claim(conn, worker["id"], 100)) == 1
+    task_submit(conn, "b", [{"command": "x"}] * 20)
+    worker = worker_register(conn, "w", batches=["b"], concurrency=3, prefetch=2)
+    assert len(task_claim(conn, worker["id"], 100)) == 5
+    assert task_claim(conn, worker["id"], 100) == []
+    worker_update(conn, worker["id"], concurrency=4)
+    assert len(task_claim(conn, worker["id"], 100)) == 1
 
 
 def test_claim_serves_only_the_workers_batches_and_skips_paused(conn):
-    queries.task_submit(conn, "mine", [{"command": "a"}])
-    queries.task_submit(conn, "other", [{"command": "b"}])
-    queries.task_submit(conn, "held", [{"command": "c"}])
-    queries.batch_pause(conn, "held")
-    worker = queries.worker_register(conn, "w", batches=["mine", "held"], concurrency=10)
-    assert [r["batch"] for r in queries.task_claim(conn, worker["id"], 10)] == ["mine"]
-    queries.batch_resume(conn, "held")
-    assert [r["batch"] for r in queries.task_claim(conn, worker["id"], 10)] == ["held"]
-    every = queries.worker_register(conn, "any", concurrency=10)  # no batch: every batch
-    assert [r["batch"] for r in queries.task_claim(conn, every["id"], 10)] == ["other"]
+    task_submit(conn, "mine", [{"command": "a"}])
+    task_submit(conn, "other", [{"command": "b"}])
+    task_submit(conn, "held", [{"command": "c"}])
+    batch_pause(conn, "held")
+    worker = worker_register(conn, "w", batches=["mine", "held"], concurrency=10)
+    assert [r["batch"] for r in task_claim(conn, worker["id"], 10)] == ["mine"]
+    batch_resume(conn, "held")
+    assert [r["batch"] for r in task_claim(conn, worker["id"], 10)] == ["held"]
+    every = worker_register(conn, "any", concurrency=10)  # no batch: every batch
+    assert [r["batch"] for r in task_claim(conn, every["id"], 10)] == ["other"]
 
 
 def test_paused_or_draining_worker_claims_nothing(conn):
-    queries.task_submit(conn, "b", [{"command": "a"}])
-    worker = queries.worker_register(conn, "w", batches=["b"])
-    queries.worker_update(conn, worker["id"], is_paused=True)
-    assert queries.task_claim(conn, worker["id"], 1) == []
-    queries.worker_update(conn, worker["id"], is_paused=False, is_draining=True)
-    assert queries.task_claim(conn, worker["id"], 1) == []
-    queries.worker_update(conn, worker["id"], is_draining=False)
-    assert len(queries.task_claim(conn, worker["id"], 1)) == 1
+    task_submit(conn, "b", [{"command": "a"}])
+    worker = worker_register(conn, "w", batches=["b"])
+    worker_update(conn, worker["id"], is_paused=True)
+    assert task_claim(conn, worker["id"], 1) == []
+    worker_update(conn, worker["id"], is_paused=False, is_draining=True)
+    assert task_claim(conn, worker["id"], 1) == []
+    worker_update(conn, worker["id"], is_draining=False)
+    assert len(task_claim(conn, worker["id"], 1)) == 1
 
 
 def test_negative_limit_is_refused(conn):
-    worker = queries.worker_register(conn, "w")
+    worker = worker_register(conn, "w")
     with pytest.raises(errors.InvalidArgument, match="claim limit"):
-        queries.task_claim(conn, worker["id"], -1)
+        task_claim(conn, worker["id"], -1)
 
 
 def test_claim_uses_the_partial_index(conn):
-    queries.task_submit(conn, "b", [{"command": "x"}] * 3000)
+    task_submit(conn, "b", [{"command": "x"}] * 3000)
     conn.execute("ANALYZE scitq.task")
     plan = conn.execute(
         "EXPLAIN SELECT id FROM scitq.task WHERE batch_id = 1 AND status = 'pending' "
@@ -86,11 +89,9 @@ def test_claim_uses_the_partial_index(conn):
 def test_concurrent_claims_have_no_duplicates_and_lose_nothing(db, conn, claimers):
     total = 4000
     for start in range(0, total, 1000):
-        queries.task_submit(
-            conn, "race", [{"command": f"t{i}"} for i in range(start, start + 1000)]
-        )
+        task_submit(conn, "race", [{"command": f"t{i}"} for i in range(start, start + 1000)])
     workers = [
-        queries.worker_register(conn, f"w{i}", batches=["race"], concurrency=25)["id"]
+        worker_register(conn, f"w{i}", batches=["race"], concurrency=25)["id"]
         for i in range(claimers)
     ]
     seen: list[int] = []
@@ -101,12 +102,12 @@ def test_concurrent_claims_have_no_duplicates_and_lose_nothing(db, conn, claimer
         try:
             with psycopg.connect(db, autocommit=True) as own:
                 while True:
-                    rows = queries.task_claim(own, worker_id, 25)
+                    rows = task_claim(own, worker_id, 25)
                     if not rows:
                         return
                     with lock:
                         seen.extend(r["task_id"] for r in rows)
-                    queries.execution_finish(
+                    execution_finish(
                         own,
                         worker_id,
                         [{"execution_id": r["execution_id"], "return_code": 0} for r in rows],

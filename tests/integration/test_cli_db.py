@@ -31,7 +31,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from scitq import __version__
 from scitq.cli import mask_conninfo, one_line, scitq
 from scitq.cli.db import ROLE_NAME, default_agent_role, serve_password
-from scitq.db import migrate, queries
+from scitq.db import migrate
+from scitq.db.task import task_submit
+from scitq.db.worker import worker_register
 from scitq.embedded.server import EmbeddedServer
 from scitq.errors import InvalidArgument, WorkerNotOwned
 
@@ -124,8 +126,8 @@ def test_upgrade_empty_database_then_status_shows_head_and_counts(
 
 
 def test_status_json_counts_rows(invoke: Invoke, db: str, conn: psycopg.Connection[Any]) -> None:
-    queries.task_submit(conn, "b1", [{"name": "t1", "command": "true"}, {"command": "true"}])
-    queries.worker_register(conn, "w1")
+    task_submit(conn, "b1", [{"name": "t1", "command": "true"}, {"command": "true"}])
+    worker_register(conn, "w1")
 
     result = invoke(db, "db", "status", "--json")
 
@@ -278,9 +280,9 @@ def test_create_role_agent_logs_in_owns_its_worker_and_reads_no_table(
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             agent.execute("SELECT * FROM scitq.task")
     with psycopg.connect(make_conninfo(db, user=role, password=password), autocommit=True) as agent:
-        assert queries.worker_register(agent, "Node 1/x")["id"] == created["worker"]["id"]
+        assert worker_register(agent, "Node 1/x")["id"] == created["worker"]["id"]
     with pytest.raises(WorkerNotOwned):  # nobody else may resume that worker
-        queries.worker_register(conn, "Node 1/x")
+        worker_register(conn, "Node 1/x")
 
 
 def test_create_role_agent_text_output_shows_password_and_url(

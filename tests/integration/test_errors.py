@@ -8,8 +8,9 @@ import psycopg
 import pytest
 
 from scitq import errors
-from scitq.db import queries
 from scitq.db.connection import connect, translate_error
+from scitq.db.report import schema_counts
+from scitq.db.worker import worker_heartbeat
 
 pytestmark = pytest.mark.sql
 
@@ -66,10 +67,10 @@ def test_hint_is_part_of_the_message(conn: psycopg.Connection[Any]) -> None:
 
 def test_a_stored_function_error_reaches_python_translated(conn: psycopg.Connection[Any]) -> None:
     with pytest.raises(errors.NotFound, match="worker 987654 does not exist"):
-        queries.worker_heartbeat(conn, 987654)
+        worker_heartbeat(conn, 987654)
 
 
 def test_missing_privilege_is_permission_denied(db: str, make_role: Any) -> None:
     _role, conninfo = make_role("scitq_reader")
     with connect(conninfo) as reader, pytest.raises(errors.PermissionDenied):
-        queries.schema_counts(reader)
+        schema_counts(reader)

@@ -8,8 +8,23 @@ import psycopg
 import pytest
 
 from scitq import errors
-from scitq.db import queries
+from scitq.db.batch import batch_signal
 from scitq.db.connection import translated
+from scitq.db.execution import (
+    execution_append_output,
+    execution_expire_leases,
+    execution_finish,
+    execution_set_phase,
+    execution_set_phases,
+)
+from scitq.db.task import task_cancel, task_claim, task_signal, task_submit
+from scitq.db.worker import (
+    worker_delete,
+    worker_heartbeat,
+    worker_register,
+    worker_stop,
+    worker_update,
+)
 
 T0 = datetime(2020, 1, 1, tzinfo=UTC)  # in the past: calls without `now` act later
 
@@ -19,13 +34,13 @@ def at(seconds: float) -> datetime:
 
 
 def setup_one(conn, *, retries=0, retry_delay=10.0, lease=60.0, batch="b"):
-    task = queries.task_submit(
+    task = task_submit(
         conn,
         batch,
         [{"command": "x", "retries": retries, "retry_delay_seconds": retry_delay}],
         now=at(0),
     )[0]
-    worker = queries.worker_register(conn, "w1", batches=[batch], lease_seconds=lease, now=at(0))
+    worker = worker_register(conn, "w1", batches=[batch], lease_seconds=lease, now=at(0))
     return task["id"], worker["id"]
 
 
@@ -38,16 +53,16 @@ def task_row(conn, task_id):
 
 def test_phases_and_success_record_everything(conn):
     task_id, worker = setup_one(conn)
-    (claim,) = queries.task_claim(conn, worker, 1, now=at(1))
+    (claim,) = task_claim(conn, worker, 1, now=at(1))
     execution = claim["execution_id"]
-    queries.execution_set_phase(conn, worker, execution, "downloading", now=at(2))
-    queries.execution_set_phase(conn, worker, execution, "running", now=at(3))
+    execution_set_phase(conn, worker, execution, "downloading", now=at(2))
+    execution_set_phase(conn, worker, execution, "running", now=at(3))
     assert task_row(conn, task_id)[0] == "running"
-    queries.execution_set_phase(conn, worker, execution, "running", now=at(3.5))  # retried call
-    queries.execution_set_phase(conn, worker, execution, "uploading", now=at(4))
+    execution_set_phase(conn, worker, execution, "running", now=at(3.5))  # retried call
+    execution_set_phase(conn, worker, execution, "uploading", now=at(4))
     with pytest.raises(errors.InvalidTransition, match="cannot go back to running"):
-        queries.execution_set_phase(conn, worker, execution, "running", now=at(4.5))
-    result = queries.execution_finish(
+        execution_set_phase(conn, worker, execution, "running", now=at(4.5))
+    result = execution_finish(
         conn,
         worker,
         [
@@ -94,9 +109,9 @@ def test_phases_and_success_record_everything(conn):
 def test_failure_retries_with_exponential_back_off_then_fails(conn):
     task_id, worker = setup_one(conn, retries=2, retry_delay=10)
     for attempt, (start, back_off) in enumerate([(1, 10), (20, 20)], start=1):
-        (claim,) = queries.task_claim(conn, worker, 1, now=at(start))
+        (claim,) = task_claim(conn, worker, 1, now=at(start))
         assert claim["attempt"] == attempt
-        queries.execution_finish(
+        execution_finish(
             conn,
             worker,
             [{"execution_id": claim["execution_id"], "return_code": 3}],
@@ -105,10 +120,10 @@ def test_failure_retries_with_exponential_back_off_then_fails(conn):
         status, count, available_at, _ = task_row(conn, task_id)
         assert (status, count, available_at) == ("pending", attempt, at(start + 1 + back_off))
         # not claimable during the back-off
-        assert queries.task_claim(conn, worker, 1, now=at(start + back_off)) == []
-    (claim,) = queries.task_claim(conn, worker, 1, now=at(60))
+        assert task_claim(conn, worker, 1, now=at(start + back_off)) == []
+    (claim,) = task_claim(conn, worker, 1, now=at(60))
     assert claim["attempt"] == 3
-    queries.execution_finish(
+    execution_finish(
         conn, worker, [{"execution_id": claim["execution_id"], "return_code": 3}], now=at(61)
     )
     assert task_row(conn, task_id)[:2] == ("failed", 3)
@@ -121,9 +136,9 @@ def test_failure_retries_with_exponential_back_off_then_fails(conn):
 
 
 def test_failure_classes(conn):
-    queries.task_submit(conn, "b", [{"command": str(i)} for i in range(4)])
-    worker = queries.worker_register(conn, "w", batches=["b"], concurrency=4)["id"]
-    claims = queries.task_claim(conn, worker, 4)
+    task_submit(conn, "b", [{"command": str(i)} for i in range(4)])
+    worker = worker_register(conn, "w", batches=["b"], concurrency=4)["id"]
+    claims = task_claim(conn, worker, 4)
     results = [
         {"execution_id": claims[0]["execution_id"], "failure_class": "timeout", "return_code": -15},
         {"execution_id": claims[1]["execution_id"], "failure_class": "oom", "return_code": 137},
@@ -134,7 +149,7 @@ def test_failure_classes(conn):
         },
         {"execution_id": claims[3]["execution_id"]},
     ]
-    rows = queries.execution_finish(conn, worker, results)
+    rows = execution_finish(conn, worker, results)
     assert [r["execution_status"] for r in rows] == ["timeout", "failed", "failed", "failed"]
     stored = conn.execute(
         "SELECT failure_class, failure_reason FROM scitq.execution ORDER BY id"
@@ -158,21 +173,21 @@ def test_failure_classes(conn):
 )
 def test_bad_results_change_nothing(conn, result):
     task_id, worker = setup_one(conn)
-    (claim,) = queries.task_claim(conn, worker, 1)
+    (claim,) = task_claim(conn, worker, 1)
     with pytest.raises(errors.InvalidArgument):
-        queries.execution_finish(conn, worker, [{"execution_id": claim["execution_id"], **result}])
+        execution_finish(conn, worker, [{"execution_id": claim["execution_id"], **result}])
     assert task_row(conn, task_id)[0] == "assigned"
     assert conn.execute("SELECT status FROM scitq.execution").fetchone() == ("assigned",)
 
 
 def test_lease_expiry_marks_lost_and_requeues(conn):
     task_id, worker = setup_one(conn, retries=1, lease=30)
-    (claim,) = queries.task_claim(conn, worker, 1, now=at(0))
+    (claim,) = task_claim(conn, worker, 1, now=at(0))
     # heartbeats renew the lease
-    beat = queries.worker_heartbeat(conn, worker, [claim["execution_id"]], now=at(25))
+    beat = worker_heartbeat(conn, worker, [claim["execution_id"]], now=at(25))
     assert beat["dead_execution_ids"] == []
-    assert queries.execution_expire_leases(conn, now=at(50)) == []
-    expired = queries.execution_expire_leases(conn, now=at(56))
+    assert execution_expire_leases(conn, now=at(50)) == []
+    expired = execution_expire_leases(conn, now=at(56))
     assert expired == [{"execution_id": claim["execution_id"], "task_id": task_id}]
     assert conn.execute(
         "SELECT status, failure_class, finished_at FROM scitq.execution WHERE id = %s",
@@ -180,34 +195,32 @@ def test_lease_expiry_marks_lost_and_requeues(conn):
     ).fetchone() == ("lost", "lost", at(56))
     assert task_row(conn, task_id)[:3] == ("pending", 1, at(66))
     # a second loss uses the last retry: the task fails
-    other = queries.worker_register(conn, "w2", batches=["b"], lease_seconds=30, now=at(70))["id"]
-    (claim2,) = queries.task_claim(conn, other, 1, now=at(70))
-    assert queries.execution_expire_leases(conn, now=at(101))[0]["task_id"] == task_id
+    other = worker_register(conn, "w2", batches=["b"], lease_seconds=30, now=at(70))["id"]
+    (claim2,) = task_claim(conn, other, 1, now=at(70))
+    assert execution_expire_leases(conn, now=at(101))[0]["task_id"] == task_id
     assert task_row(conn, task_id)[0] == "failed"
     assert claim2["attempt"] == 2
 
 
 def test_fencing_refuses_a_lost_executions_late_writes(conn):
     task_id, worker = setup_one(conn, retries=1, lease=30)
-    (claim,) = queries.task_claim(conn, worker, 1, now=at(0))
+    (claim,) = task_claim(conn, worker, 1, now=at(0))
     old = claim["execution_id"]
-    queries.execution_append_output(conn, worker, [(old, 0, "stdout", "before\n")], now=at(5))
+    execution_append_output(conn, worker, [(old, 0, "stdout", "before\n")], now=at(5))
     # the agent freezes; claiming after the lease rescues the task on another worker
-    other = queries.worker_register(conn, "w2", batches=["b"], lease_seconds=30, now=at(40))["id"]
-    assert queries.task_claim(conn, other, 1, now=at(50)) == []  # marks it lost: 10 s back-off
-    (claim2,) = queries.task_claim(conn, other, 1, now=at(61))
+    other = worker_register(conn, "w2", batches=["b"], lease_seconds=30, now=at(40))["id"]
+    assert task_claim(conn, other, 1, now=at(50)) == []  # marks it lost: 10 s back-off
+    (claim2,) = task_claim(conn, other, 1, now=at(61))
     assert claim2["task_id"] == task_id and claim2["attempt"] == 2
     # the frozen agent wakes up: every write is refused with the execution named
     with pytest.raises(errors.ExecutionNotLive) as caught:
-        queries.execution_append_output(conn, worker, [(old, 1, "stdout", "late\n")], now=at(62))
+        execution_append_output(conn, worker, [(old, 1, "stdout", "late\n")], now=at(62))
     assert caught.value.execution_ids == (old,)
     with pytest.raises(errors.ExecutionNotLive):
-        queries.execution_finish(
-            conn, worker, [{"execution_id": old, "return_code": 0}], now=at(62)
-        )
+        execution_finish(conn, worker, [{"execution_id": old, "return_code": 0}], now=at(62))
     with pytest.raises(errors.ExecutionNotLive):
-        queries.execution_set_phase(conn, worker, old, "running", now=at(62))
-    beat = queries.worker_heartbeat(conn, worker, [old], now=at(62))
+        execution_set_phase(conn, worker, old, "running", now=at(62))
+    beat = worker_heartbeat(conn, worker, [old], now=at(62))
     assert beat["dead_execution_ids"] == [old]
     # nothing changed: the old execution is lost, the new one holds the task
     assert conn.execute("SELECT id, status FROM scitq.execution ORDER BY id").fetchall() == [
@@ -219,10 +232,10 @@ def test_fencing_refuses_a_lost_executions_late_writes(conn):
     ).fetchall() == [(0, "before\n")]
     # another worker cannot write for the new execution either
     with pytest.raises(errors.ExecutionNotLive):
-        queries.execution_finish(
+        execution_finish(
             conn, worker, [{"execution_id": claim2["execution_id"], "return_code": 0}], now=at(63)
         )
-    queries.execution_finish(
+    execution_finish(
         conn, other, [{"execution_id": claim2["execution_id"], "return_code": 0}], now=at(64)
     )
     assert task_row(conn, task_id)[0] == "succeeded"
@@ -230,22 +243,22 @@ def test_fencing_refuses_a_lost_executions_late_writes(conn):
 
 def test_expired_but_unswept_lease_is_already_refused(conn):
     _, worker = setup_one(conn, lease=30)
-    (claim,) = queries.task_claim(conn, worker, 1, now=at(0))
+    (claim,) = task_claim(conn, worker, 1, now=at(0))
     with pytest.raises(errors.ExecutionNotLive):
-        queries.execution_finish(
+        execution_finish(
             conn, worker, [{"execution_id": claim["execution_id"], "return_code": 0}], now=at(31)
         )
-    beat = queries.worker_heartbeat(conn, worker, [claim["execution_id"]], now=at(31))
+    beat = worker_heartbeat(conn, worker, [claim["execution_id"]], now=at(31))
     assert beat["dead_execution_ids"] == [claim["execution_id"]]
 
 
 def test_a_batch_of_finishes_with_one_dead_execution_changes_nothing(conn):
-    queries.task_submit(conn, "b", [{"command": "a"}, {"command": "b"}])
-    worker = queries.worker_register(conn, "w", batches=["b"], concurrency=2)["id"]
-    first, second = queries.task_claim(conn, worker, 2)
-    queries.task_cancel(conn, [second["task_id"]])
+    task_submit(conn, "b", [{"command": "a"}, {"command": "b"}])
+    worker = worker_register(conn, "w", batches=["b"], concurrency=2)["id"]
+    first, second = task_claim(conn, worker, 2)
+    task_cancel(conn, [second["task_id"]])
     with pytest.raises(errors.ExecutionNotLive) as caught:
-        queries.execution_finish(
+        execution_finish(
             conn,
             worker,
             [
@@ -262,15 +275,15 @@ def test_a_batch_of_finishes_with_one_dead_execution_changes_nothing(conn):
 
 def test_output_append_is_idempotent_and_escapes_bad_bytes(conn):
     _, worker = setup_one(conn)
-    (claim,) = queries.task_claim(conn, worker, 1)
+    (claim,) = task_claim(conn, worker, 1)
     execution = claim["execution_id"]
     chunks = [
         (execution, 0, "stdout", b"ok \xff\xfe bytes\n"),
         (execution, 1, "stderr", "nul \x00 inside\n"),
         (execution, 2, "stdout", b"\x00\x01binary"),
     ]
-    assert queries.execution_append_output(conn, worker, chunks) == 3
-    assert queries.execution_append_output(conn, worker, chunks) == 0  # redelivered: stored once
+    assert execution_append_output(conn, worker, chunks) == 3
+    assert execution_append_output(conn, worker, chunks) == 0  # redelivered: stored once
     rows = conn.execute(
         "SELECT seq, stream, text FROM scitq.execution_output ORDER BY seq"
     ).fetchall()
@@ -284,7 +297,7 @@ def test_output_append_is_idempotent_and_escapes_bad_bytes(conn):
 def test_raw_bad_text_through_sql_fails_whole_call(conn):
     """A psql or foreign client that skips the escaping gets an error and stores nothing."""
     _, worker = setup_one(conn)
-    (claim,) = queries.task_claim(conn, worker, 1)
+    (claim,) = task_claim(conn, worker, 1)
     execution = claim["execution_id"]
     call = "SELECT scitq.execution_append_output_v1(%s, %s, %s, %s::scitq.output_stream[], %s)"
     with pytest.raises(psycopg.DataError, match="NUL"):
@@ -305,15 +318,15 @@ def test_raw_bad_text_through_sql_fails_whole_call(conn):
 
 def test_signals_are_delivered_by_heartbeat_until_acknowledged(conn):
     task_id, worker = setup_one(conn)
-    (claim,) = queries.task_claim(conn, worker, 1)
-    assert queries.task_signal(conn, [task_id], "pause") == 1
-    assert queries.batch_signal(conn, "b", "kill") == 1
-    beat = queries.worker_heartbeat(conn, worker, [claim["execution_id"]])
+    (claim,) = task_claim(conn, worker, 1)
+    assert task_signal(conn, [task_id], "pause") == 1
+    assert batch_signal(conn, "b", "kill") == 1
+    beat = worker_heartbeat(conn, worker, [claim["execution_id"]])
     kinds = [(s["execution_id"], s["kind"]) for s in beat["signals"]]
     assert kinds == [(claim["execution_id"], "pause"), (claim["execution_id"], "kill")]
-    again = queries.worker_heartbeat(conn, worker, [claim["execution_id"]])
+    again = worker_heartbeat(conn, worker, [claim["execution_id"]])
     assert again["signals"] == beat["signals"]  # not acknowledged yet
-    acked = queries.worker_heartbeat(
+    acked = worker_heartbeat(
         conn, worker, [claim["execution_id"]], acked_signal_ids=[s["id"] for s in beat["signals"]]
     )
     assert acked["signals"] == []
@@ -321,17 +334,17 @@ def test_signals_are_delivered_by_heartbeat_until_acknowledged(conn):
 
 def test_heartbeat_returns_configuration_changes(conn):
     _, worker = setup_one(conn)
-    first = queries.worker_heartbeat(conn, worker)
-    queries.worker_update(conn, worker, concurrency=7, prefetch=2, is_paused=True)
-    second = queries.worker_heartbeat(conn, worker)
+    first = worker_heartbeat(conn, worker)
+    worker_update(conn, worker, concurrency=7, prefetch=2, is_paused=True)
+    second = worker_heartbeat(conn, worker)
     assert second["config_version"] > first["config_version"]
     assert (second["concurrency"], second["prefetch"], second["is_paused"]) == (7, 2, True)
 
 
 def test_worker_restart_hands_back_its_executions(conn):
     task_id, worker = setup_one(conn, retries=0)
-    queries.task_claim(conn, worker, 1)
-    again = queries.worker_register(conn, "w1", batches=["b"])
+    task_claim(conn, worker, 1)
+    again = worker_register(conn, "w1", batches=["b"])
     assert again["id"] == worker
     assert conn.execute("SELECT status, failure_reason FROM scitq.execution").fetchone() == (
         "lost",
@@ -343,29 +356,27 @@ def test_worker_restart_hands_back_its_executions(conn):
 
 def test_worker_stop_hands_back_without_using_a_retry(conn):
     task_id, worker = setup_one(conn, retries=0)
-    queries.task_claim(conn, worker, 1)
-    assert queries.worker_stop(conn, worker) == 1
+    task_claim(conn, worker, 1)
+    assert worker_stop(conn, worker) == 1
     status, attempts, _, _ = task_row(conn, task_id)
     assert (status, attempts) == ("pending", 1)
     assert conn.execute("SELECT status FROM scitq.worker").fetchone() == ("stopped",)
-    other = queries.worker_register(conn, "w2", batches=["b"])["id"]
-    (claim,) = queries.task_claim(conn, other, 1)
-    queries.execution_finish(
-        conn, other, [{"execution_id": claim["execution_id"], "return_code": 1}]
-    )
+    other = worker_register(conn, "w2", batches=["b"])["id"]
+    (claim,) = task_claim(conn, other, 1)
+    execution_finish(conn, other, [{"execution_id": claim["execution_id"], "return_code": 1}])
     assert task_row(conn, task_id)[0] == "failed"  # the one real attempt failed, no retry
 
 
 def test_worker_delete_requeues_and_keeps_history(conn):
     task_id, worker = setup_one(conn, retries=1)
-    queries.task_claim(conn, worker, 1)
-    queries.worker_delete(conn, worker)
+    task_claim(conn, worker, 1)
+    worker_delete(conn, worker)
     assert conn.execute(
         "SELECT worker_id, worker_name, status FROM scitq.execution"
     ).fetchone() == (None, "w1", "lost")
     assert task_row(conn, task_id)[0] == "pending"
     with pytest.raises(errors.NotFound, match=r"worker .* does not exist"):
-        queries.worker_heartbeat(conn, worker)
+        worker_heartbeat(conn, worker)
 
 
 @pytest.mark.parametrize(
@@ -378,27 +389,27 @@ def test_worker_delete_requeues_and_keeps_history(conn):
 )
 def test_bad_worker_settings(conn, kwargs, message):
     with pytest.raises(errors.InvalidArgument, match=message):
-        queries.worker_register(conn, "w", **kwargs)
+        worker_register(conn, "w", **kwargs)
     assert conn.execute("SELECT count(*) FROM scitq.worker").fetchone() == (0,)
     if "lease_seconds" not in kwargs:
-        worker = queries.worker_register(conn, "w")["id"]
+        worker = worker_register(conn, "w")["id"]
         with pytest.raises(errors.InvalidArgument, match=message):
-            queries.worker_update(conn, worker, **kwargs)
+            worker_update(conn, worker, **kwargs)
 
 
 def test_set_phases_moves_many_forward_only_and_names_every_dead_one(conn):
-    tasks = queries.task_submit(conn, "b", [{"command": "x"}] * 4, now=at(0))
-    worker = queries.worker_register(
-        conn, "w1", batches=["b"], concurrency=4, lease_seconds=60, now=at(0)
-    )["id"]
-    claims = queries.task_claim(conn, worker, 4, now=at(1))
+    tasks = task_submit(conn, "b", [{"command": "x"}] * 4, now=at(0))
+    worker = worker_register(conn, "w1", batches=["b"], concurrency=4, lease_seconds=60, now=at(0))[
+        "id"
+    ]
+    claims = task_claim(conn, worker, 4, now=at(1))
     ids = [claim["execution_id"] for claim in claims]
-    assert queries.execution_set_phases(conn, worker, ids[:1], "downloading", now=at(2)) == 1
-    assert queries.execution_set_phases(conn, worker, ids, "running", now=at(3)) == 4
+    assert execution_set_phases(conn, worker, ids[:1], "downloading", now=at(2)) == 1
+    assert execution_set_phases(conn, worker, ids, "running", now=at(3)) == 4
     # a retried call, and one arriving after a later phase, change nothing
-    assert queries.execution_set_phases(conn, worker, ids, "running", now=at(4)) == 0
-    queries.execution_set_phases(conn, worker, ids[:1], "uploading", now=at(5))
-    assert queries.execution_set_phases(conn, worker, ids[:1], "running", now=at(6)) == 0
+    assert execution_set_phases(conn, worker, ids, "running", now=at(4)) == 0
+    execution_set_phases(conn, worker, ids[:1], "uploading", now=at(5))
+    assert execution_set_phases(conn, worker, ids[:1], "running", now=at(6)) == 0
     rows = conn.execute(
         "SELECT status, download_started_at, run_started_at, upload_started_at"
         " FROM scitq.execution WHERE id = ANY(%s) ORDER BY id",
@@ -410,15 +421,15 @@ def test_set_phases_moves_many_forward_only_and_names_every_dead_one(conn):
         "SELECT status FROM scitq.task WHERE id = ANY(%s)", ([t["id"] for t in tasks],)
     ).fetchall()
     assert statuses == [("running",)] * 4
-    assert queries.execution_set_phases(conn, worker, [], "running", now=at(7)) == 0
+    assert execution_set_phases(conn, worker, [], "running", now=at(7)) == 0
 
     # two executions lost: the call names both and changes nothing
-    queries.task_cancel(conn, [claims[1]["task_id"], claims[3]["task_id"]], now=at(8))
+    task_cancel(conn, [claims[1]["task_id"], claims[3]["task_id"]], now=at(8))
     with pytest.raises(errors.ExecutionNotLive) as lost:
-        queries.execution_set_phases(conn, worker, ids, "uploading", now=at(9))
+        execution_set_phases(conn, worker, ids, "uploading", now=at(9))
     assert sorted(lost.value.execution_ids) == [ids[1], ids[3]]
     assert conn.execute(
         "SELECT count(*) FROM scitq.execution WHERE status = 'uploading'"
     ).fetchone() == (1,)
     with pytest.raises(errors.InvalidArgument, match="phase must be"):
-        queries.execution_set_phases(conn, worker, ids[:1], "succeeded", now=at(10))
+        execution_set_phases(conn, worker, ids[:1], "succeeded", now=at(10))

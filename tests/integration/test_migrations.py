@@ -101,10 +101,52 @@ def test_upgrade_downgrade_upgrade(empty_db):
 
 
 def test_frozen_sql_matches_the_current_sources():
-    """The latest migration's frozen copy is the current source: a changed function
-    needs a new migration (tests/README explains how)."""
-    frozen_dir = migrate.migrations_dir() / "sql" / migrate.head_revision()
+    """The SQL files as they stand at the head revision (each file's latest frozen version)
+    are the current sources: a changed function needs a new migration (migrations/README.md)."""
     from scitq import sql
 
-    frozen = {path.name: path.read_text() for path in frozen_dir.glob("*.sql")}
+    frozen = {
+        name: path.read_text()
+        for name, path in migrate.frozen_files(migrate.head_revision()).items()
+    }
     assert frozen == dict(sql.function_sources())
+
+
+def test_revisions_hold_only_the_files_they_change():
+    """A revision after the first holds a file only when it differs from the file's
+    previous version: the rest is found in earlier revisions."""
+    revisions = migrate.frozen_revisions()
+    unchanged = [
+        f"{revision}/{name}"
+        for before, revision in zip(revisions, revisions[1:], strict=False)
+        for name, path in sorted(
+            (path.name, path)
+            for path in (migrate.migrations_dir() / "sql" / revision).glob("*.sql")
+        )
+        if (previous := migrate.frozen_files(before).get(name)) is not None
+        and previous.read_bytes() == path.read_bytes()
+    ]
+    assert unchanged == []
+
+
+def test_downgrade_one_revision_then_upgrade_gives_the_same_catalog(empty_db, db):
+    """head -> its previous revision -> head: the catalog is the head's again, and the
+    previous revision's catalog is the one a plain upgrade to it builds."""
+    from alembic import command
+
+    revisions = migrate.frozen_revisions()
+    assert revisions[-1] == migrate.head_revision()
+    previous = revisions[-2]
+    config = migrate.alembic_config(migrate.engine_for(empty_db))
+    command.upgrade(config, previous)
+    at_previous = catalog(empty_db)
+    command.upgrade(config, "head")
+    command.downgrade(config, previous)
+    assert migrate.current_revision(empty_db) == previous
+    downgraded = catalog(empty_db)
+    for part in CATALOG_QUERIES:
+        assert downgraded[part] == at_previous[part], f"{part} differ after the downgrade"
+    command.upgrade(config, "head")
+    again, head = catalog(empty_db), catalog(db)
+    for part in CATALOG_QUERIES:
+        assert again[part] == head[part], f"{part} differ after downgrade and upgrade"

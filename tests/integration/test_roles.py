@@ -9,7 +9,22 @@ import psycopg
 import pytest
 
 from scitq import errors
-from scitq.db import queries
+from scitq.db.batch import batch_pause
+from scitq.db.execution import (
+    execution_append_output,
+    execution_expire_leases,
+    execution_finish,
+    execution_set_phase,
+)
+from scitq.db.task import task_cancel, task_claim, task_submit
+from scitq.db.worker import (
+    password_verifier,
+    worker_create_role,
+    worker_heartbeat,
+    worker_register,
+    worker_stop,
+    worker_update,
+)
 
 TABLES = [
     "batch",
@@ -71,11 +86,11 @@ def test_agent_cannot_read_views(agent, view):
 def test_agent_cannot_call_admin_functions(agent):
     one, _ = agent
     for call in (
-        lambda: queries.task_submit(one, "b", [{"command": "x"}]),
-        lambda: queries.batch_pause(one, "b"),
-        lambda: queries.task_cancel(one, [1]),
-        lambda: queries.worker_update(one, 1, concurrency=3),
-        lambda: queries.execution_expire_leases(one),
+        lambda: task_submit(one, "b", [{"command": "x"}]),
+        lambda: batch_pause(one, "b"),
+        lambda: task_cancel(one, [1]),
+        lambda: worker_update(one, 1, concurrency=3),
+        lambda: execution_expire_leases(one),
     ):
         with pytest.raises(errors.PermissionDenied):
             call()
@@ -83,32 +98,28 @@ def test_agent_cannot_call_admin_functions(agent):
 
 def test_agent_works_only_for_its_own_worker(conn, agent):
     one, two = agent
-    queries.task_submit(conn, "b", [{"command": "x"}, {"command": "y"}])
-    mine = queries.worker_register(one, "agent-one", batches=["b"])["id"]
-    theirs = queries.worker_register(two, "agent-two", batches=["b"])["id"]
-    (claim,) = queries.task_claim(one, mine, 1)
+    task_submit(conn, "b", [{"command": "x"}, {"command": "y"}])
+    mine = worker_register(one, "agent-one", batches=["b"])["id"]
+    theirs = worker_register(two, "agent-two", batches=["b"])["id"]
+    (claim,) = task_claim(one, mine, 1)
     # the other agent may not claim, heartbeat, write, finish or stop as worker one
     for call in (
-        lambda: queries.task_claim(two, mine, 1),
-        lambda: queries.worker_heartbeat(two, mine),
-        lambda: queries.execution_append_output(
-            two, mine, [(claim["execution_id"], 0, "stdout", "x")]
-        ),
-        lambda: queries.execution_finish(
+        lambda: task_claim(two, mine, 1),
+        lambda: worker_heartbeat(two, mine),
+        lambda: execution_append_output(two, mine, [(claim["execution_id"], 0, "stdout", "x")]),
+        lambda: execution_finish(
             two, mine, [{"execution_id": claim["execution_id"], "return_code": 0}]
         ),
-        lambda: queries.execution_set_phase(two, mine, claim["execution_id"], "running"),
-        lambda: queries.worker_stop(two, mine),
-        lambda: queries.worker_register(two, "agent-one"),
+        lambda: execution_set_phase(two, mine, claim["execution_id"], "running"),
+        lambda: worker_stop(two, mine),
+        lambda: worker_register(two, "agent-one"),
     ):
         with pytest.raises(errors.WorkerNotOwned):
             call()
     # nor through its own worker id
     with pytest.raises(errors.ExecutionNotLive):
-        queries.execution_finish(
-            two, theirs, [{"execution_id": claim["execution_id"], "return_code": 0}]
-        )
-    queries.execution_finish(one, mine, [{"execution_id": claim["execution_id"], "return_code": 0}])
+        execution_finish(two, theirs, [{"execution_id": claim["execution_id"], "return_code": 0}])
+    execution_finish(one, mine, [{"execution_id": claim["execution_id"], "return_code": 0}])
     assert conn.execute(
         "SELECT count(*) FROM scitq.task WHERE status = 'succeeded'"
     ).fetchone() == (1,)
@@ -116,10 +127,10 @@ def test_agent_works_only_for_its_own_worker(conn, agent):
 
 def test_agent_cannot_move_the_clock(conn, agent):
     one, _ = agent
-    queries.task_submit(conn, "b", [{"command": "x"}])
-    mine = queries.worker_register(one, "agent-one", batches=["b"], lease_seconds=60)["id"]
+    task_submit(conn, "b", [{"command": "x"}])
+    mine = worker_register(one, "agent-one", batches=["b"], lease_seconds=60)["id"]
     far_future = datetime(2999, 1, 1, tzinfo=UTC)
-    (claim,) = queries.task_claim(one, mine, 1, now=far_future)
+    (claim,) = task_claim(one, mine, 1, now=far_future)
     lease = conn.execute(
         "SELECT lease_expires_at - now() < interval '61 seconds' FROM scitq.execution"
     ).fetchone()
@@ -128,28 +139,28 @@ def test_agent_cannot_move_the_clock(conn, agent):
 
 
 def test_created_agent_role_can_log_in_and_work(conn, db, server_conninfo):
-    worker = queries.worker_create_role(conn, "remote-1", "scitq_t_remote_1", "pw-1234-abcd")
+    worker = worker_create_role(conn, "remote-1", "scitq_t_remote_1", password_verifier(conn, "scitq_t_remote_1", "pw-1234-abcd"))
     try:
         assert worker["login_role"] == "scitq_t_remote_1"
         dsn = psycopg.conninfo.make_conninfo(db, user="scitq_t_remote_1", password="pw-1234-abcd")
         with psycopg.connect(dsn, autocommit=True) as agent_conn:
-            resumed = queries.worker_register(agent_conn, "remote-1", batches=["b"])
+            resumed = worker_register(agent_conn, "remote-1", batches=["b"])
             assert resumed["id"] == worker["id"]
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 agent_conn.execute("SELECT * FROM scitq.task")
         with pytest.raises(errors.InvalidArgument, match="exists already"):
-            queries.worker_create_role(conn, "remote-2", "scitq_t_remote_1", "pw")
+            worker_create_role(conn, "remote-2", "scitq_t_remote_1", password_verifier(conn, "scitq_t_remote_1", "pw"))
         with pytest.raises(errors.InvalidArgument, match=r"worker .remote-1. exists already"):
-            queries.worker_create_role(conn, "remote-1", "scitq_t_remote_9", "pw")
+            worker_create_role(conn, "remote-1", "scitq_t_remote_9", password_verifier(conn, "scitq_t_remote_9", "pw"))
         with pytest.raises(errors.InvalidArgument, match="invalid role name"):
-            queries.worker_create_role(conn, "remote-3", "Bad Name; DROP", "pw")
+            worker_create_role(conn, "remote-3", "Bad Name; DROP", password_verifier(conn, "Bad Name; DROP", "pw"))
     finally:
         with psycopg.connect(server_conninfo, autocommit=True) as admin:
             admin.execute('DROP ROLE IF EXISTS "scitq_t_remote_1"')
 
 
 def test_reader_sees_views_only(conn, make_role):
-    queries.task_submit(conn, "b", [{"command": "x"}])
+    task_submit(conn, "b", [{"command": "x"}])
     _, dsn = make_role("scitq_reader")
     with psycopg.connect(dsn, autocommit=True) as reader:
         for view in VIEWS:
@@ -159,13 +170,13 @@ def test_reader_sees_views_only(conn, make_role):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 reader.execute(f"SELECT * FROM scitq.{table}")
         with pytest.raises(errors.PermissionDenied):
-            queries.task_submit(reader, "b", [{"command": "x"}])
+            task_submit(reader, "b", [{"command": "x"}])
 
 
 def test_admin_role_reads_tables_but_writes_only_through_functions(conn, make_role):
     _, dsn = make_role("scitq_admin")
     with psycopg.connect(dsn, autocommit=True) as admin:
-        queries.task_submit(admin, "b", [{"command": "x"}])
+        task_submit(admin, "b", [{"command": "x"}])
         assert admin.execute("SELECT count(*) FROM scitq.task").fetchone() == (1,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             admin.execute("UPDATE scitq.task SET status = 'succeeded'")

@@ -6,7 +6,10 @@ import psycopg
 import pytest
 
 from scitq import errors
-from scitq.db import queries
+from scitq.db.batch import batch_cancel, batch_delete, batch_pause, batch_resume, batch_retry
+from scitq.db.execution import execution_finish
+from scitq.db.task import task_claim, task_submit
+from scitq.db.worker import worker_register
 
 
 def test_bulk_submit_keeps_order_and_fields(conn):
@@ -22,7 +25,7 @@ def test_bulk_submit_keeps_order_and_fields(conn):
         }
         for i in range(2000)
     ]
-    rows = queries.task_submit(conn, "bulk", tasks)
+    rows = task_submit(conn, "bulk", tasks)
     assert [r["name"] for r in rows] == [f"t{i}" for i in range(2000)]
     assert {r["status"] for r in rows} == {"pending"}
     stored = conn.execute(
@@ -47,8 +50,8 @@ def test_single_add_for_psql_users(conn):
 
 
 def test_dependencies_by_name_and_id(conn):
-    first = queries.task_submit(conn, "deps", [{"command": "a", "name": "a"}])[0]
-    rows = queries.task_submit(
+    first = task_submit(conn, "deps", [{"command": "a", "name": "a"}])[0]
+    rows = task_submit(
         conn,
         "deps",
         [
@@ -65,11 +68,11 @@ def test_dependencies_by_name_and_id(conn):
 
 
 def test_dependency_on_succeeded_task_is_pending_and_on_failed_is_canceled(conn):
-    done = queries.task_submit(conn, "d", [{"command": "ok", "name": "ok"}])[0]["id"]
-    bad = queries.task_submit(conn, "d", [{"command": "bad", "name": "bad"}])[0]["id"]
-    worker = queries.worker_register(conn, "w", batches=["d"], concurrency=2)
-    claimed = {r["task_id"]: r["execution_id"] for r in queries.task_claim(conn, worker["id"], 2)}
-    queries.execution_finish(
+    done = task_submit(conn, "d", [{"command": "ok", "name": "ok"}])[0]["id"]
+    bad = task_submit(conn, "d", [{"command": "bad", "name": "bad"}])[0]["id"]
+    worker = worker_register(conn, "w", batches=["d"], concurrency=2)
+    claimed = {r["task_id"]: r["execution_id"] for r in task_claim(conn, worker["id"], 2)}
+    execution_finish(
         conn,
         worker["id"],
         [
@@ -77,7 +80,7 @@ def test_dependency_on_succeeded_task_is_pending_and_on_failed_is_canceled(conn)
             {"execution_id": claimed[bad], "return_code": 1},
         ],
     )
-    rows = queries.task_submit(
+    rows = task_submit(
         conn,
         "d",
         [
@@ -142,9 +145,9 @@ def test_dependency_on_succeeded_task_is_pending_and_on_failed_is_canceled(conn)
     ],
 )
 def test_bad_submissions_are_refused_whole(conn, tasks, error, message):
-    queries.task_submit(conn, "bad", [{"command": "before", "name": "b0"}])
+    task_submit(conn, "bad", [{"command": "before", "name": "b0"}])
     with pytest.raises(error, match=message):
-        queries.task_submit(conn, "bad", tasks)
+        task_submit(conn, "bad", tasks)
     assert conn.execute("SELECT count(*) FROM scitq.task").fetchone() == (1,)
     assert conn.execute("SELECT count(*) FROM scitq.task_dependency").fetchone() == (0,)
 
@@ -152,16 +155,16 @@ def test_bad_submissions_are_refused_whole(conn, tasks, error, message):
 @pytest.mark.parametrize("batch", ["", "a/b", "tab\there"])
 def test_bad_batch_names(conn, batch):
     with pytest.raises(errors.InvalidArgument, match="invalid batch name"):
-        queries.task_submit(conn, batch, [{"command": "x"}])
+        task_submit(conn, batch, [{"command": "x"}])
 
 
 def test_unknown_batch_in_batch_actions(conn):
     for action in (
-        queries.batch_pause,
-        queries.batch_resume,
-        queries.batch_retry,
-        queries.batch_delete,
-        queries.batch_cancel,
+        batch_pause,
+        batch_resume,
+        batch_retry,
+        batch_delete,
+        batch_cancel,
     ):
         with pytest.raises(errors.NotFound, match="batch 'ghost' does not exist"):
             action(conn, "ghost")
@@ -170,8 +173,8 @@ def test_unknown_batch_in_batch_actions(conn):
 def test_notify_on_submit_is_sent_at_commit_and_coalesced(db):
     with psycopg.connect(db, autocommit=True) as listener, psycopg.connect(db) as writer:
         listener.execute("LISTEN scitq_task_pending_v1")
-        queries.task_submit(writer, "n", [{"command": "a"}])
-        queries.task_submit(writer, "n", [{"command": "b"}])
+        task_submit(writer, "n", [{"command": "a"}])
+        task_submit(writer, "n", [{"command": "b"}])
         # nothing before the commit
         assert list(listener.notifies(timeout=0.3, stop_after=1)) == []
         writer.commit()

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from scitq.cli import scitq
 from scitq.config import SchedulerSettings
-from scitq.db import queries
-from scitq.scheduler import cloud_queries as cq
+from scitq.db.recruitment import cloud_operation_list, instance_list, recruiter_list
+from scitq.db.task import task_submit
 from scitq.scheduler.duties import DutyContext, Recruitment
 from scitq.scheduler.providers.fake import FakeProvider
 from scitq.scheduler.recruit import recruit
@@ -41,10 +41,10 @@ def test_add_list_set_delete(invoke, conn):
     assert result.exit_code == 0, result.output
     assert "0 to 9 workers on openstack, concurrency 4" in result.output
     assert invoke("recruiter", "set", "rnaseq:1", "--json", "-c", "2").exit_code == 0
-    assert cq.recruiter_list(conn)[0]["concurrency"] == 2
+    assert recruiter_list(conn)[0]["concurrency"] == 2
     result = invoke("recruiter", "delete", "1", "--yes")
     assert (result.exit_code, result.output) == (0, "recruiter 1 deleted\n")
-    assert cq.recruiter_list(conn) == []
+    assert recruiter_list(conn) == []
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
@@ -61,13 +61,13 @@ def test_invalid_recruiters_give_one_line_errors(invoke, conn, args, code, messa
     lines = result.stderr.strip().splitlines() if result.stderr else result.output.splitlines()
     assert len(lines) == 1
     assert message in lines[0]
-    assert cq.recruiter_list(conn) == []
+    assert recruiter_list(conn) == []
 
 
 def test_explain_shows_the_decisions(invoke, conn, db):
     invoke("recruiter", "add", "b", "-P", "fake", "-W", "2")
     assert "no decision yet" in invoke("recruiter", "explain", "b").output
-    queries.task_submit(conn, "b", [{"command": "true"}])
+    task_submit(conn, "b", [{"command": "true"}])
     fake = FakeProvider()
     state = Recruitment(quotas={"fake": 1})  # decisions only: no operation runs
     recruit(DutyContext(conn=conn, settings=SchedulerSettings(), recruitment=state))
@@ -97,12 +97,12 @@ def test_worker_deploy_requests_instances(invoke, conn):
         "2 workers requested on local for batch align: scitq-1, scitq-2"
     )
     instances = [(i["batch"], i["concurrency"], i["prefetch"], i["is_permanent"])
-                 for i in cq.instance_list(conn)]  # fmt: skip
+                 for i in instance_list(conn)]  # fmt: skip
     assert instances == [("align", 3, 1, False), ("align", 3, 1, False)]
-    assert [o["kind"] for o in cq.cloud_operation_list(conn)] == ["deploy", "deploy"]
+    assert [o["kind"] for o in cloud_operation_list(conn)] == ["deploy", "deploy"]
     permanent = json.loads(invoke("worker", "deploy", "-b", "align", "-P", "local",
                                   "--permanent", "--json").output)  # fmt: skip
     assert [p["name"] for p in permanent] == ["scitq-3"]
-    assert cq.instance_list(conn)[-1]["is_permanent"] is True
+    assert instance_list(conn)[-1]["is_permanent"] is True
     bad = invoke("worker", "deploy", "-b", "align", "-P", "local", "-N", "0")
     assert bad.exit_code == 2

@@ -10,8 +10,11 @@ import pytest
 
 from scitq import errors
 from scitq.config import SchedulerSettings
-from scitq.db import queries
-from scitq.scheduler import duties
+from scitq.db.execution import execution_append_output, execution_finish, execution_set_phase
+from scitq.db.scheduler import scheduler_lock_holder, scheduler_lock_try, scheduler_record
+from scitq.db.task import task_claim, task_submit
+from scitq.db.worker import worker_delete, worker_heartbeat, worker_register, worker_stop
+from scitq.scheduler import duties, schedule
 from scitq.scheduler.duties import DutyContext
 from scitq.scheduler.leadership import SCHEDULER_LOCK, LeadershipLost
 
@@ -40,9 +43,9 @@ def decisions(conn, duty: str) -> list[dict]:
 
 def claim_one(conn, *, lease=60.0, worker_name="w1", **task):
     """A worker (this superuser session owns it) holding one claimed task, at T0."""
-    worker = queries.worker_register(conn, worker_name, lease_seconds=lease, now=at(0))["id"]
-    (submitted,) = queries.task_submit(conn, "b", [{"command": "true", **task}], now=at(0))
-    (claim,) = queries.task_claim(conn, worker, 1, now=at(0))
+    worker = worker_register(conn, worker_name, lease_seconds=lease, now=at(0))["id"]
+    (submitted,) = task_submit(conn, "b", [{"command": "true", **task}], now=at(0))
+    (claim,) = task_claim(conn, worker, 1, now=at(0))
     assert claim["task_id"] == submitted["id"]
     return worker, claim
 
@@ -85,10 +88,10 @@ def test_expiry_marks_the_execution_lost_and_requeues_or_fails_the_task(
 
 def test_expiry_goes_on_past_one_batch_of_executions(conn):
     count = duties.EXPIRE_BATCH + 5
-    worker = queries.worker_register(conn, "big", concurrency=count, lease_seconds=30, now=at(0))
+    worker = worker_register(conn, "big", concurrency=count, lease_seconds=30, now=at(0))
     worker = worker["id"]
-    queries.task_submit(conn, "b", [{"command": "true"}] * count, now=at(0))
-    assert len(queries.task_claim(conn, worker, count, now=at(0))) == count
+    task_submit(conn, "b", [{"command": "true"}] * count, now=at(0))
+    assert len(task_claim(conn, worker, count, now=at(0))) == count
 
     assert duties.expire_leases(context(conn, 31)) == count
     live = conn.execute("SELECT count(*) FROM scitq.execution WHERE status <> 'lost'")
@@ -113,7 +116,7 @@ def kill_signals(conn, execution_id: int) -> int:
 def test_an_execution_past_its_timeout_is_killed_then_marked(conn, phase, timeout_field):
     worker, claim = claim_one(conn, lease=3600, retries=1, **{timeout_field: 100})
     execution = claim["execution_id"]
-    queries.execution_set_phase(conn, worker, execution, phase, now=at(5))
+    execution_set_phase(conn, worker, execution, phase, now=at(5))
     grace = 60  # the default
 
     # within timeout + grace: left alone
@@ -123,7 +126,7 @@ def test_an_execution_past_its_timeout_is_killed_then_marked(conn, phase, timeou
     # past it: a kill signal, which the agent's next heartbeat brings
     assert duties.enforce_timeouts(context(conn, 5 + 100 + grace + 1)) == 1
     assert kill_signals(conn, execution) == 1
-    beat = queries.worker_heartbeat(conn, worker, [execution], now=at(170))
+    beat = worker_heartbeat(conn, worker, [execution], now=at(170))
     assert [(s["execution_id"], s["kind"]) for s in beat["signals"]] == [(execution, "kill")]
     (kill,) = decisions(conn, "timeouts")
     assert (kill["subject_id"], kill["decision"]) == (execution, "kill")
@@ -148,7 +151,7 @@ def test_an_execution_past_its_timeout_is_killed_then_marked(conn, phase, timeou
     assert (marked["subject_id"], marked["decision"]) == (execution, "timeout")
     assert marked["details"]["task_status"] == "pending"
     # the agent is told to stop its copy
-    beat = queries.worker_heartbeat(conn, worker, [execution], now=at(300))
+    beat = worker_heartbeat(conn, worker, [execution], now=at(300))
     assert beat["dead_execution_ids"] == [execution]
 
     assert duties.enforce_timeouts(context(conn, 400)) == 0
@@ -156,15 +159,15 @@ def test_an_execution_past_its_timeout_is_killed_then_marked(conn, phase, timeou
 
 
 def test_timeouts_spare_queued_executions_and_tasks_without_timeout(conn):
-    worker = queries.worker_register(
-        conn, "w1", concurrency=1, prefetch=1, lease_seconds=3600, now=at(0)
-    )["id"]
-    queries.task_submit(conn, "b", [
+    worker = worker_register(conn, "w1", concurrency=1, prefetch=1, lease_seconds=3600, now=at(0))[
+        "id"
+    ]
+    task_submit(conn, "b", [
         {"command": "no limit"},
         {"command": "queued", "download_timeout_seconds": 1, "run_timeout_seconds": 1},
     ], now=at(0))  # fmt: skip
-    first, _queued = queries.task_claim(conn, worker, 2, now=at(0))
-    queries.execution_set_phase(conn, worker, first["execution_id"], "running", now=at(1))
+    first, _queued = task_claim(conn, worker, 2, now=at(0))
+    execution_set_phase(conn, worker, first["execution_id"], "running", now=at(1))
     # the queued one waits for a run slot (assigned), which is no download
     assert duties.enforce_timeouts(context(conn, 3000)) == 0
     assert conn.execute("SELECT count(*) FROM scitq.signal").fetchone()[0] == 0
@@ -174,14 +177,14 @@ def test_timeouts_spare_queued_executions_and_tasks_without_timeout(conn):
 
 
 def test_worker_liveness_changes_are_recorded_once_each(conn):
-    worker = queries.worker_register(conn, "w1", lease_seconds=60, now=at(0))["id"]
+    worker = worker_register(conn, "w1", lease_seconds=60, now=at(0))["id"]
     assert duties.track_worker_liveness(context(conn, 1)) == 1  # first seen: online
     assert duties.track_worker_liveness(context(conn, 30)) == 0
     assert duties.track_worker_liveness(context(conn, 61)) == 1  # silent for a lease
     assert duties.track_worker_liveness(context(conn, 90)) == 0
-    queries.worker_heartbeat(conn, worker, now=at(100))
+    worker_heartbeat(conn, worker, now=at(100))
     assert duties.track_worker_liveness(context(conn, 101)) == 1
-    queries.worker_stop(conn, worker, now=at(120))
+    worker_stop(conn, worker, now=at(120))
     assert duties.track_worker_liveness(context(conn, 121)) == 1
     assert duties.track_worker_liveness(context(conn, 500)) == 0
 
@@ -200,9 +203,9 @@ def test_worker_liveness_changes_are_recorded_once_each(conn):
 
 
 def test_a_deleted_worker_leaves_its_decisions(conn):
-    worker = queries.worker_register(conn, "w1", lease_seconds=60, now=at(0))["id"]
+    worker = worker_register(conn, "w1", lease_seconds=60, now=at(0))["id"]
     duties.track_worker_liveness(context(conn, 1))
-    queries.worker_delete(conn, worker, now=at(2))
+    worker_delete(conn, worker, now=at(2))
     assert duties.track_worker_liveness(context(conn, 3)) == 0
     assert conn.execute("SELECT count(*) FROM scitq.worker_liveness").fetchone()[0] == 0
     assert len(decisions(conn, "worker_liveness")) == 1
@@ -219,13 +222,13 @@ def output_rows(conn, execution_id: int) -> int:
 
 def run_with_output(conn, worker: int, when: float, lines: int, *, finish: bool = True) -> int:
     """One task claimed, given ``lines`` output rows and finished at ``when``."""
-    queries.task_submit(conn, "b", [{"command": "echo"}], now=at(when))
-    (claim,) = queries.task_claim(conn, worker, 1, now=at(when))
+    task_submit(conn, "b", [{"command": "echo"}], now=at(when))
+    (claim,) = task_claim(conn, worker, 1, now=at(when))
     execution = claim["execution_id"]
     chunks = [(execution, seq, "stdout", f"line {seq}\n") for seq in range(lines)]
-    queries.execution_append_output(conn, worker, chunks, now=at(when))
+    execution_append_output(conn, worker, chunks, now=at(when))
     if finish:
-        queries.execution_finish(
+        execution_finish(
             conn, worker, [{"execution_id": execution, "return_code": 0}], now=at(when)
         )
     return execution
@@ -233,7 +236,7 @@ def run_with_output(conn, worker: int, when: float, lines: int, *, finish: bool 
 
 def test_retention_deletes_only_old_finished_output_in_batches(conn):
     day = 86400
-    worker = queries.worker_register(conn, "w1", concurrency=5, lease_seconds=100 * day, now=at(0))
+    worker = worker_register(conn, "w1", concurrency=5, lease_seconds=100 * day, now=at(0))
     worker = worker["id"]
     old = run_with_output(conn, worker, 0, lines=5)
     live = run_with_output(conn, worker, 0, lines=3, finish=False)  # old, but still running
@@ -251,7 +254,7 @@ def test_retention_deletes_only_old_finished_output_in_batches(conn):
 
 
 def test_output_is_kept_unless_retention_is_configured(conn):
-    worker = queries.worker_register(conn, "w1", lease_seconds=3600, now=at(0))["id"]
+    worker = worker_register(conn, "w1", lease_seconds=3600, now=at(0))["id"]
     old = run_with_output(conn, worker, 0, lines=2)
     ctx = context(conn, 1000 * 86400)  # the defaults: output kept, decisions 30 days
     duties.apply_retention(ctx)
@@ -259,8 +262,8 @@ def test_output_is_kept_unless_retention_is_configured(conn):
 
 
 def test_retention_deletes_old_decisions(conn):
-    queries.scheduler_record(conn, "test", [{"decision": "old"}], now=at(0))
-    queries.scheduler_record(conn, "test", [{"decision": "new"}], now=at(29 * 86400))
+    scheduler_record(conn, "test", [{"decision": "old"}], now=at(0))
+    scheduler_record(conn, "test", [{"decision": "new"}], now=at(29 * 86400))
     assert duties.apply_retention(context(conn, 31 * 86400)) == 1
     assert [d["decision"] for d in decisions(conn, "test")] == ["new"]
     assert decisions(conn, "retention")[0]["details"]["rows"] == 1
@@ -268,7 +271,7 @@ def test_retention_deletes_old_decisions(conn):
 
 def test_enabled_duties_follow_the_settings():
     def names(**settings):
-        chosen = duties.scheduled(dataclasses.replace(SchedulerSettings(), **settings))
+        chosen = schedule.scheduled(dataclasses.replace(SchedulerSettings(), **settings))
         return {duty.name: period for duty, period in chosen}
 
     assert names(duty_seconds=5) == {
@@ -291,8 +294,8 @@ def test_a_duty_does_not_act_without_the_scheduler_lock(conn, db):
             duties.expire_leases(ctx)
         assert status(conn, "execution", claim["execution_id"]) == "assigned"
         # the same session once it holds the lock: it acts
-        assert queries.scheduler_lock_try(holder, SCHEDULER_LOCK)
-        assert queries.scheduler_lock_holder(conn, SCHEDULER_LOCK)["pid"] == ctx.lock_pid
+        assert scheduler_lock_try(holder, SCHEDULER_LOCK)
+        assert scheduler_lock_holder(conn, SCHEDULER_LOCK)["pid"] == ctx.lock_pid
         assert duties.expire_leases(ctx) == 1
     assert status(conn, "execution", claim["execution_id"]) == "lost"
 
@@ -306,12 +309,12 @@ def test_a_duty_does_not_act_without_the_scheduler_lock(conn, db):
 ])  # fmt: skip
 def test_invalid_decisions_are_refused(conn, bad):
     with pytest.raises(errors.InvalidArgument):
-        queries.scheduler_record(conn, "test", [{"decision": "fine"}, bad])
+        scheduler_record(conn, "test", [{"decision": "fine"}, bad])
     assert decisions(conn, "test") == []
 
 
 def test_readers_see_the_log_through_the_view_only(conn, make_role):
-    queries.scheduler_record(conn, "test", [{"decision": "seen", "subject_kind": "worker",
+    scheduler_record(conn, "test", [{"decision": "seen", "subject_kind": "worker",
                                              "subject_id": 3, "details": {"a": 1}}])  # fmt: skip
     _, reader_dsn = make_role("scitq_reader")
     _, agent_dsn = make_role("scitq_agent")
@@ -324,6 +327,6 @@ def test_readers_see_the_log_through_the_view_only(conn, make_role):
             reader.execute("SELECT * FROM scitq.scheduler_decision")
     with psycopg.connect(agent_dsn, autocommit=True) as agent:
         with pytest.raises(errors.PermissionDenied):
-            queries.scheduler_record(agent, "test", [{"decision": "forged"}])
+            scheduler_record(agent, "test", [{"decision": "forged"}])
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             agent.execute("SELECT * FROM scitq.scheduler_log")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from psycopg.rows import dict_row
 
-from scitq.db import queries
-from scitq.scheduler import cloud_queries as cq
+from scitq.db.recruitment import cloud_operation_list, instance_list, recruiter_set
+from scitq.db.task import task_submit
 from tests.fixtures.agents import wait_for
 
 
@@ -43,14 +43,14 @@ def write_config(tmp_path: Path, max_agents: int = 3) -> Path:
 @pytest.mark.slow
 def test_local_agents_grow_to_three_then_back_to_zero(conn, start_scheduler, tmp_path, monkeypatch):
     monkeypatch.setenv("SCITQ_CONFIG", str(write_config(tmp_path)))
-    recruiter = cq.recruiter_set(conn, "work", "local", 3, concurrency=2, tasks_per_worker=20)
-    queries.task_submit(conn, "work", [{"command": "sleep 0.3"} for _ in range(60)])
+    recruiter = recruiter_set(conn, "work", "local", 3, concurrency=2, tasks_per_worker=20)
+    task_submit(conn, "work", [{"command": "sleep 0.3"} for _ in range(60)])
     scheduler = start_scheduler()
 
     # 0 -> 3 agents, real processes registered as workers of the batch
-    wait_for(lambda: len([i for i in cq.instance_list(conn) if i["status"] == "active"]) == 3,
+    wait_for(lambda: len([i for i in instance_list(conn) if i["status"] == "active"]) == 3,
              timeout=90)  # fmt: skip
-    instances = cq.instance_list(conn)
+    instances = instance_list(conn)
     assert len(instances) == 3
     pids = [int(i["provider_ref"]) for i in instances]
     assert all(alive(pid) for pid in pids)
@@ -78,11 +78,11 @@ def test_local_agents_grow_to_three_then_back_to_zero(conn, start_scheduler, tmp
     assert served >= 2
 
     # idle -> destroyed: no instance, no worker row, no process, no pid file left
-    wait_for(lambda: cq.instance_list(conn) == [], timeout=60)
+    wait_for(lambda: instance_list(conn) == [], timeout=60)
     assert not any(alive(pid) for pid in pids)
     assert list((tmp_path / "local-agents").glob("*.pid")) == []
     assert conn.execute("SELECT count(*) FROM scitq.worker").fetchone()[0] == 0
-    operations = cq.cloud_operation_list(conn, include_old=True)
+    operations = cloud_operation_list(conn, include_old=True)
     assert sorted((o["kind"], o["status"]) for o in operations) == (
         [("deploy", "succeeded")] * 3 + [("destroy", "succeeded")] * 3
     )
@@ -103,13 +103,13 @@ def test_local_quota_and_unknown_flavor_give_clear_failed_operations(
     conn, start_scheduler, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("SCITQ_CONFIG", str(write_config(tmp_path, max_agents=1)))
-    cq.recruiter_set(conn, "typo", "local", 2, flavor="xlarge")
-    queries.task_submit(conn, "typo", [{"command": "true"}])
+    recruiter_set(conn, "typo", "local", 2, flavor="xlarge")
+    task_submit(conn, "typo", [{"command": "true"}])
     start_scheduler()
-    wait_for(lambda: [o["status"] for o in cq.cloud_operation_list(conn)] == ["failed"],
+    wait_for(lambda: [o["status"] for o in cloud_operation_list(conn)] == ["failed"],
              timeout=60)  # fmt: skip
-    (operation,) = cq.cloud_operation_list(conn)
+    (operation,) = cloud_operation_list(conn)
     assert operation["error_class"] == "config"
     assert operation["error"] == "unknown flavor 'xlarge' for provider local: it only has 'local'"
-    assert [i["status"] for i in cq.instance_list(conn)] == ["error"]
+    assert [i["status"] for i in instance_list(conn)] == ["error"]
     assert list((tmp_path / "local-agents").glob("*.pid")) == []

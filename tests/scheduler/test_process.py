@@ -10,7 +10,8 @@ import sys
 from click.testing import CliRunner
 
 from scitq.cli import scitq
-from scitq.db import queries
+from scitq.db.task import task_claim, task_submit
+from scitq.db.worker import worker_heartbeat, worker_register
 from tests.fixtures.agents import wait_for
 from tests.scheduler.conftest import lock_holder
 
@@ -34,9 +35,9 @@ def leadership(conn) -> list[tuple[str, str]]:
 
 def expiring_execution(conn, name: str) -> int:
     """An execution held by a worker with a half-second lease that nobody renews."""
-    worker = queries.worker_register(conn, name, batches=[name], lease_seconds=0.5)["id"]
-    queries.task_submit(conn, name, [{"command": "true", "retries": 1}])
-    (claim,) = queries.task_claim(conn, worker, 1)
+    worker = worker_register(conn, name, batches=[name], lease_seconds=0.5)["id"]
+    task_submit(conn, name, [{"command": "true", "retries": 1}])
+    (claim,) = task_claim(conn, worker, 1)
     return int(claim["execution_id"])
 
 
@@ -97,7 +98,7 @@ def test_a_broken_lock_connection_stops_the_duties_until_the_lock_is_taken_again
 
 def test_the_active_scheduler_records_a_worker_going_offline_and_back(conn, start_scheduler):
     start_scheduler()
-    worker = queries.worker_register(conn, "w1", lease_seconds=1)["id"]
+    worker = worker_register(conn, "w1", lease_seconds=1)["id"]
 
     def liveness() -> list[str]:
         return [decision for _, decision, _, subject in log_rows(conn, "worker_liveness")
@@ -108,7 +109,7 @@ def test_the_active_scheduler_records_a_worker_going_offline_and_back(conn, star
         return changes if changes[-1:] == ["online"] else None
 
     wait_for(lambda: liveness()[-1:] == ["offline"])
-    queries.worker_heartbeat(conn, worker)
+    worker_heartbeat(conn, worker)
     changes = wait_for(ended_online)  # before it goes offline again, a lease later
     assert changes[-2:] == ["offline", "online"]
     assert all(a != b for a, b in itertools.pairwise(changes))  # changes only

@@ -12,8 +12,19 @@ from psycopg.rows import dict_row
 
 from scitq import errors
 from scitq.config import SchedulerSettings
-from scitq.db import queries
-from scitq.scheduler import cloud_queries as cq
+from scitq.db.batch import batch_pause
+from scitq.db.recruitment import (
+    cloud_operation_list,
+    instance_link_workers,
+    instance_list,
+    instance_request,
+    recruiter_delete,
+    recruiter_list,
+    recruiter_set,
+    recruiter_update,
+)
+from scitq.db.task import task_pause, task_resume, task_submit
+from scitq.db.worker import worker_heartbeat, worker_register
 from scitq.scheduler.duties import DutyContext, Recruitment
 from scitq.scheduler.operations import OperationRunner, agent_conninfo
 from scitq.scheduler.providers.base import ProviderError
@@ -58,7 +69,7 @@ def rows(conn, query: str, *params) -> list[dict]:
 
 
 def submit(conn, batch: str, count: int) -> None:
-    queries.task_submit(conn, batch, [{"command": "true"} for _ in range(count)])
+    task_submit(conn, batch, [{"command": "true"} for _ in range(count)])
 
 
 def recruiter_log(conn, recruiter_id: int) -> list[dict]:
@@ -71,10 +82,10 @@ def recruiter_log(conn, recruiter_id: int) -> list[dict]:
 
 
 def test_recruits_for_runnable_tasks_within_the_maximum(conn, recruitment, fake):
-    recruiter = cq.recruiter_set(conn, "b", "fake", 3, flavor="small", tasks_per_worker=10)
+    recruiter = recruiter_set(conn, "b", "fake", 3, flavor="small", tasks_per_worker=10)
     submit(conn, "b", 25)  # 3 workers wanted
     assert run(conn, recruitment) == 3
-    instances = cq.instance_list(conn)
+    instances = instance_list(conn)
     assert [i["status"] for i in instances] == ["building"] * 3
     assert {i["last_operation_status"] for i in instances} == {"succeeded"}
     assert len(fake.instances) == 3
@@ -86,7 +97,7 @@ def test_recruits_for_runnable_tasks_within_the_maximum(conn, recruitment, fake)
     # the instances starting count: nothing more is asked for
     submit(conn, "b", 100)
     assert run(conn, recruitment) == 0
-    assert len(cq.instance_list(conn)) == 3
+    assert len(instance_list(conn)) == 3
     last = recruiter_log(conn, recruiter["id"])[-1]
     assert last["decision"] == "hold"
     assert (
@@ -99,23 +110,23 @@ def test_recruits_for_runnable_tasks_within_the_maximum(conn, recruitment, fake)
 
 
 def test_waiting_tasks_and_paused_batches_recruit_nobody(conn, recruitment):
-    recruiter = cq.recruiter_set(conn, "b", "fake", 3)
-    (first,) = queries.task_submit(conn, "b", [{"command": "true", "name": "a"}])
-    queries.task_pause(conn, [first["id"]])
-    queries.task_submit(conn, "b", [{"command": "true", "depends_on_names": ["a"]}])
+    recruiter = recruiter_set(conn, "b", "fake", 3)
+    (first,) = task_submit(conn, "b", [{"command": "true", "name": "a"}])
+    task_pause(conn, [first["id"]])
+    task_submit(conn, "b", [{"command": "true", "depends_on_names": ["a"]}])
     assert run(conn, recruitment) == 0  # min_workers 0: waiting tasks want nobody
-    queries.task_resume(conn, [first["id"]])
-    queries.batch_pause(conn, "b")
+    task_resume(conn, [first["id"]])
+    batch_pause(conn, "b")
     assert run(conn, recruitment) == 0
     reasons = [d["reason"] for d in recruiter_log(conn, recruiter["id"])]
     assert "target 0 workers (its batch is paused)" in reasons[-1]
 
 
 def test_existing_workers_serving_the_batch_count(conn, recruitment):
-    recruiter = cq.recruiter_set(conn, "b", "fake", 5, tasks_per_worker=2)
+    recruiter = recruiter_set(conn, "b", "fake", 5, tasks_per_worker=2)
     submit(conn, "b", 4)  # 2 wanted
-    queries.worker_register(conn, "permanent-1", batches=["b"])
-    queries.worker_register(conn, "other-batch", batches=["c"])
+    worker_register(conn, "permanent-1", batches=["b"])
+    worker_register(conn, "other-batch", batches=["c"])
     assert run(conn, recruitment) == 1
     decision = recruiter_log(conn, recruiter["id"])[-1]
     assert "1 serving and 0 starting" in decision["reason"]
@@ -123,7 +134,7 @@ def test_existing_workers_serving_the_batch_count(conn, recruitment):
 
 def test_provider_quota_caps_deploys_and_is_explained(conn, recruitment):
     recruitment.quotas["fake"] = 2
-    recruiter = cq.recruiter_set(conn, "b", "fake", 10)
+    recruiter = recruiter_set(conn, "b", "fake", 10)
     submit(conn, "b", 5)
     assert run(conn, recruitment) == 2
     assert (
@@ -135,24 +146,24 @@ def test_provider_quota_caps_deploys_and_is_explained(conn, recruitment):
 
 
 def test_unknown_provider_is_explained_and_nothing_deployed(conn, recruitment):
-    recruiter = cq.recruiter_set(conn, "b", "nowhere", 2)
+    recruiter = recruiter_set(conn, "b", "nowhere", 2)
     submit(conn, "b", 1)
     assert run(conn, recruitment) == 0
-    assert cq.instance_list(conn) == []
+    assert instance_list(conn) == []
     reason = recruiter_log(conn, recruiter["id"])[-1]["reason"]
     assert "provider 'nowhere' is not configured on this scheduler" in reason
 
 
 def test_unknown_flavor_fails_the_deploy_and_backs_off(conn, recruitment):
-    recruiter = cq.recruiter_set(conn, "b", "fake", 2, flavor="huge")
+    recruiter = recruiter_set(conn, "b", "fake", 2, flavor="huge")
     submit(conn, "b", 1)
     assert run(conn, recruitment) == 1
-    (operation,) = cq.cloud_operation_list(conn)
+    (operation,) = cloud_operation_list(conn)
     assert operation["status"] == "failed"
     assert operation["error_class"] == "config"
     assert "unknown flavor 'huge' for provider fake" in operation["error"]
     assert "giving up" in operation["log"]
-    assert [i["status"] for i in cq.instance_list(conn)] == ["error"]
+    assert [i["status"] for i in instance_list(conn)] == ["error"]
     # no tight loop: the recruiter waits
     assert run(conn, recruitment) == 0
     reason = recruiter_log(conn, recruiter["id"])[-1]["reason"]
@@ -164,10 +175,10 @@ def test_unknown_flavor_fails_the_deploy_and_backs_off(conn, recruitment):
 
 def test_transient_failures_are_retried_then_succeed(conn, recruitment, fake):
     fake.fail_next = [ProviderError("connection reset", "transient")]
-    cq.recruiter_set(conn, "b", "fake", 1)
+    recruiter_set(conn, "b", "fake", 1)
     submit(conn, "b", 1)
     run(conn, recruitment)
-    (operation,) = cq.cloud_operation_list(conn)
+    (operation,) = cloud_operation_list(conn)
     assert operation["status"] == "pending"  # back-off: not before
     assert operation["error_class"] == "transient"
     assert "retrying in" in operation["log"]
@@ -178,16 +189,16 @@ def test_transient_failures_are_retried_then_succeed(conn, recruitment, fake):
     time.sleep(0.05)
     recruitment.runner.dispatch(conn)
     assert recruitment.runner.wait_idle(20)
-    (operation,) = cq.cloud_operation_list(conn)
+    (operation,) = cloud_operation_list(conn)
     assert (operation["status"], operation["attempts"]) == ("succeeded", 2)
 
 
 def test_quota_errors_give_up_at_once(conn, recruitment, fake):
     fake.fail_next = [ProviderError("Quota exceeded for cores", "quota")]
-    cq.recruiter_set(conn, "b", "fake", 1)
+    recruiter_set(conn, "b", "fake", 1)
     submit(conn, "b", 1)
     run(conn, recruitment)
-    (operation,) = cq.cloud_operation_list(conn)
+    (operation,) = cloud_operation_list(conn)
     assert (operation["status"], operation["error_class"], operation["attempts"]) == (
         "failed", "quota", 1,
     )  # fmt: skip
@@ -195,20 +206,20 @@ def test_quota_errors_give_up_at_once(conn, recruitment, fake):
 
 def register_instances(conn) -> list[dict]:
     """Register a worker for each building instance, as its agent would."""
-    for instance in cq.instance_list(conn):
-        queries.worker_register(conn, instance["name"], batches=[instance["batch"]])
-    return cq.instance_link_workers(conn)
+    for instance in instance_list(conn):
+        worker_register(conn, instance["name"], batches=[instance["batch"]])
+    return instance_link_workers(conn)
 
 
 def test_idle_instances_are_destroyed_after_the_grace(conn, recruitment, fake):
-    recruiter = cq.recruiter_set(conn, "b", "fake", 2, tasks_per_worker=1)
+    recruiter = recruiter_set(conn, "b", "fake", 2, tasks_per_worker=1)
     submit(conn, "b", 2)
     run(conn, recruitment)
-    assert cq.instance_link_workers(conn) == []  # no agent registered yet
-    for instance in cq.instance_list(conn):  # as their agents do
-        queries.worker_register(conn, instance["name"], batches=["b"])
+    assert instance_link_workers(conn) == []  # no agent registered yet
+    for instance in instance_list(conn):  # as their agents do
+        worker_register(conn, instance["name"], batches=["b"])
     run(conn, recruitment)  # links them
-    active = cq.instance_list(conn)
+    active = instance_list(conn)
     assert {i["status"] for i in active} == {"active"}
     activated = rows(conn, "SELECT reason FROM scitq.scheduler_log WHERE decision = 'active'")
     assert len(activated) == 2 and "registered as worker" in activated[0]["reason"]
@@ -218,14 +229,14 @@ def test_idle_instances_are_destroyed_after_the_grace(conn, recruitment, fake):
     # still pending tasks: nobody is destroyed, even after the grace
     later = datetime.now(UTC) + timedelta(seconds=600)
     for instance in active:  # heartbeats go on, as agents' do
-        queries.worker_heartbeat(conn, instance["worker_id"], now=later)
+        worker_heartbeat(conn, instance["worker_id"], now=later)
     run(conn, recruitment, now=later)
-    assert {i["status"] for i in cq.instance_list(conn)} == {"active"}
+    assert {i["status"] for i in instance_list(conn)} == {"active"}
     conn.execute("DELETE FROM scitq.task")
     run(conn, recruitment)  # within the grace
-    assert {i["status"] for i in cq.instance_list(conn)} == {"active"}
+    assert {i["status"] for i in instance_list(conn)} == {"active"}
     run(conn, recruitment, now=later)
-    assert cq.instance_list(conn) == []  # deleted
+    assert instance_list(conn) == []  # deleted
     assert len(fake.deleted) == 2
     assert rows(conn, "SELECT * FROM scitq.worker WHERE name LIKE 'scitq-%%'") == []
     destroyed = rows(conn, "SELECT reason FROM scitq.scheduler_log WHERE decision = 'destroy'")
@@ -234,46 +245,46 @@ def test_idle_instances_are_destroyed_after_the_grace(conn, recruitment, fake):
 
 
 def test_min_workers_stay_while_the_batch_has_work(conn, recruitment):
-    cq.recruiter_set(conn, "b", "fake", 3, min_workers=1, tasks_per_worker=1)
-    (first,) = queries.task_submit(conn, "b", [{"command": "true", "name": "a"}])
-    queries.task_submit(conn, "b", [{"command": "true", "depends_on_names": ["a"]}])
+    recruiter_set(conn, "b", "fake", 3, min_workers=1, tasks_per_worker=1)
+    (first,) = task_submit(conn, "b", [{"command": "true", "name": "a"}])
+    task_submit(conn, "b", [{"command": "true", "depends_on_names": ["a"]}])
     run(conn, recruitment)
-    assert len(cq.instance_list(conn)) == 1
+    assert len(instance_list(conn)) == 1
     register_instances(conn)
-    queries.task_pause(conn, [first["id"]])  # runnable work gone, a waiting task remains
+    task_pause(conn, [first["id"]])  # runnable work gone, a waiting task remains
     later = datetime.now(UTC) + timedelta(seconds=600)
-    (instance,) = cq.instance_list(conn)
-    queries.worker_heartbeat(conn, instance["worker_id"], now=later)
+    (instance,) = instance_list(conn)
+    worker_heartbeat(conn, instance["worker_id"], now=later)
     run(conn, recruitment, now=later)
-    assert [i["status"] for i in cq.instance_list(conn)] == ["active"]
+    assert [i["status"] for i in instance_list(conn)] == ["active"]
 
 
 def test_permanent_and_deployed_workers(conn, recruitment, fake):
-    cq.instance_request(conn, "fake", "b", 2, concurrency=4, prefetch=1)
-    cq.instance_request(conn, "fake", "b", 1, is_permanent=True)
+    instance_request(conn, "fake", "b", 2, concurrency=4, prefetch=1)
+    instance_request(conn, "fake", "b", 1, is_permanent=True)
     run(conn, recruitment)
     assert len(fake.instances) == 3
     assert {s.concurrency for s in fake.specs.values()} == {4, 1}
     register_instances(conn)
     later = datetime.now(UTC) + timedelta(seconds=600)
-    for instance in cq.instance_list(conn):
-        queries.worker_heartbeat(conn, instance["worker_id"], now=later)
+    for instance in instance_list(conn):
+        worker_heartbeat(conn, instance["worker_id"], now=later)
     run(conn, recruitment, now=later)
-    (kept,) = cq.instance_list(conn)
+    (kept,) = instance_list(conn)
     assert kept["is_permanent"] is True
 
 
 def test_idle_workers_of_a_finished_batch_are_reused(conn, recruitment, fake):
-    cq.recruiter_set(conn, "first", "fake", 1)
+    recruiter_set(conn, "first", "fake", 1)
     submit(conn, "first", 1)
     run(conn, recruitment)
     register_instances(conn)
     conn.execute("DELETE FROM scitq.task")  # the first batch is done
-    second = cq.recruiter_set(conn, "second", "fake", 1, concurrency=3)
+    second = recruiter_set(conn, "second", "fake", 1, concurrency=3)
     submit(conn, "second", 1)
     assert run(conn, recruitment) == 1
     assert len(fake.instances) == 1  # no new machine
-    (instance,) = cq.instance_list(conn)
+    (instance,) = instance_list(conn)
     assert (instance["batch"], instance["concurrency"]) == ("second", 3)
     worker = rows(conn, "SELECT batches, concurrency FROM scitq.worker WHERE id = %s",
                   instance["worker_id"])[0]  # fmt: skip
@@ -294,19 +305,19 @@ def test_invalid_recruiters_are_refused_with_a_clear_error(conn, fields, message
     with pytest.raises(
         errors.InvalidArgument, match=message.replace("(", r"\(").replace(")", r"\)")
     ):
-        cq.recruiter_set(conn, "b", provider, max_workers, **values)
-    assert cq.recruiter_list(conn) == []
+        recruiter_set(conn, "b", provider, max_workers, **values)
+    assert recruiter_list(conn) == []
 
 
 def test_recruiter_set_is_an_upsert_and_update_keeps_fields(conn):
-    first = cq.recruiter_set(conn, "b", "fake", 2, flavor="small")
-    again = cq.recruiter_set(conn, "b", "fake", 4, flavor="large")
+    first = recruiter_set(conn, "b", "fake", 2, flavor="small")
+    again = recruiter_set(conn, "b", "fake", 4, flavor="large")
     assert again["id"] == first["id"] and again["max_workers"] == 4
-    updated = cq.recruiter_update(conn, first["id"], concurrency=8, flavor="")
+    updated = recruiter_update(conn, first["id"], concurrency=8, flavor="")
     assert (updated["concurrency"], updated["flavor"], updated["max_workers"]) == (8, None, 4)
-    cq.recruiter_delete(conn, first["id"])
+    recruiter_delete(conn, first["id"])
     with pytest.raises(errors.NotFound):
-        cq.recruiter_delete(conn, first["id"])
+        recruiter_delete(conn, first["id"])
 
 
 def test_agent_conninfo_replaces_the_credentials():

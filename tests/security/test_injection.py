@@ -13,7 +13,10 @@ from click.testing import CliRunner
 from flask import Flask
 
 from scitq.cli import scitq
-from scitq.db import queries
+from scitq.db.execution import execution_append_output, execution_finish
+from scitq.db.task import task_claim, task_submit
+from scitq.db.web_user import web_user_set
+from scitq.db.worker import worker_register
 from tests.badinput.snapshot import snapshot
 from tests.web.conftest import LoggedIn, log_in, make_app
 
@@ -53,15 +56,13 @@ LEAKS = (
 @pytest.fixture
 def populated(conn: psycopg.Connection[Any]) -> dict[str, tuple[int, str]]:
     """Rows in every main table, so that a successful injection would show."""
-    tasks = queries.task_submit(
+    tasks = task_submit(
         conn, "canary", [{"command": "true", "name": "t1"}, {"command": "false", "name": "t2"}]
     )
-    worker = queries.worker_register(conn, "w1", batches=["canary"])["id"]
-    (claim,) = queries.task_claim(conn, worker, 1)
-    queries.execution_append_output(conn, worker, [(claim["execution_id"], 0, "stdout", "hi\n")])
-    queries.execution_finish(
-        conn, worker, [{"execution_id": claim["execution_id"], "return_code": 0}]
-    )
+    worker = worker_register(conn, "w1", batches=["canary"])["id"]
+    (claim,) = task_claim(conn, worker, 1)
+    execution_append_output(conn, worker, [(claim["execution_id"], 0, "stdout", "hi\n")])
+    execution_finish(conn, worker, [{"execution_id": claim["execution_id"], "return_code": 0}])
     assert tasks
     return snapshot(conn)
 
@@ -115,12 +116,11 @@ def test_cli_filters_do_no_harm(
 
 @pytest.fixture
 def admin(db: str, conn: psycopg.Connection[Any]) -> Iterator[LoggedIn]:
-    from scitq.db import dashboard
     from scitq.web import db as web_db
     from scitq.web.auth import hash_password
     from tests.web.conftest import PASSWORD
 
-    dashboard.web_user_set(conn, "alice", hash_password(PASSWORD), "admin")
+    web_user_set(conn, "alice", hash_password(PASSWORD), "admin")
     app: Flask = make_app(db)
     try:
         yield log_in(app.test_client(), "alice")

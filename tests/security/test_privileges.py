@@ -10,7 +10,9 @@ import psycopg
 import pytest
 
 from scitq import errors
-from scitq.db import queries
+from scitq.db.execution import execution_set_phases
+from scitq.db.task import task_claim, task_submit
+from scitq.db.worker import worker_register
 
 pytestmark = pytest.mark.sql
 
@@ -171,18 +173,18 @@ def test_agent_cannot_use_the_batched_phase_for_another_worker(
     """execution_set_phase_v2 (batched phases) is fenced like the others."""
     _, one_dsn = make_role("scitq_agent")
     _, two_dsn = make_role("scitq_agent")
-    queries.task_submit(conn, "b", [{"command": "x"}])
+    task_submit(conn, "b", [{"command": "x"}])
     with (
         psycopg.connect(one_dsn, autocommit=True) as one,
         psycopg.connect(two_dsn, autocommit=True) as two,
     ):
-        mine = queries.worker_register(one, "agent-one", batches=["b"])["id"]
-        theirs = queries.worker_register(two, "agent-two", batches=["b"])["id"]
-        (claim,) = queries.task_claim(one, mine, 1)
+        mine = worker_register(one, "agent-one", batches=["b"])["id"]
+        theirs = worker_register(two, "agent-two", batches=["b"])["id"]
+        (claim,) = task_claim(one, mine, 1)
         with pytest.raises(errors.WorkerNotOwned):
-            queries.execution_set_phases(two, mine, [claim["execution_id"]], "running")
+            execution_set_phases(two, mine, [claim["execution_id"]], "running")
         with pytest.raises(errors.ExecutionNotLive):
-            queries.execution_set_phases(two, theirs, [claim["execution_id"]], "running")
+            execution_set_phases(two, theirs, [claim["execution_id"]], "running")
     status = conn.execute("SELECT status FROM scitq.execution").fetchone()
     assert status == ("assigned",)
 

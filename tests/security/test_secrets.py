@@ -16,7 +16,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from scitq.db import dashboard, queries
+from scitq.db.task import task_submit
+from scitq.db.web_user import web_user_set
 from scitq.web import db as web_db
 from scitq.web.auth import hash_password
 from tests.cli.conftest import PROJECT_ROOT
@@ -63,7 +64,7 @@ def test_credentials_never_show(
         "SCITQ_S3_SECRET_ACCESS_KEY": s3_secret,
         "SCITQ_FTP_PASSWORD": ftp_password,
     }
-    queries.task_submit(
+    task_submit(
         conn,
         "secrets",
         [
@@ -170,7 +171,7 @@ def test_credentials_never_show(
         "scheduler log": scheduler_log.read_text(errors="replace"),
     }
     # the dashboard, logged in over a database URL that holds the admin password
-    dashboard.web_user_set(conn, "alice", hash_password(PASSWORD), "admin")
+    web_user_set(conn, "alice", hash_password(PASSWORD), "admin")
     app = make_app(admin_dsn)
     try:
         user = log_in(app.test_client(), "alice")

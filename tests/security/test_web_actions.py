@@ -11,7 +11,9 @@ import psycopg
 import pytest
 from flask import Flask
 
-from scitq.db import dashboard, queries
+from scitq.db.task import task_submit
+from scitq.db.web_user import web_user_set
+from scitq.db.worker import worker_register
 from scitq.web import db as web_db
 from scitq.web.auth import hash_password
 from tests.badinput.snapshot import snapshot
@@ -33,9 +35,9 @@ def _post_paths(app: Flask, ids: dict[str, str]) -> list[str]:
 
 @pytest.fixture
 def setup(db: str, conn: psycopg.Connection[Any]) -> Any:
-    queries.task_submit(conn, "b", [{"command": "true"}])
-    worker = queries.worker_register(conn, "w1", batches=["b"])["id"]
-    dashboard.web_user_set(conn, "alice", hash_password(PASSWORD), "admin")
+    task_submit(conn, "b", [{"command": "true"}])
+    worker = worker_register(conn, "w1", batches=["b"])["id"]
+    web_user_set(conn, "alice", hash_password(PASSWORD), "admin")
     app = make_app(db)
     ids = {"task_id": "1", "worker_id": str(worker), "name": "b", "action": "pause"}
     yield app, _post_paths(app, ids)

@@ -15,7 +15,9 @@ import pytest
 
 import scitq
 from scitq.client import BatchProgress, Client, Task, WaitTimeout
-from scitq.db import queries
+from scitq.db.execution import execution_append_output, execution_finish, execution_set_phase
+from scitq.db.task import task_claim
+from scitq.db.worker import worker_register
 from scitq.errors import DependencyCycle, InvalidArgument, NotFound
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -29,14 +31,12 @@ def client(db: str) -> Any:
 
 def _run(conn: psycopg.Connection[Any], worker: int, return_code: int = 0, text: str = "") -> int:
     """Claim one task, give it output, finish it; returns its id."""
-    (claimed,) = queries.task_claim(conn, worker, 1)
+    (claimed,) = task_claim(conn, worker, 1)
     execution = claimed["execution_id"]
-    queries.execution_set_phase(conn, worker, execution, "running")
+    execution_set_phase(conn, worker, execution, "running")
     if text:
-        queries.execution_append_output(conn, worker, [(execution, 0, "stdout", text)])
-    queries.execution_finish(
-        conn, worker, [{"execution_id": execution, "return_code": return_code}]
-    )
+        execution_append_output(conn, worker, [(execution, 0, "stdout", text)])
+    execution_finish(conn, worker, [{"execution_id": execution, "return_code": return_code}])
     return int(claimed["task_id"])
 
 
@@ -124,7 +124,7 @@ def test_submit_many_in_chunks_all_or_nothing(
 def test_pages_and_iteration_by_id(client: Client, conn: psycopg.Connection[Any]) -> None:
     ids = [s.id for s in client.submit_many("p", [{"command": str(i)} for i in range(25)])]
     other = client.submit("x", batch="q").id
-    worker = queries.worker_register(conn, "w1", batches=["q"])["id"]
+    worker = worker_register(conn, "w1", batches=["q"])["id"]
     _run(conn, worker, return_code=1)
 
     assert [t.id for t in client.page(limit=10)] == ids[:10]
@@ -143,7 +143,7 @@ def test_pages_and_iteration_by_id(client: Client, conn: psycopg.Connection[Any]
 def test_retry_cancel_and_executions(client: Client, conn: psycopg.Connection[Any]) -> None:
     a = client.submit("a", batch="r", name="a")
     b = client.submit("b", batch="r", depends_on_names=["a"])
-    worker = queries.worker_register(conn, "w1")["id"]
+    worker = worker_register(conn, "w1")["id"]
     _run(conn, worker, return_code=2)
 
     assert client.get(b.id).status == "canceled"
@@ -161,7 +161,7 @@ def test_wait_reports_progress_until_the_batch_ends(
     client: Client, conn: psycopg.Connection[Any]
 ) -> None:
     client.submit_many("w", [{"command": "a"}, {"command": "b"}])
-    worker = queries.worker_register(conn, "w1")["id"]
+    worker = worker_register(conn, "w1")["id"]
     seen: list[BatchProgress] = []
 
     def work() -> None:
@@ -189,7 +189,7 @@ def test_wait_reports_progress_until_the_batch_ends(
 
 def test_logs_of_attempts_and_following(client: Client, conn: psycopg.Connection[Any]) -> None:
     task = client.submit("a", batch="l", retries=1, retry_delay_seconds=0)
-    worker = queries.worker_register(conn, "w1")["id"]
+    worker = worker_register(conn, "w1")["id"]
     _run(conn, worker, return_code=1, text="first\n")
     _run(conn, worker, text="second\n")
 
@@ -200,16 +200,16 @@ def test_logs_of_attempts_and_following(client: Client, conn: psycopg.Connection
         client.log(task.id, streams=["out"])
 
     live = client.submit("live", batch="l")
-    (claimed,) = queries.task_claim(conn, worker, 1)
+    (claimed,) = task_claim(conn, worker, 1)
     assert claimed["task_id"] == live.id
     execution = claimed["execution_id"]
-    queries.execution_set_phase(conn, worker, execution, "running")
+    execution_set_phase(conn, worker, execution, "running")
 
     def write() -> None:
         for seq in range(3):
             time.sleep(0.2)
-            queries.execution_append_output(conn, worker, [(execution, seq, "stdout", f"{seq}\n")])
-        queries.execution_finish(conn, worker, [{"execution_id": execution, "return_code": 0}])
+            execution_append_output(conn, worker, [(execution, seq, "stdout", f"{seq}\n")])
+        execution_finish(conn, worker, [{"execution_id": execution, "return_code": 0}])
 
     thread = threading.Thread(target=write)
     thread.start()

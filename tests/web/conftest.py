@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 
 from scitq.cli import scitq
 from scitq.config import DatabaseSettings, Settings, WebSettings
-from scitq.db import dashboard
+from scitq.db.web_user import web_user_set
 from scitq.web import create_app
 from scitq.web import db as web_db
 from scitq.web.auth import hash_password
@@ -41,7 +41,7 @@ def app(db: str) -> Iterator[Flask]:
 @pytest.fixture
 def add_user(conn: psycopg.Connection[Any]) -> Callable[[str, str], None]:
     def add(name: str, role: str) -> None:
-        dashboard.web_user_set(conn, name, hash_password(PASSWORD), role)
+        web_user_set(conn, name, hash_password(PASSWORD), role)
 
     return add
 

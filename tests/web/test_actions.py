@@ -7,18 +7,20 @@ from typing import Any
 import psycopg
 import pytest
 
-from scitq.db import listing, queries
+from scitq.db.report import batch_progress
+from scitq.db.task import task_get
+from scitq.db.worker import worker_list
 from tests.cli.conftest import claim, register, run_to_end, submit
 from tests.web.conftest import LoggedIn
 
 
 def _status(conn: psycopg.Connection[Any], task_id: int) -> str:
-    row = queries.task_get(conn, task_id)
+    row = task_get(conn, task_id)
     return "deleted" if row is None else str(row["status"])
 
 
 def _batch(conn: psycopg.Connection[Any], name: str) -> dict[str, Any] | None:
-    rows = queries.batch_progress(conn, name)
+    rows = batch_progress(conn, name)
     return rows[0] if rows else None
 
 
@@ -107,7 +109,7 @@ def test_retry_a_failed_task(admin: LoggedIn, conn: psycopg.Connection[Any]) -> 
 
 
 def _worker(conn: psycopg.Connection[Any], worker_id: int) -> dict[str, Any] | None:
-    return next((w for w in listing.worker_list(conn) if w["worker_id"] == worker_id), None)
+    return next((w for w in worker_list(conn) if w["worker_id"] == worker_id), None)
 
 
 def test_worker_edits_pause_drain_delete(admin: LoggedIn, conn: psycopg.Connection[Any]) -> None:

@@ -12,7 +12,10 @@ import pytest
 from flask import Flask
 
 from scitq.config import WebSettings
-from scitq.db import dashboard, queries
+from scitq.db.report import batch_progress
+from scitq.db.task import task_get, task_submit
+from scitq.db.web_user import web_user_delete, web_user_get, web_user_set
+from scitq.db.worker import worker_list, worker_register
 from scitq.errors import ConfigError, InvalidArgument
 from scitq.web import db as web_db
 from scitq.web.secret import secret_key
@@ -69,7 +72,7 @@ def test_login_goes_to_next_page_records_the_login_and_logout_ends_it(
     )
     assert response.status_code == 302
     assert response.headers["Location"] == "/workers/"
-    user = dashboard.web_user_get(conn, "alice")
+    user = web_user_get(conn, "alice")
     assert user is not None and user["last_login_at"] is not None
     assert client.get("/workers/").status_code == 200
     new_token = csrf_of(client, "/")
@@ -108,20 +111,20 @@ def test_login_without_csrf_token_is_refused(
 def test_post_without_or_with_a_wrong_csrf_token_changes_nothing(
     admin: LoggedIn, conn: psycopg.Connection[Any]
 ) -> None:
-    queries.task_submit(conn, "b1", [{"command": "true"}])
+    task_submit(conn, "b1", [{"command": "true"}])
     for headers in ({}, {"X-CSRF-Token": "forged"}):
         response = admin.client.post("/batches/b1/pause", headers=headers)
         assert response.status_code == 400
-    assert queries.batch_progress(conn, "b1")[0]["is_paused"] is False
+    assert batch_progress(conn, "b1")[0]["is_paused"] is False
     # the right token works
     assert admin.post("/batches/b1/pause").status_code == 200
-    assert queries.batch_progress(conn, "b1")[0]["is_paused"] is True
+    assert batch_progress(conn, "b1")[0]["is_paused"] is True
 
 
 def test_a_token_from_another_session_is_refused(
     app: Flask, admin: LoggedIn, add_user: Callable[[str, str], None], conn: psycopg.Connection[Any]
 ) -> None:
-    queries.task_submit(conn, "b1", [{"command": "true"}])
+    task_submit(conn, "b1", [{"command": "true"}])
     add_user("bob", "admin")
     bob = log_in(app.test_client(), "bob")
     response = bob.client.post("/batches/b1/pause", headers={"X-CSRF-Token": admin.token})
@@ -135,34 +138,33 @@ def test_a_token_from_another_session_is_refused(
 def test_a_viewer_can_look_but_not_act(
     viewer: LoggedIn, conn: psycopg.Connection[Any], path: str
 ) -> None:
-    queries.task_submit(conn, "b1", [{"command": "true"}])
-    queries.worker_register(conn, "w1")
+    task_submit(conn, "b1", [{"command": "true"}])
+    worker_register(conn, "w1")
     for page in PAGES:
         assert viewer.get(page).status_code == 200, page
     response = viewer.post(path, data={"concurrency": "5"})
     assert response.status_code == 403
     assert "viewers may look but not act" in response.get_data(as_text=True)
-    assert queries.batch_progress(conn, "b1")[0]["is_paused"] is False
-    assert queries.task_get(conn, 1)["status"] == "pending"  # type: ignore[index]
+    assert batch_progress(conn, "b1")[0]["is_paused"] is False
+    assert task_get(conn, 1)["status"] == "pending"  # type: ignore[index]
     assert [w["concurrency"] for w in queries_worker_rows(conn)] == [1]
     # no action buttons are shown to viewers
     assert "hx-post" not in viewer.get("/batches/").get_data(as_text=True)
 
 
 def queries_worker_rows(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    from scitq.db import listing
 
-    return listing.worker_list(conn)
+    return worker_list(conn)
 
 
 def test_a_deleted_user_is_logged_out_and_a_demoted_one_loses_actions(
     admin: LoggedIn, conn: psycopg.Connection[Any]
 ) -> None:
-    queries.task_submit(conn, "b1", [{"command": "true"}])
-    dashboard.web_user_set(conn, "alice", dashboard.web_user_get(conn, "alice")["password_hash"],  # type: ignore[index]
+    task_submit(conn, "b1", [{"command": "true"}])
+    web_user_set(conn, "alice", web_user_get(conn, "alice")["password_hash"],  # type: ignore[index]
                            "viewer")  # fmt: skip
     assert admin.post("/batches/b1/pause").status_code == 403
-    dashboard.web_user_delete(conn, "alice")
+    web_user_delete(conn, "alice")
     assert admin.get("/").status_code == 302
 
 
@@ -203,17 +205,14 @@ def test_secret_key_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
 
 def test_user_names_and_roles_are_checked_by_the_database(conn: psycopg.Connection[Any]) -> None:
     with pytest.raises(InvalidArgument, match="invalid role"):
-        dashboard.web_user_set(conn, "dave", "scrypt:1:2:3$salt$abcdef", "root")
+        web_user_set(conn, "dave", "scrypt:1:2:3$salt$abcdef", "root")
     with pytest.raises(InvalidArgument, match="hashed"):
-        dashboard.web_user_set(conn, "dave", "plain password", "admin")
+        web_user_set(conn, "dave", "plain password", "admin")
     with pytest.raises(InvalidArgument, match="invalid user name"):
-        dashboard.web_user_set(conn, "", "scrypt:1:2:3$salt$abcdef", "admin")
-    row = dashboard.web_user_set(conn, "dave", "scrypt:1:2:3$salt$abcdef", "admin")
+        web_user_set(conn, "", "scrypt:1:2:3$salt$abcdef", "admin")
+    row = web_user_set(conn, "dave", "scrypt:1:2:3$salt$abcdef", "admin")
     assert row["created"] is True
-    assert (
-        dashboard.web_user_set(conn, "dave", "scrypt:1:2:3$salt$abcdef", "viewer")["created"]
-        is False
-    )
+    assert web_user_set(conn, "dave", "scrypt:1:2:3$salt$abcdef", "viewer")["created"] is False
 
 
 def test_answers_forbid_framing_sniffing_and_foreign_scripts(app: Flask) -> None:

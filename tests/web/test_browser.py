@@ -21,7 +21,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from scitq.db import dashboard, listing, queries
+from scitq.db.batch import batch_cancel
+from scitq.db.report import batch_progress
+from scitq.db.task import task_get, task_submit
+from scitq.db.web_user import web_user_set
+from scitq.db.worker import worker_list
 from scitq.web.auth import hash_password
 from tests.cli.conftest import PROJECT_ROOT
 from tests.fixtures.agents import AgentProcess, wait_for, worker_id
@@ -91,7 +95,7 @@ def server(db: str, tmp_path: Path) -> Iterator[str]:
 
 
 def _running_on(conn: psycopg.Connection[Any], name: str) -> int:
-    worker = next((w for w in listing.worker_list(conn) if w["name"] == name), None)
+    worker = next((w for w in worker_list(conn) if w["name"] == name), None)
     return 0 if worker is None else int(worker["running"])
 
 
@@ -102,18 +106,18 @@ def test_browser_end_to_end(
     start_agent: Callable[..., AgentProcess],
     tmp_path: Path,
 ) -> None:
-    dashboard.web_user_set(conn, "alice", hash_password(PASSWORD), "admin")
+    web_user_set(conn, "alice", hash_password(PASSWORD), "admin")
     agent = start_agent("--concurrency", "1", name="e2e-agent")
     wait_for(lambda: worker_id(conn, agent.name), timeout=60)
     # a finished batch first, for the overview's progress bars and throughput chart
     quick = [{"command": "true", "name": f"ok-{i}"} for i in range(9)]
     quick += [{"command": "exit 3", "shell": True, "name": f"bad-{i}"} for i in range(3)]
-    queries.task_submit(conn, "quick", quick)
-    wait_for(lambda: queries.batch_progress(conn, "quick")[0]["remaining"] == 0, timeout=60)
+    task_submit(conn, "quick", quick)
+    wait_for(lambda: batch_progress(conn, "quick")[0]["remaining"] == 0, timeout=60)
     script = 'for i in $(seq 1 80); do echo "line $i"; sleep 0.5; done'
-    [log_task] = queries.task_submit(conn, "live", [{"command": script, "shell": True}])
+    [log_task] = task_submit(conn, "live", [{"command": script, "shell": True}])
     task_id = int(log_task["id"])
-    wait_for(lambda: queries.task_get(conn, task_id)["status"] == "running", timeout=60)  # type: ignore[index]
+    wait_for(lambda: task_get(conn, task_id)["status"] == "running", timeout=60)  # type: ignore[index]
 
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     # log in
@@ -140,11 +144,11 @@ def test_browser_end_to_end(
     row = page.locator("tr.batch", has_text="live")
     row.get_by_role("button", name="Pause").click()
     row.get_by_role("button", name="Resume").wait_for(timeout=10_000)
-    assert queries.batch_progress(conn, "live")[0]["is_paused"] is True
+    assert batch_progress(conn, "live")[0]["is_paused"] is True
     assert "batch live paused" in page.inner_text("#flash")
 
     # raise the worker's concurrency inline; the agent applies it and runs three tasks
-    queries.task_submit(conn, "par", [{"command": "sleep 60"} for _ in range(3)])
+    task_submit(conn, "par", [{"command": "sleep 60"} for _ in range(3)])
     page.goto(f"{server}/workers/")
     worker_row = page.locator("tr", has_text=agent.name)
     worker_row.locator("input[name=concurrency]").fill("3")
@@ -164,5 +168,5 @@ def test_browser_end_to_end(
         shutil.copy(shot, Path(os.environ["TEST_SCREENSHOT_DIR"]) / "overview.png")
 
     # end the sleeps now rather than at the agent's shutdown grace
-    queries.batch_cancel(conn, "par")
-    queries.batch_cancel(conn, "live")
+    batch_cancel(conn, "par")
+    batch_cancel(conn, "live")

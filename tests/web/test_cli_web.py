@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from werkzeug.security import check_password_hash
 
-from scitq.db import dashboard
+from scitq.db.web_user import web_user_get
 from tests.cli.conftest import PROJECT_ROOT, Invoke, assert_one_line_error
 from tests.fixtures.agents import wait_for
 
@@ -24,7 +24,7 @@ def test_create_user_reads_the_password_from_stdin(
     result = invoke("web", "create-user", "alice", "--role", "admin", input="s3cret-pass\n")
     assert result.exit_code == 0, result.output
     assert "user alice created (role admin)" in result.stdout
-    user = dashboard.web_user_get(conn, "alice")
+    user = web_user_get(conn, "alice")
     assert user is not None and user["role"] == "admin"
     assert user["password_hash"].startswith("scrypt:")
     assert check_password_hash(user["password_hash"], "s3cret-pass")
@@ -43,13 +43,13 @@ def test_create_user_refuses_short_passwords_and_bad_roles(
     assert_one_line_error(result, 2, "at least 8 characters")
     result = invoke("web", "create-user", "bob", "--role", "root", input="long enough\n")
     assert result.exit_code == 2 and "root" in result.stderr
-    assert dashboard.web_user_get(conn, "bob") is None
+    assert web_user_get(conn, "bob") is None
 
 
 def test_delete_user(invoke: Invoke, conn: psycopg.Connection[Any]) -> None:
     invoke("web", "create-user", "carol", input="long enough\n")
     assert invoke("web", "delete-user", "carol").exit_code == 0
-    assert dashboard.web_user_get(conn, "carol") is None
+    assert web_user_get(conn, "carol") is None
     assert_one_line_error(invoke("web", "delete-user", "carol"), 4, "no dashboard user")
 
 

@@ -6,7 +6,9 @@ from typing import Any
 
 import psycopg
 
-from scitq.db import dashboard, queries
+from scitq.db.batch import batch_pause
+from scitq.db.report import batch_counts, batch_progress, execution_throughput
+from scitq.db.task import task_cancel, task_pause
 from tests.cli.conftest import claim, register, run_to_end, submit
 
 COUNTS = ("batch_id", "batch", "is_paused", "total", "waiting", "pending", "assigned", "running",
@@ -20,22 +22,22 @@ def test_batch_counts_equal_the_batch_progress_view(conn: psycopg.Connection[Any
     claimed = claim(conn, worker, 3)
     run_to_end(conn, worker, claimed[0]["execution_id"])
     run_to_end(conn, worker, claimed[1]["execution_id"], return_code=1)
-    queries.task_pause(conn, [ids[4]])
-    queries.task_cancel(conn, [ids[5]])
-    queries.batch_pause(conn, "b")
-    view = {row["batch"]: row for row in queries.batch_progress(conn)}
-    fast = {row["batch"]: row for row in dashboard.batch_counts(conn)}
+    task_pause(conn, [ids[4]])
+    task_cancel(conn, [ids[5]])
+    batch_pause(conn, "b")
+    view = {row["batch"]: row for row in batch_progress(conn)}
+    fast = {row["batch"]: row for row in batch_counts(conn)}
     assert set(view) == set(fast) == {"a", "b"}
     for name in view:
         assert {k: fast[name][k] for k in COUNTS} == {k: view[name][k] for k in COUNTS}
     assert fast["a"]["succeeded"] == 1 and fast["a"]["failed"] == 1
     assert fast["a"]["mean_seconds"] is not None  # the success is recent
     assert fast["b"]["mean_seconds"] is None
-    [one] = dashboard.batch_counts(conn, "b")
+    [one] = batch_counts(conn, "b")
     assert one["batch"] == "b" and one["total"] == 2 and one["is_paused"] is True
-    assert dashboard.batch_counts(conn, "nope") == []
+    assert batch_counts(conn, "nope") == []
     # outside the window, no duration
-    [old] = dashboard.batch_counts(conn, "a", window_seconds=0.000001)
+    [old] = batch_counts(conn, "a", window_seconds=0.000001)
     assert old["mean_seconds"] is None and old["total"] == 6
 
 
@@ -46,7 +48,7 @@ def test_throughput_counts_recent_attempts_by_outcome(conn: psycopg.Connection[A
     run_to_end(conn, worker, claimed[0]["execution_id"])
     run_to_end(conn, worker, claimed[1]["execution_id"])
     run_to_end(conn, worker, claimed[2]["execution_id"], return_code=2)
-    rows = dashboard.execution_throughput(conn, window_seconds=3600, bucket_seconds=60)
+    rows = execution_throughput(conn, window_seconds=3600, bucket_seconds=60)
     assert sum(r["succeeded"] for r in rows) == 2
     assert sum(r["failed"] for r in rows) == 1
     assert all(r["bucket"].second == 0 for r in rows)

@@ -8,7 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from scitq.db import queries
+from scitq.db.execution import execution_append_output, execution_finish, execution_set_phase
+from scitq.db.task import task_cancel
 from tests.cli.conftest import claim, register, run_to_end, submit
 from tests.web.conftest import LoggedIn
 
@@ -91,7 +92,7 @@ def test_task_list_filters_and_keyset_pages(admin: LoggedIn, conn: psycopg.Conne
     # with % or _ the name is a pattern as typed: t100 and t110 only
     pattern = admin.get("/tasks/?name=t1_0").get_data(as_text=True)
     assert len(re.findall(r'<tr id="task-', pattern)) == 2
-    queries.task_cancel(conn, ids[:3])
+    task_cancel(conn, ids[:3])
     canceled = admin.get("/tasks/?status=canceled").get_data(as_text=True)
     assert [int(x) for x in re.findall(r'<tr id="task-(\d+)"', canceled)] == ids[:3]
 
@@ -99,10 +100,8 @@ def test_task_list_filters_and_keyset_pages(admin: LoggedIn, conn: psycopg.Conne
 def test_a_name_search_goes_window_by_window(
     admin: LoggedIn, conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from scitq.db import dashboard
-
-    monkeypatch.setattr(dashboard, "PAGE_SCAN_BUDGET", 10)
-    monkeypatch.setattr(dashboard, "NAME_SCAN_BUDGET", 50)
+    monkeypatch.setattr("scitq.db.task.PAGE_SCAN_BUDGET", 10)
+    monkeypatch.setattr("scitq.db.task.NAME_SCAN_BUDGET", 50)
     ids = submit(conn, "b1", *({"command": "true", "name": f"t{i}"} for i in range(120)))
     submit(conn, "b1", {"command": "true", "name": "needle"})
     page = admin.get("/tasks/?name=needle").get_data(as_text=True)
@@ -176,11 +175,11 @@ def test_log_follows_a_live_attempt_and_pages_back(
     worker = register(conn, "w1")
     [claimed] = claim(conn, worker)
     execution_id = claimed["execution_id"]
-    queries.execution_set_phase(conn, worker, execution_id, "running")
+    execution_set_phase(conn, worker, execution_id, "running")
     # 300 chunks of 4 KiB: more than one page of log (64 chunks, 256 KiB)
     chunks = [(execution_id, seq, "stdout", f"line {seq:04d} " + "x" * 4000 + "\n")
               for seq in range(300)]  # fmt: skip
-    queries.execution_append_output(conn, worker, chunks)
+    execution_append_output(conn, worker, chunks)
     page = admin.get(f"/tasks/{task_id}").get_data(as_text=True)
     assert "line 0299" in page and "line 0236" in page and "line 0235" not in page
     assert f'execution={execution_id}&amp;before=236"' in page  # the "earlier" button
@@ -199,13 +198,13 @@ def test_log_follows_a_live_attempt_and_pages_back(
     first = admin.get(f"/tasks/{task_id}/log/earlier?execution={execution_id}&before=40")
     assert "line 0000" in first.get_data(as_text=True)
     assert "log-earlier" not in first.get_data(as_text=True)  # nothing before the first
-    queries.execution_append_output(conn, worker, [(execution_id, 300, "stderr", "new!\n")])
+    execution_append_output(conn, worker, [(execution_id, 300, "stderr", "new!\n")])
     follow = admin.get(
         f"/tasks/{task_id}/log?execution={execution_id}&after=299", htmx=True
     ).get_data(as_text=True)
     assert "new!" in follow and 'class="out stderr"' in follow
     assert "after=300" in follow and 'hx-trigger="load delay:1s"' in follow
-    queries.execution_finish(conn, worker, [{"execution_id": execution_id, "return_code": 0}])
+    execution_finish(conn, worker, [{"execution_id": execution_id, "return_code": 0}])
     ended = admin.get(
         f"/tasks/{task_id}/log?execution={execution_id}&after=300", htmx=True
     ).get_data(as_text=True)
@@ -224,8 +223,8 @@ def test_log_of_a_live_attempt_without_output_yet_follows_from_the_start(
     page = admin.get(f"/tasks/{task_id}").get_data(as_text=True)
     follow = re.search(r'<span id="log-follow" hx-get="([^"]+)"', page)
     assert follow and "after" not in follow[1]
-    queries.execution_set_phase(conn, worker, execution_id, "running")
-    queries.execution_append_output(conn, worker, [(execution_id, 0, "stdout", "first\n")])
+    execution_set_phase(conn, worker, execution_id, "running")
+    execution_append_output(conn, worker, [(execution_id, 0, "stdout", "first\n")])
     response = admin.get(follow[1].replace("&amp;", "&"), htmx=True)
     assert response.status_code == 200 and "first" in response.get_data(as_text=True)
 

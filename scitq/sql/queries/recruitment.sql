@@ -19,11 +19,12 @@ SELECT * FROM scitq.recruiter_update_v1(
 SELECT scitq.recruiter_delete_v1(%(recruiter_id)s);
 
 -- name: recruiter_list
--- Recruiters with their batch and instance counts, optionally of one batch.
-SELECT *
-FROM scitq.recruiter_overview
-WHERE %(batch)s::text IS NULL OR batch = %(batch)s::text
-ORDER BY batch, rank;
+-- Recruiters with their batch, instance and worker counts, optionally of one batch.
+SELECT r.*,
+       (SELECT count(*) FROM scitq.worker w WHERE w.recruiter_id = r.recruiter_id) AS workers
+FROM scitq.recruiter_overview r
+WHERE %(batch)s::text IS NULL OR r.batch = %(batch)s::text
+ORDER BY r.batch, r.rank, r.recruiter_id;
 
 -- name: recruiter_find
 -- One recruiter by id, or by batch and rank.
@@ -58,14 +59,32 @@ SELECT * FROM scitq.instance_reassign_v1(%(instance_id)s, %(recruiter_id)s);
 SELECT * FROM scitq.instance_link_workers_v1(%(now)s);
 
 -- name: instance_list
--- Instances, the live ones only unless %(all)s.
-SELECT *
-FROM scitq.instance_overview
-WHERE %(all)s::boolean OR status <> 'deleted'
-ORDER BY instance_id;
+-- Instances with their worker's name, in id order: the live ones, the deleted ones too
+-- if %(all)s, or those deleted in the last %(deleted_within_seconds)s; the newest
+-- %(limit)s only when a limit is given.
+SELECT i.*
+FROM (
+    SELECT o.*, w.name AS worker_name
+    FROM scitq.instance_overview o
+    LEFT JOIN scitq.worker w ON w.id = o.worker_id
+    WHERE %(all)s::boolean
+       OR o.status <> 'deleted'
+       OR o.deleted_at > now() - make_interval(secs => %(deleted_within_seconds)s::double precision)
+    ORDER BY o.instance_id DESC
+    LIMIT %(limit)s::integer
+) i
+ORDER BY i.instance_id;
 
 -- name: instance_get
 SELECT * FROM scitq.instance_overview WHERE instance_id = %(instance_id)s::bigint;
+
+-- name: instance_refs
+-- What the database knows of a provider's instances, by name and reference (to find
+-- orphans: machines the provider runs that no live instance row accounts for).
+SELECT i.id AS instance_id, i.name, i.provider_ref, i.status
+FROM scitq.instance i
+WHERE i.provider = %(provider)s
+ORDER BY i.id;
 
 -- name: cloud_operation_claim
 SELECT * FROM scitq.cloud_operation_claim_v1(%(limit)s::integer, %(now)s);
@@ -95,12 +114,18 @@ WHERE o.status = 'running'
 ORDER BY o.id;
 
 -- name: cloud_operation_list
--- Cloud operations, newest first; the unfinished ones only unless %(all)s.
-SELECT *
-FROM scitq.cloud_operation_overview
-WHERE %(all)s::boolean OR status IN ('pending', 'running')
-   OR finished_at > now() - interval '1 day'
-ORDER BY operation_id DESC
+-- Cloud operations, newest first: the unfinished ones and those of the last day, or
+-- all if %(all)s. The log in full, or its last %(log_chars)s characters.
+SELECT o.operation_id, o.kind, o.status, o.provider, o.instance_id, o.instance_name,
+       o.worker_id, o.progress, o.attempts, o.error_class, o.error, o.not_before,
+       CASE WHEN %(log_chars)s::integer IS NULL THEN o.log
+            ELSE right(o.log, %(log_chars)s::integer) END AS log,
+       o.created_at, o.updated_at, o.finished_at
+FROM scitq.cloud_operation_overview o
+WHERE %(all)s::boolean
+   OR o.status IN ('pending', 'running')
+   OR o.finished_at > now() - interval '1 day'
+ORDER BY o.operation_id DESC
 LIMIT %(limit)s::integer;
 
 -- name: recruit_state
@@ -274,12 +299,4 @@ WHERE NOT i.is_permanent
                   ))
           ))
   )
-ORDER BY i.id;
-
--- name: instance_refs
--- What the database knows of a provider's instances, by name and reference (to find
--- orphans: machines the provider runs that no live instance row accounts for).
-SELECT i.id AS instance_id, i.name, i.provider_ref, i.status
-FROM scitq.instance i
-WHERE i.provider = %(provider)s
 ORDER BY i.id;

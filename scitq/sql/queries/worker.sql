@@ -1,4 +1,5 @@
--- Named queries of the agent protocol and of worker administration.
+-- Named queries about workers: the agent protocol (register, heartbeat, stop),
+-- administration, liveness tracking and reads.
 
 -- name: worker_register
 SELECT * FROM scitq.worker_register_v1(
@@ -26,25 +27,21 @@ SELECT scitq.worker_delete_v1(%(worker_id)s, %(now)s);
 -- name: worker_create_role
 SELECT * FROM scitq.worker_create_role_v1(%(worker_name)s, %(role)s, %(password_hash)s);
 
--- name: task_claim
-SELECT * FROM scitq.task_claim_v1(%(worker_id)s, %(limit)s, %(now)s);
+-- name: worker_track_liveness
+-- Record every worker whose liveness changed since the last call.
+SELECT worker_id, worker_name, previous, liveness
+FROM scitq.worker_track_liveness_v1(%(scheduler)s, %(now)s);
 
--- name: execution_set_phase
-SELECT scitq.execution_set_phase_v1(
-    %(worker_id)s, %(execution_id)s, %(phase)s::scitq.execution_status, %(now)s
-);
+-- name: worker_list
+SELECT w.*
+FROM scitq.worker_overview w
+ORDER BY w.worker_id;
 
--- name: execution_set_phases
-SELECT scitq.execution_set_phase_v2(
-    %(worker_id)s, %(execution_ids)s::bigint[], %(phase)s::scitq.execution_status, %(now)s
-) AS count;
-
--- name: execution_append_output
--- texts go in binary: text format escapes every byte of megabytes of output
-SELECT scitq.execution_append_output_v1(
-    %(worker_id)s, %(execution_ids)s::bigint[], %(seqs)s::integer[],
-    %(streams)s::scitq.output_stream[], %(texts)b::text[], %(now)s
-) AS count;
-
--- name: execution_finish
-SELECT * FROM scitq.execution_finish_v1(%(worker_id)s, %(results)s::jsonb, %(now)s);
+-- name: worker_find
+-- A worker by name, else by id (a name made of digits wins over the id).
+SELECT w.id, w.name
+FROM scitq.worker w
+WHERE w.name = %(name)s
+   OR w.id = %(worker_id)s::bigint
+ORDER BY w.name = %(name)s DESC
+LIMIT 1;

@@ -8,7 +8,8 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template, request, url_for
 
-from scitq.db import dashboard, queries
+from scitq.db.batch import batch_cancel, batch_delete, batch_pause, batch_resume, batch_retry
+from scitq.db.report import batch_counts
 from scitq.errors import NotFound, ScitqError
 from scitq.web.db import get_conn
 from scitq.web.htmx import render
@@ -17,16 +18,16 @@ from scitq.web.responses import DONE, acted, audit, go_to, refused
 blueprint = Blueprint("batches", __name__, url_prefix="/batches")
 
 ACTIONS: dict[str, Callable[[Any, str], Any]] = {
-    "pause": queries.batch_pause,
-    "resume": queries.batch_resume,
-    "retry": queries.batch_retry,
-    "cancel": queries.batch_cancel,
-    "delete": queries.batch_delete,
+    "pause": batch_pause,
+    "resume": batch_resume,
+    "retry": batch_retry,
+    "cancel": batch_cancel,
+    "delete": batch_delete,
 }
 
 
 def _progress(batch: str) -> dict[str, Any]:
-    rows = dashboard.batch_counts(get_conn(), batch)
+    rows = batch_counts(get_conn(), batch)
     if not rows:
         raise NotFound(f"batch {batch!r} does not exist")
     return rows[0]
@@ -34,7 +35,7 @@ def _progress(batch: str) -> dict[str, Any]:
 
 @blueprint.get("/")
 def index() -> str:
-    batches = dashboard.batch_counts(get_conn())
+    batches = batch_counts(get_conn())
     return render("batches/index.html", "batches/_table.html", batches=batches)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from scitq.db import dashboard, listing
+from scitq.db.report import batch_counts, execution_throughput
+from scitq.db.worker import worker_list
 from scitq.web.chart import throughput_chart
 from scitq.web.db import get_conn
 from scitq.web.htmx import render
@@ -20,15 +21,13 @@ BUCKET_SECONDS = 60.0
 def index() -> str:
     """The full page, or (htmx, every few seconds) its live part."""
     conn = get_conn()
-    batches = dashboard.batch_counts(conn)
-    rows = dashboard.execution_throughput(
-        conn, window_seconds=WINDOW_SECONDS, bucket_seconds=BUCKET_SECONDS
-    )
+    batches = batch_counts(conn)
+    rows = execution_throughput(conn, window_seconds=WINDOW_SECONDS, bucket_seconds=BUCKET_SECONDS)
     chart = throughput_chart(rows, window_seconds=WINDOW_SECONDS, bucket_seconds=BUCKET_SECONDS)
     return render(
         "overview/index.html",
         "overview/_live.html",
         batches=batches,
-        workers=listing.worker_list(conn),
+        workers=worker_list(conn),
         chart=chart,
     )

@@ -9,8 +9,26 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, request, stream_with_context, url_for
 
-from scitq.db import dashboard, listing, queries
-from scitq.db.listing import Execution, LogChunk, Task
+from scitq.db.batch import batch_find
+from scitq.db.execution import (
+    execution_get,
+    execution_output_before,
+    execution_output_read,
+    execution_output_tail,
+)
+from scitq.db.rows import Execution, LogChunk, Task
+from scitq.db.task import (
+    task_cancel,
+    task_delete,
+    task_dependencies,
+    task_executions,
+    task_explain,
+    task_list,
+    task_page,
+    task_pause,
+    task_resume,
+    task_retry,
+)
 from scitq.errors import InvalidArgument, NotFound, ScitqError
 from scitq.states import FINAL_TASK_STATUSES, TaskStatus
 from scitq.web.db import get_conn
@@ -27,11 +45,11 @@ LOG_BYTES = 256 * 1024
 #: Chunks read per query while a whole log is downloaded.
 DOWNLOAD_CHUNKS = 200
 ACTIONS: dict[str, Callable[[Any, Sequence[int]], Any]] = {
-    "pause": queries.task_pause,
-    "resume": queries.task_resume,
-    "retry": queries.task_retry,
-    "cancel": queries.task_cancel,
-    "delete": queries.task_delete,
+    "pause": task_pause,
+    "resume": task_resume,
+    "retry": task_retry,
+    "cancel": task_cancel,
+    "delete": task_delete,
 }
 
 
@@ -68,11 +86,11 @@ def index() -> Any:
         conn = get_conn()
         batch_id = None
         if filters["batch"]:
-            found = listing.batch_find(conn, str(filters["batch"]))
+            found = batch_find(conn, str(filters["batch"]))
             if found is None:
                 raise NotFound(f"batch {filters['batch']!r} does not exist")
             batch_id = int(found["id"])
-        page = dashboard.task_page(
+        page = task_page(
             conn,
             limit=PAGE_SIZE + 1,  # one more: is there a next page?
             after=after,
@@ -80,6 +98,7 @@ def index() -> Any:
             statuses=list(filters["status"]),
             name=_name_pattern(str(filters["name"])),
             worker=str(filters["worker"]) or None,
+            bounded_name_search=True,
         )
         tasks, searched_to = page.tasks, page.searched_to
     except (InvalidArgument, NotFound) as exc:
@@ -104,7 +123,7 @@ def index() -> Any:
 
 
 def _task(task_id: int) -> Task:
-    found = listing.task_list(get_conn(), limit=1, task_ids=[task_id])
+    found = task_list(get_conn(), limit=1, task_ids=[task_id])
     if not found:
         abort(404, description=f"task {task_id} does not exist")
     return found[0]
@@ -115,9 +134,9 @@ def _summary_context(task_id: int) -> dict[str, Any]:
     task = _task(task_id)
     return {
         "task": task,
-        "executions": listing.task_executions(conn, task_id),
-        "dependencies": listing.task_dependencies(conn, task_id),
-        "explanation": listing.task_explain(conn, task_id),
+        "executions": task_executions(conn, task_id),
+        "dependencies": task_dependencies(conn, task_id),
+        "explanation": task_explain(conn, task_id),
         "is_final": task.status in FINAL_TASK_STATUSES,
     }
 
@@ -151,7 +170,7 @@ def detail(task_id: int) -> str:
     execution = _chosen(context["executions"], attempt)
     chunks: list[LogChunk] = []
     if execution is not None:
-        chunks = _bounded(listing.execution_output_tail(get_conn(), execution.id, limit=LOG_CHUNKS))
+        chunks = _bounded(execution_output_tail(get_conn(), execution.id, limit=LOG_CHUNKS))
     return render_template(
         "tasks/detail.html",
         execution=execution,
@@ -164,7 +183,7 @@ def detail(task_id: int) -> str:
 
 def _execution_arg(task_id: int) -> Execution:
     execution_id = _int_arg("execution")
-    execution = None if execution_id is None else listing.execution_get(get_conn(), execution_id)
+    execution = None if execution_id is None else execution_get(get_conn(), execution_id)
     if execution is None or execution.task_id != task_id:
         abort(404, description=f"task {task_id} has no such execution")
     return execution
@@ -179,7 +198,7 @@ def log_follow(task_id: int) -> str:
     conn = get_conn()
     # the status first: output written before the end is read below
     live = execution.is_live
-    chunks = listing.execution_output_read(conn, execution.id, after_seq=after, limit=LOG_CHUNKS)
+    chunks = execution_output_read(conn, execution.id, after_seq=after, limit=LOG_CHUNKS)
     return render_template(
         "tasks/_log_follow.html",
         task_id=task_id,
@@ -198,9 +217,7 @@ def log_earlier(task_id: int) -> str:
     if before is None:
         raise InvalidArgument("before is required")
     chunks = _bounded(
-        dashboard.execution_output_before(
-            get_conn(), execution.id, before_seq=before, limit=LOG_CHUNKS
-        )
+        execution_output_before(get_conn(), execution.id, before_seq=before, limit=LOG_CHUNKS)
     )
     return render_template(
         "tasks/_log_earlier.html",
@@ -215,7 +232,7 @@ def log_earlier(task_id: int) -> str:
 def output_text(task_id: int) -> Response:
     """The whole output of one attempt (the last, or ``?attempt=N``) as a text download,
     streamed page by page: a log of any size, without holding it in memory."""
-    executions = listing.task_executions(get_conn(), task_id)
+    executions = task_executions(get_conn(), task_id)
     execution = _chosen(executions, _int_arg("attempt"))
     if execution is None:
         abort(404, description=f"task {task_id} has no such attempt")
@@ -223,7 +240,7 @@ def output_text(task_id: int) -> Response:
     def pages() -> Iterator[str]:
         after = -1
         while True:
-            chunks = listing.execution_output_read(
+            chunks = execution_output_read(
                 get_conn(), execution.id, after_seq=after, limit=DOWNLOAD_CHUNKS
             )
             yield "".join(chunk.text for chunk in chunks)

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template, request, url_for
 
-from scitq.db import listing, queries
+from scitq.db.worker import worker_delete, worker_list, worker_update
 from scitq.errors import InvalidArgument, NotFound, ScitqError
 from scitq.web.db import get_conn
 from scitq.web.htmx import render
@@ -29,7 +29,7 @@ MAX_SLOTS = 10_000
 
 
 def _overview(worker_id: int) -> dict[str, Any]:
-    for row in listing.worker_list(get_conn()):
+    for row in worker_list(get_conn()):
         if row["worker_id"] == worker_id:
             return row
     raise NotFound(f"worker {worker_id} does not exist")
@@ -37,7 +37,7 @@ def _overview(worker_id: int) -> dict[str, Any]:
 
 @blueprint.get("/")
 def index() -> str:
-    workers = listing.worker_list(get_conn())
+    workers = worker_list(get_conn())
     return render("workers/index.html", "workers/_table.html", workers=workers)
 
 
@@ -69,7 +69,7 @@ def act(worker_id: int, action: str) -> Any:
             concurrency, prefetch = _slots("concurrency"), _slots("prefetch")
             if concurrency is None and prefetch is None:
                 raise InvalidArgument("nothing to change: give a concurrency or a prefetch")
-            row = queries.worker_update(conn, worker_id, concurrency=concurrency, prefetch=prefetch)
+            row = worker_update(conn, worker_id, concurrency=concurrency, prefetch=prefetch)
             message = (
                 f"worker {row['name']}: concurrency {row['concurrency']}, "
                 f"prefetch {row['prefetch']} (applied at its next heartbeat)"
@@ -77,13 +77,13 @@ def act(worker_id: int, action: str) -> Any:
         elif action in FLAGS:
             field, value = FLAGS[action]
             if field == "is_paused":
-                row = queries.worker_update(conn, worker_id, is_paused=value)
+                row = worker_update(conn, worker_id, is_paused=value)
             else:
-                row = queries.worker_update(conn, worker_id, is_draining=value)
+                row = worker_update(conn, worker_id, is_draining=value)
             message = f"worker {row['name']}: {action} done"
         elif action == "delete":
             name = _overview(worker_id)["name"]
-            queries.worker_delete(conn, worker_id)
+            worker_delete(conn, worker_id)
             audit(action, f"worker {worker_id}")
             return acted(f"worker {name} deleted", back, lambda: "")
         else:

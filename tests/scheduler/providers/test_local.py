@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from scitq.config import LocalProviderSettings, SchedulerSettings
-from scitq.scheduler import cloud_queries as cq
+from scitq.db.recruitment import instance_request
 from scitq.scheduler.operations import OperationRunner, agent_conninfo
 from scitq.scheduler.providers.base import InstanceSpec, ProviderError
 from scitq.scheduler.providers.local import LocalProvider
@@ -77,7 +77,7 @@ def test_agent_started_registers_and_is_stopped(db, conn, tmp_path):
 def test_orphans_are_destroyed_when_ours_and_reported_otherwise(db, conn, tmp_path):
     settings = LocalProviderSettings(state_dir=tmp_path, stop_grace_seconds=10)
     provider = LocalProvider(settings)
-    (ours,) = cq.instance_request(conn, "local", "b", 1)
+    (ours,) = instance_request(conn, "local", "b", 1)
     conn.execute("UPDATE scitq.instance SET status = 'error' WHERE id = %s", (ours["instance_id"],))
     leftover = provider.create(spec(db, ours["name"]), nothing)
     stranger = provider.create(spec(db, "someone-else"), nothing)

@@ -14,7 +14,12 @@ import pytest
 from psycopg.rows import dict_row
 
 from scitq.config import OpenStackSettings, SchedulerSettings
-from scitq.scheduler import cloud_queries as cq
+from scitq.db.recruitment import (
+    cloud_operation_list,
+    instance_list,
+    instance_release,
+    instance_request,
+)
 from scitq.scheduler.operations import OperationRunner
 from scitq.scheduler.providers.base import InstanceSpec, ProviderError
 from scitq.scheduler.providers.openstack import OpenStackProvider, user_data
@@ -139,9 +144,9 @@ def test_deploy_and_destroy_with_an_agent_role(conn, db, cloud):
     settings = SchedulerSettings(agent_database_url="host=db.example port=5432 dbname=scitq")
     runner = OperationRunner(settings, {"openstack": OpenStackProvider(settings_for(cloud))}, db)
     try:
-        (requested,) = cq.instance_request(conn, "openstack", "rnaseq", 1, concurrency=2)
+        (requested,) = instance_request(conn, "openstack", "rnaseq", 1, concurrency=2)
         run_operations(conn, runner)
-        (instance,) = cq.instance_list(conn)
+        (instance,) = instance_list(conn)
         assert (instance["status"], instance["last_operation_status"]) == ("building", "succeeded")
         server = cloud.servers[instance["provider_ref"]]
         assert server["name"] == requested["name"]
@@ -160,14 +165,14 @@ def test_deploy_and_destroy_with_an_agent_role(conn, db, cloud):
         ]
         document = base64.b64decode(cloud.created_bodies[0]["user_data"]).decode()
         assert f"user={role}" in document and "host=db.example" in document
-        (operation,) = cq.cloud_operation_list(conn)
+        (operation,) = cloud_operation_list(conn)
         assert "password" not in operation["log"]
         assert "database role" in operation["log"]
         # destroy: the server, the worker row and the role go
-        assert cq.instance_release(conn, instance["instance_id"], "test") is not None
+        assert instance_release(conn, instance["instance_id"], "test") is not None
         run_operations(conn, runner)
         assert cloud.servers == {}
-        assert cq.instance_list(conn) == []
+        assert instance_list(conn) == []
         assert (
             conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)).fetchone()[0]
             == 0
@@ -182,9 +187,9 @@ def test_failed_deploys_leave_clear_rows_and_no_role(conn, db, cloud):
     settings = SchedulerSettings(operation_retry_seconds=0.01)
     runner = OperationRunner(settings, {"openstack": OpenStackProvider(settings_for(cloud))}, db)
     try:
-        cq.instance_request(conn, "openstack", "rnaseq", 1)
+        instance_request(conn, "openstack", "rnaseq", 1)
         run_operations(conn, runner)
-        (operation,) = cq.cloud_operation_list(conn)
+        (operation,) = cloud_operation_list(conn)
         assert (operation["status"], operation["error_class"], operation["attempts"]) == (
             "failed", "quota", 1,
         )  # fmt: skip
@@ -205,10 +210,10 @@ def test_unreachable_endpoint_is_retried_with_back_off_then_failed(conn, db, clo
     provider = OpenStackProvider(settings_for(cloud, auth=auth))
     runner = OperationRunner(settings, {"openstack": provider}, db)
     try:
-        cq.instance_request(conn, "openstack", "rnaseq", 1)
+        instance_request(conn, "openstack", "rnaseq", 1)
         for _ in range(200):
             run_operations(conn, runner)
-            (operation,) = cq.cloud_operation_list(conn)
+            (operation,) = cloud_operation_list(conn)
             if operation["status"] == "failed":
                 break
         assert (operation["status"], operation["error_class"], operation["attempts"]) == (
@@ -216,6 +221,6 @@ def test_unreachable_endpoint_is_retried_with_back_off_then_failed(conn, db, clo
         )  # fmt: skip
         assert operation["log"].count("retrying in") == 2
         assert "OpenStack unreachable" in operation["error"]
-        assert [i["status"] for i in cq.instance_list(conn)] == ["error"]
+        assert [i["status"] for i in instance_list(conn)] == ["error"]
     finally:
         runner.shutdown()

@@ -3,8 +3,8 @@
 Used by the ``run+fastq``/``run+submitted`` transports (`scitq.transfer.transports.ena.run`)
 and the SRA route (`scitq.transfer.transports.ena.sra`). A file is streamed to a hidden
 temporary name in the target folder while its MD5 is computed, checked against the size
-and MD5 the archive published, and only then renamed to its final name: an interrupted or corrupt download
-never looks complete.
+and MD5 the archive published, and only then renamed to its final name: an interrupted
+or corrupt download never looks complete.
 
 Transient failures (HTTP 5xx/408/429, FTP 4xx replies, connection errors and timeouts)
 are retried ``TransferSettings.retries`` times with exponential back-off; an MD5 or size
