@@ -1,8 +1,8 @@
 """Control-plane benchmarks: bulk submit, claim + finish throughput, claim cost vs depth.
 
-Every figure goes through the typed wrappers of `scitq.db.queries`, as the CLI and the
-agents do. Each benchmark runs in a fresh clone of a freshly migrated database; all are
-dropped at the end. See bench/README.md for what is measured and how to read it.
+Every figure goes through the typed wrappers of `scitq.db` (task, worker, execution), as
+the CLI and the agents do. Each benchmark runs in a fresh clone of a freshly migrated
+database; all are dropped at the end. See bench/README.md for what is measured and how to read it.
 
     python bench/control_plane.py [--database-url URL] [--quick]
 """

@@ -3,7 +3,7 @@
 Each execution gets an `ExecutionOutput` sink that its command (`scitq.agent.process`)
 feeds with raw reads; it never blocks and never waits on the database. Text is decoded
 per stream with an incremental UTF-8 decoder and made storable as
-`scitq.db.output_text.to_storable` does (invalid bytes and NUL written ``\\xNN``). The
+`scitq.db.execution.to_storable` does (invalid bytes and NUL written ``\\xNN``). The
 first ``cap/2`` bytes (the head) become chunks as they arrive; later bytes go to a
 fixed-size ring file holding the last ``cap/2`` bytes (the tail), sent at
 `ExecutionOutput.close` after a marker counting the bytes cut.

@@ -382,7 +382,9 @@ def create_role(
         if worker_name is not None:
             kind = "agent"
             role = role if role is not None else default_agent_role(worker_name)
-            worker = worker_create_role(conn, worker_name, role, password_verifier(conn, role, password))
+            worker = worker_create_role(
+                conn, worker_name, role, password_verifier(conn, role, password)
+            )
             result["worker"] = {"id": worker["id"], "name": worker["name"]}
         else:
             kind = "admin" if admin_role is not None else "reader"

@@ -88,12 +88,13 @@ def explain(facts: Mapping[str, Any]) -> Explanation:
         )
         reasons = [("dependency", f"it waits for {deps or 'its dependencies'}")]
     elif status == TaskStatus.PAUSED:
-        reasons = [("paused", f"it was paused at {since}; `scitq task resume {task_id}`")]
+        reasons = [(TaskStatus.PAUSED, f"it was paused at {since}; `scitq task resume {task_id}`")]
     elif status == TaskStatus.CANCELED:
         hint = f"`scitq task retry {task_id}` restores it"
         if facts["canceled_by_task_id"] is not None:
             hint += f" and retries task {facts['canceled_by_task_id']}"
-        reasons = [("canceled", f"{facts['cancel_reason'] or 'canceled'} ({since}); {hint}")]
+        reason = facts["cancel_reason"] or TaskStatus.CANCELED
+        reasons = [(TaskStatus.CANCELED, f"{reason} ({since}); {hint}")]
     elif status in HELD_TASK_STATUSES:
         verb = "is assigned to" if status == TaskStatus.ASSIGNED else "runs on"
         started = _timestamp(facts["run_started_at"] or facts["assigned_at"])

@@ -280,7 +280,9 @@ class OperationRunner:
             role = agent_role_name(operation["name"])
             password = secrets.token_urlsafe(24)
             # the clear password goes to the machine only; the database keeps a verifier
-            worker = worker_create_role(conn, operation["name"], role, password_verifier(conn, role, password))
+            worker = worker_create_role(
+                conn, operation["name"], role, password_verifier(conn, role, password)
+            )
             cloud_operation_progress(
                 conn, operation["operation_id"], f"database role {role} created for the agent",
                 10, worker_id=worker["id"],

@@ -6,8 +6,8 @@ Serve it with ``scitq web`` (waitress), or any WSGI server::
     waitress-serve --call scitq.web:create_app
     gunicorn --threads 8 'scitq.web:create_app()'
 
-Reads go through `scitq.db.listing` and `scitq.db.dashboard`; actions call the same
-functions of `scitq.db.queries` as the CLI.
+Reads and actions go through the same wrappers of `scitq.db` (one module per entity:
+`scitq.db.task`, `scitq.db.batch`, `scitq.db.report`...) as the CLI.
 """
 
 from __future__ import annotations

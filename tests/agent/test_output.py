@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import random
 import tracemalloc
+import types
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,11 @@ class Recorder:
         return "".join(t for _, st, t in chunks if stream is None or st == stream)
 
 
+def _wrapper(run: Any) -> Any:
+    """A stand-in for the named query `execution_append_output`, run by ``run``."""
+    return types.SimpleNamespace(run_async=run)
+
+
 class FakeConn:
     autocommit = True
 
@@ -57,7 +63,7 @@ FAKE_CONN: Any = FakeConn()
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     recording = Recorder()
-    monkeypatch.setattr(output_module, "execution_append_output", recording)
+    monkeypatch.setattr(output_module, "execution_append_output", _wrapper(recording))
     return recording
 
 
@@ -217,11 +223,11 @@ def test_a_lost_reply_is_resent_with_the_same_seqs(
         await Recorder.__call__(recorder, *args, **kwargs)
         raise errors.DatabaseError("cannot reach the database: reply lost")
 
-    monkeypatch.setattr(output_module, "execution_append_output", stored_then_lost)
+    monkeypatch.setattr(output_module, "execution_append_output", _wrapper(stored_then_lost))
     with pytest.raises(errors.DatabaseError):
         asyncio.run(batcher.flush(FAKE_CONN))
     assert batcher.pending_bytes() == len("first\n")  # kept although it was stored
-    monkeypatch.setattr(output_module, "execution_append_output", recorder)
+    monkeypatch.setattr(output_module, "execution_append_output", _wrapper(recorder))
     out.write("stdout", b"second\n")
     out.close()
     deliver(batcher)

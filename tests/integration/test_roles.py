@@ -138,8 +138,12 @@ def test_agent_cannot_move_the_clock(conn, agent):
     assert claim["lease_expires_at"].year < 2999
 
 
+def _create_role(conn, worker_name, role, password):
+    return worker_create_role(conn, worker_name, role, password_verifier(conn, role, password))
+
+
 def test_created_agent_role_can_log_in_and_work(conn, db, server_conninfo):
-    worker = worker_create_role(conn, "remote-1", "scitq_t_remote_1", password_verifier(conn, "scitq_t_remote_1", "pw-1234-abcd"))
+    worker = _create_role(conn, "remote-1", "scitq_t_remote_1", "pw-1234-abcd")
     try:
         assert worker["login_role"] == "scitq_t_remote_1"
         dsn = psycopg.conninfo.make_conninfo(db, user="scitq_t_remote_1", password="pw-1234-abcd")
@@ -149,11 +153,11 @@ def test_created_agent_role_can_log_in_and_work(conn, db, server_conninfo):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 agent_conn.execute("SELECT * FROM scitq.task")
         with pytest.raises(errors.InvalidArgument, match="exists already"):
-            worker_create_role(conn, "remote-2", "scitq_t_remote_1", password_verifier(conn, "scitq_t_remote_1", "pw"))
+            _create_role(conn, "remote-2", "scitq_t_remote_1", "pw")
         with pytest.raises(errors.InvalidArgument, match=r"worker .remote-1. exists already"):
-            worker_create_role(conn, "remote-1", "scitq_t_remote_9", password_verifier(conn, "scitq_t_remote_9", "pw"))
+            _create_role(conn, "remote-1", "scitq_t_remote_9", "pw")
         with pytest.raises(errors.InvalidArgument, match="invalid role name"):
-            worker_create_role(conn, "remote-3", "Bad Name; DROP", password_verifier(conn, "Bad Name; DROP", "pw"))
+            _create_role(conn, "remote-3", "Bad Name; DROP", "pw")
     finally:
         with psycopg.connect(server_conninfo, autocommit=True) as admin:
             admin.execute('DROP ROLE IF EXISTS "scitq_t_remote_1"')

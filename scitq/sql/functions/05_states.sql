@@ -133,6 +133,20 @@ FROM unnest(scitq.execution_phases()) WITH ORDINALITY AS phase (status, n)
 CROSS JOIN unnest(enum_range(NULL::scitq.execution_status)) WITH ORDINALITY AS final (status, n)
 WHERE NOT scitq.execution_is_live(final.status);
 
+-- One value for all, or one per element: a one-element array is spread to p_length
+-- elements, any other is returned as it is (the writers' arguments).
+CREATE OR REPLACE FUNCTION scitq.array_spread(p_values anyarray, p_length integer)
+RETURNS anyarray
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN cardinality(p_values) = 1 AND p_length > 1 THEN array_fill(p_values[1], ARRAY[p_length])
+        ELSE p_values
+    END;
+$$;
+
 -- The one writer of task.status. Moves each task of p_task_ids to its status in p_to (one
 -- per task, or one for all) and sets status_changed_at; the task_event trigger records
 -- every transition. Tasks whose status is not in p_from (when given) are left as they are:
@@ -165,18 +179,23 @@ LANGUAGE plpgsql
 SET search_path = scitq, pg_temp
 AS $$
 DECLARE
+    v_length integer := coalesce(cardinality(p_task_ids), 0);
     v_count integer;
     v_refused text;
 BEGIN
+    IF v_length = 0 THEN
+        RETURN;
+    END IF;
+    p_to := scitq.array_spread(p_to, v_length);
+    p_available_at := scitq.array_spread(p_available_at, v_length);
+    p_cancel_reasons := scitq.array_spread(p_cancel_reasons, v_length);
+    p_canceled_by_task_ids := scitq.array_spread(p_canceled_by_task_ids, v_length);
+
     RETURN QUERY
     WITH move AS (
-        SELECT m.task_id,
-               -- one value for every task, or one per task
-               CASE WHEN cardinality(p_to) = 1 THEN p_to[1] ELSE p_to[m.n] END AS to_status,
-               CASE WHEN cardinality(p_available_at) = 1 THEN p_available_at[1] ELSE p_available_at[m.n] END AS available_at,
-               CASE WHEN cardinality(p_cancel_reasons) = 1 THEN p_cancel_reasons[1] ELSE p_cancel_reasons[m.n] END AS cancel_reason,
-               CASE WHEN cardinality(p_canceled_by_task_ids) = 1 THEN p_canceled_by_task_ids[1] ELSE p_canceled_by_task_ids[m.n] END AS canceled_by
-        FROM unnest(p_task_ids) WITH ORDINALITY AS m (task_id, n)
+        SELECT *
+        FROM unnest(p_task_ids, p_to, p_available_at, p_cancel_reasons, p_canceled_by_task_ids)
+            AS m (task_id, to_status, available_at, cancel_reason, canceled_by)
     )
     UPDATE scitq.task t
     SET status = m.to_status,
@@ -204,24 +223,21 @@ BEGIN
     FROM move m
     WHERE t.id = m.task_id
       AND (p_from IS NULL OR t.status = ANY (p_from))
-      AND EXISTS (
-          SELECT 1
+      -- the transition is allowed; compared as text keys against a list computed once,
+      -- as a join would let the planner drive the update from every task of a status
+      AND (t.status::text || ' -> ' || m.to_status::text) = ANY (ARRAY(
+          SELECT x.from_status::text || ' -> ' || x.to_status::text
           FROM scitq.task_transition x
-          WHERE x.from_status = t.status
-            AND x.to_status = m.to_status
-      )
+      ))
     RETURNING t.*;
     GET DIAGNOSTICS v_count = ROW_COUNT;
 
     -- Fewer moved than asked: skipped (not in p_from, or deleted), or refused. Only this
     -- case pays for the check; a task already at its new status is not refused.
-    IF v_count < coalesce(cardinality(p_task_ids), 0) THEN
+    IF v_count < v_length THEN
         SELECT string_agg(format('task %s: %s -> %s', t.id, t.status, m.to_status), ', ' ORDER BY t.id)
         INTO v_refused
-        FROM unnest(
-            p_task_ids,
-            CASE WHEN cardinality(p_to) = 1 THEN array_fill(p_to[1], ARRAY[cardinality(p_task_ids)]) ELSE p_to END
-        ) AS m (task_id, to_status)
+        FROM unnest(p_task_ids, p_to) AS m (task_id, to_status)
         JOIN scitq.task t ON t.id = m.task_id
         WHERE t.status IS DISTINCT FROM m.to_status
           AND (p_from IS NULL OR t.status = ANY (p_from))
@@ -274,24 +290,29 @@ LANGUAGE plpgsql
 SET search_path = scitq, pg_temp
 AS $$
 DECLARE
+    v_length integer := coalesce(cardinality(p_execution_ids), 0);
     v_count integer;
     v_refused text;
 BEGIN
+    IF v_length = 0 THEN
+        RETURN;
+    END IF;
+    p_to := scitq.array_spread(p_to, v_length);
+    p_failure_classes := scitq.array_spread(p_failure_classes, v_length);
+    p_failure_reasons := scitq.array_spread(p_failure_reasons, v_length);
+
     RETURN QUERY
     WITH move AS (
-        SELECT m.execution_id,
-               -- one value for every execution, or one per execution
-               CASE WHEN cardinality(p_to) = 1 THEN p_to[1] ELSE p_to[m.n] END AS to_status,
-               CASE WHEN cardinality(p_failure_classes) = 1 THEN p_failure_classes[1] ELSE p_failure_classes[m.n] END AS failure_class,
-               CASE WHEN cardinality(p_failure_reasons) = 1 THEN p_failure_reasons[1] ELSE p_failure_reasons[m.n] END AS failure_reason,
-               p_return_codes[m.n] AS return_code,
-               p_wall_seconds[m.n] AS wall_seconds,
-               p_cpu_user_seconds[m.n] AS cpu_user_seconds,
-               p_cpu_system_seconds[m.n] AS cpu_system_seconds,
-               p_peak_rss_bytes[m.n] AS peak_rss_bytes,
-               p_bytes_in[m.n] AS bytes_in,
-               p_bytes_out[m.n] AS bytes_out
-        FROM unnest(p_execution_ids) WITH ORDINALITY AS m (execution_id, n)
+        SELECT *
+        FROM unnest(
+            p_execution_ids, p_to, p_failure_classes, p_failure_reasons, p_return_codes,
+            p_wall_seconds, p_cpu_user_seconds, p_cpu_system_seconds, p_peak_rss_bytes,
+            p_bytes_in, p_bytes_out
+        ) AS m (
+            execution_id, to_status, failure_class, failure_reason, return_code,
+            wall_seconds, cpu_user_seconds, cpu_system_seconds, peak_rss_bytes,
+            bytes_in, bytes_out
+        )
     )
     UPDATE scitq.execution e
     SET status = m.to_status,
@@ -315,23 +336,20 @@ BEGIN
     FROM move m
     WHERE e.id = m.execution_id
       AND (p_from IS NULL OR e.status = ANY (p_from))
-      AND EXISTS (
-          SELECT 1
+      -- the transition is allowed; compared as text keys against a list computed once,
+      -- as a join would let the planner drive the update from every execution of a status
+      AND (e.status::text || ' -> ' || m.to_status::text) = ANY (ARRAY(
+          SELECT x.from_status::text || ' -> ' || x.to_status::text
           FROM scitq.execution_transition x
-          WHERE x.from_status = e.status
-            AND x.to_status = m.to_status
-      )
+      ))
     RETURNING e.*;
     GET DIAGNOSTICS v_count = ROW_COUNT;
 
     -- Fewer moved than asked: skipped (not in p_from, or deleted), or refused.
-    IF v_count < coalesce(cardinality(p_execution_ids), 0) THEN
+    IF v_count < v_length THEN
         SELECT string_agg(format('execution %s: %s -> %s', e.id, e.status, m.to_status), ', ' ORDER BY e.id)
         INTO v_refused
-        FROM unnest(
-            p_execution_ids,
-            CASE WHEN cardinality(p_to) = 1 THEN array_fill(p_to[1], ARRAY[cardinality(p_execution_ids)]) ELSE p_to END
-        ) AS m (execution_id, to_status)
+        FROM unnest(p_execution_ids, p_to) AS m (execution_id, to_status)
         JOIN scitq.execution e ON e.id = m.execution_id
         WHERE e.status IS DISTINCT FROM m.to_status
           AND (p_from IS NULL OR e.status = ANY (p_from))

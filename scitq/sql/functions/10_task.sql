@@ -1,5 +1,7 @@
--- Tasks: submission, user actions (pause, resume, cancel, retry, delete, signal) and the
--- event log of status transitions.
+-- Tasks: submission, claim, what happens to a task when its execution ends or its
+-- dependencies do, user actions (pause, resume, cancel, retry, delete, signal) and the
+-- event log of status transitions. Statuses change through scitq.task_set_status only
+-- (05_states.sql).
 
 -- Submit many tasks to one batch in one call. p_tasks is a JSON array of objects:
 --   command (required), name, shell, container, container_options, inputs, resources,
@@ -308,6 +310,312 @@ AS $$
     ) s;
 $$;
 
+-- Claim up to p_limit runnable tasks for a worker, never more than its free slots
+-- (concurrency + prefetch - live executions). One statement takes the rows with
+-- FOR UPDATE SKIP LOCKED in priority then age order, backed by task_claim_idx; the tasks
+-- become assigned, and an execution with a lease is created for each.
+CREATE OR REPLACE FUNCTION scitq.task_claim_v1(
+    p_worker_id bigint,
+    p_limit integer,
+    p_now timestamptz DEFAULT now()
+)
+RETURNS TABLE (
+    execution_id bigint,
+    task_id bigint,
+    attempt integer,
+    lease_expires_at timestamptz,
+    batch text,
+    name text,
+    command text,
+    shell boolean,
+    container text,
+    container_options text,
+    inputs text[],
+    resources text[],
+    output text,
+    download_timeout_seconds double precision,
+    run_timeout_seconds double precision,
+    env jsonb
+)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = scitq, pg_temp
+-- Walk task_claim_idx in order whatever the statistics say: right after a bulk submit,
+-- before auto-analyze, the planner would otherwise sort every pending row of the batch.
+SET enable_sort = off
+SET enable_bitmapscan = off
+-- the disabled paths inflate cost estimates; JIT compiling a 1 ms statement costs 300 ms
+SET jit = off
+AS $$
+DECLARE
+    v_worker scitq.worker := scitq.worker_check_v1(p_worker_id);
+    v_limit integer;
+    v_batch_ids bigint[];
+    v_task_ids bigint[];
+BEGIN
+    p_now := scitq.effective_now_v1(p_now);
+    IF p_limit IS NULL OR p_limit < 0 THEN
+        RAISE EXCEPTION 'claim limit must be 0 or more, not %', p_limit USING ERRCODE = 'SQ004';
+    END IF;
+    UPDATE scitq.worker w SET last_heartbeat_at = p_now, status = 'online' WHERE w.id = p_worker_id;
+    IF v_worker.is_paused OR v_worker.is_draining THEN
+        RETURN;
+    END IF;
+
+    -- lost work is recovered even when no scheduler runs
+    PERFORM scitq.execution_expire_leases_v1(p_now);
+
+    -- in bigint: concurrency and prefetch may each be near the integer maximum
+    SELECT least(p_limit, v_worker.concurrency::bigint + v_worker.prefetch - count(*))
+    INTO v_limit
+    FROM scitq.execution e
+    WHERE e.worker_id = p_worker_id
+      AND scitq.execution_is_live(e.status);
+    IF v_limit <= 0 THEN
+        RETURN;
+    END IF;
+
+    SELECT array_agg(b.id) INTO v_batch_ids
+    FROM scitq.batch b
+    WHERE NOT b.is_paused
+      -- an empty list of batches means every batch
+      AND (cardinality(v_worker.batches) = 0 OR b.name = ANY (v_worker.batches));
+    IF v_batch_ids IS NULL THEN
+        RETURN;
+    END IF;
+
+    v_task_ids := ARRAY(
+        -- one index range per batch, merged: the index order holds within a batch only
+        SELECT c.id
+        FROM unnest(v_batch_ids) AS b (id)
+        CROSS JOIN LATERAL (
+            SELECT t.id, t.priority
+            FROM scitq.task t
+            WHERE t.batch_id = b.id
+              AND t.status = 'pending'
+              -- in retry back-off until available_at
+              AND t.available_at <= p_now
+            ORDER BY t.priority DESC, t.id
+            LIMIT v_limit
+            FOR UPDATE SKIP LOCKED
+        ) c
+        ORDER BY c.priority DESC, c.id
+        LIMIT v_limit
+    );
+    IF cardinality(v_task_ids) = 0 THEN
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+    WITH claimed AS (
+        SELECT t.*
+        FROM scitq.task_set_status(v_task_ids, '{assigned}', p_now, p_from => '{pending}') t
+    ),
+    created AS (
+        INSERT INTO scitq.execution (
+            task_id, worker_id, worker_name, attempt, status, assigned_at, lease_expires_at
+        )
+        SELECT claimed.id, p_worker_id, v_worker.name, claimed.attempt_count, 'assigned', p_now,
+               p_now + make_interval(secs => v_worker.lease_seconds)
+        FROM claimed
+        RETURNING execution.id, execution.task_id, execution.attempt, execution.lease_expires_at
+    )
+    SELECT created.id, created.task_id, created.attempt, created.lease_expires_at, b.name,
+           claimed.name, claimed.command, claimed.shell, claimed.container,
+           claimed.container_options, claimed.inputs, claimed.resources, claimed.output,
+           claimed.download_timeout_seconds, claimed.run_timeout_seconds, claimed.env
+    FROM created
+    JOIN claimed ON claimed.id = created.task_id
+    JOIN scitq.batch b ON b.id = claimed.batch_id
+    ORDER BY claimed.priority DESC, claimed.id;
+END;
+$$;
+
+-- Waiting dependents of the given tasks whose dependencies have now all succeeded become
+-- pending. Dependents are locked (in id order, against deadlocks) before the check, and
+-- the check is a separate statement: under READ COMMITTED it then sees the commit of a
+-- concurrent transaction that finished another dependency of the same task.
+CREATE OR REPLACE FUNCTION scitq.task_promote_dependents_v1(p_task_ids bigint[], p_now timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = scitq, pg_temp
+AS $$
+DECLARE
+    v_dependents bigint[];
+    v_count integer;
+BEGIN
+    SELECT array_agg(t.id ORDER BY t.id) INTO v_dependents
+    FROM (
+        SELECT t.id
+        FROM scitq.task t
+        WHERE t.id IN (
+            SELECT d.task_id FROM scitq.task_dependency d WHERE d.depends_on_id = ANY (p_task_ids)
+        )
+          AND t.status = 'waiting'
+        ORDER BY t.id
+        FOR UPDATE
+    ) t;
+    IF v_dependents IS NULL THEN
+        RETURN 0;
+    END IF;
+
+    SELECT count(*) INTO v_count
+    FROM scitq.task_set_status(
+        ARRAY(
+            SELECT t.id
+            FROM scitq.task t
+            WHERE t.id = ANY (v_dependents)
+              AND NOT scitq.task_has_unmet_dependency(t.id)
+        ),
+        '{pending}',
+        p_now,
+        p_from => '{waiting}'
+    );
+    IF v_count > 0 THEN
+        PERFORM pg_notify('scitq_task_pending_v1', '');
+    END IF;
+    RETURN v_count;
+END;
+$$;
+
+-- Whether a dependency of the task has not succeeded (yet, or for good).
+CREATE OR REPLACE FUNCTION scitq.task_has_unmet_dependency(p_task_id bigint)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT EXISTS (
+        SELECT 1
+        FROM scitq.task_dependency d
+        JOIN scitq.task u ON u.id = d.depends_on_id
+        WHERE d.task_id = p_task_id
+          AND u.status <> 'succeeded'
+    );
+$$;
+
+-- Every task that depends, directly or not, on one of p_task_ids and has not started is
+-- canceled, with the reason and the originating task (the root cause when a task was
+-- itself canceled because of another). p_what says what happened to it ('failed',
+-- 'was canceled', 'was deleted'); NULL derives it from the root cause's status.
+CREATE OR REPLACE FUNCTION scitq.task_cancel_dependents_v1(
+    p_task_ids bigint[],
+    p_what text,
+    p_now timestamptz
+)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = scitq, pg_temp
+AS $$
+DECLARE
+    v_ids bigint[];
+    v_reasons text[];
+    v_causes bigint[];
+    v_count integer;
+BEGIN
+    WITH RECURSIVE origin (id, cause, what) AS (
+        -- a task canceled because of another passes that root cause on
+        SELECT c.id,
+               coalesce(t.canceled_by_task_id, c.id),
+               coalesce(p_what, CASE WHEN root.status = 'failed' THEN 'failed' ELSE 'was canceled' END)
+        FROM unnest(p_task_ids) AS c (id)
+        LEFT JOIN scitq.task t ON t.id = c.id
+        LEFT JOIN scitq.task root ON root.id = coalesce(t.canceled_by_task_id, c.id)
+    ),
+    dependent (id, cause, what) AS (
+        SELECT d.task_id, origin.cause, origin.what
+        FROM origin
+        JOIN scitq.task_dependency d ON d.depends_on_id = origin.id
+        UNION
+        SELECT d.task_id, dependent.cause, dependent.what
+        FROM dependent
+        JOIN scitq.task_dependency d ON d.depends_on_id = dependent.id
+    ),
+    target AS (
+        SELECT DISTINCT ON (id) id, cause, what
+        FROM dependent
+        ORDER BY id, cause
+    )
+    SELECT array_agg(target.id),
+           array_agg(format('dependency task %s %s', target.cause, target.what)),
+           array_agg(target.cause)
+    INTO v_ids, v_reasons, v_causes
+    FROM target;
+
+    SELECT count(*) INTO v_count
+    FROM scitq.task_set_status(
+        v_ids,
+        '{canceled}',
+        p_now,
+        -- only tasks that have not started; a running dependent is left to finish
+        p_from => '{waiting, pending, paused}',
+        p_cancel_reasons => v_reasons,
+        p_canceled_by_task_ids => v_causes
+    );
+    RETURN v_count;
+END;
+$$;
+
+-- Tasks whose live execution just ended without success: back to pending after a
+-- back-off while retries are left, else failed (and their dependents canceled).
+-- p_count_attempt false gives the attempt back (an execution handed back unstarted).
+CREATE OR REPLACE FUNCTION scitq.task_settle_failure_v1(
+    p_task_ids bigint[],
+    p_now timestamptz,
+    p_count_attempt boolean DEFAULT true
+)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = scitq, pg_temp
+AS $$
+DECLARE
+    v_ids bigint[];
+    v_to scitq.task_status[];
+    v_available_at timestamptz[];
+    v_failed bigint[];
+    v_count integer;
+BEGIN
+    SELECT array_agg(t.id),
+           array_agg(CASE
+               WHEN NOT p_count_attempt OR t.attempt_count - t.retry_floor <= t.retries
+                   THEN 'pending'::scitq.task_status
+               ELSE 'failed'::scitq.task_status
+           END),
+           -- exponential back-off from retry_delay_seconds, capped at one hour
+           array_agg(CASE
+               WHEN NOT p_count_attempt THEN p_now
+               ELSE p_now + make_interval(secs => least(
+                   3600.0,
+                   t.retry_delay_seconds * power(2, greatest(t.attempt_count - t.retry_floor - 1, 0))
+               ))
+           END)
+    INTO v_ids, v_to, v_available_at
+    FROM scitq.task t
+    WHERE t.id = ANY (p_task_ids)
+      -- a task canceled or deleted meanwhile keeps its state
+      AND scitq.task_is_held(t.status);
+
+    SELECT array_agg(s.id) FILTER (WHERE s.status = 'failed'), count(*)
+    INTO v_failed, v_count
+    FROM scitq.task_set_status(
+        v_ids,
+        v_to,
+        p_now,
+        -- held still when it moves: a concurrent cancel wins
+        p_from => scitq.task_held_statuses(),
+        p_available_at => v_available_at,
+        p_give_back => NOT p_count_attempt
+    ) s;
+
+    IF v_failed IS NOT NULL THEN
+        PERFORM scitq.task_cancel_dependents_v1(v_failed, 'failed', p_now);
+    END IF;
+    IF v_count > coalesce(cardinality(v_failed), 0) THEN
+        PERFORM pg_notify('scitq_task_pending_v1', '');
+    END IF;
+    RETURN v_count;
+END;
+$$;
+
 -- Signal the live executions of tasks (pause, resume, term, kill). Returns how many.
 CREATE OR REPLACE FUNCTION scitq.task_signal_v1(
     p_task_ids bigint[],
@@ -327,7 +635,7 @@ BEGIN
     SELECT e.id, e.worker_id, p_kind, p_now
     FROM scitq.execution e
     WHERE e.task_id = ANY (p_task_ids)
-      AND e.status IN ('assigned', 'downloading', 'running', 'uploading')
+      AND scitq.execution_is_live(e.status)
       AND e.worker_id IS NOT NULL;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
@@ -346,11 +654,8 @@ BEGIN
     p_now := scitq.effective_now_v1(p_now);
     PERFORM scitq.task_signal_v1(p_task_ids, 'pause', p_now);
     RETURN QUERY
-    UPDATE scitq.task t
-    SET status = 'paused', status_changed_at = p_now
-    WHERE t.id = ANY (p_task_ids)
-      AND t.status IN ('waiting', 'pending')
-    RETURNING t.id, t.status;
+    SELECT t.id, t.status
+    FROM scitq.task_set_status(p_task_ids, '{paused}', p_now, p_from => '{waiting, pending}') t;
 END;
 $$;
 
@@ -367,22 +672,34 @@ BEGIN
     PERFORM scitq.task_signal_v1(p_task_ids, 'resume', p_now);
     PERFORM pg_notify('scitq_task_pending_v1', '');
     RETURN QUERY
-    UPDATE scitq.task t
-    SET status = CASE
-            WHEN EXISTS (
-                SELECT 1
-                FROM scitq.task_dependency d
-                JOIN scitq.task u ON u.id = d.depends_on_id
-                WHERE d.task_id = t.id AND u.status <> 'succeeded'
-            ) THEN 'waiting'::scitq.task_status
-            ELSE 'pending'::scitq.task_status
-        END,
-        status_changed_at = p_now,
-        available_at = p_now
-    WHERE t.id = ANY (p_task_ids)
-      AND t.status = 'paused'
-    RETURNING t.id, t.status;
+    SELECT t.id, t.status
+    FROM scitq.task_requeue(p_task_ids, '{paused}', p_now) t;
 END;
+$$;
+
+-- Tasks of p_task_ids in one of p_from become pending, or waiting while a dependency has
+-- not succeeded: what a resume and a retry do. Returns the tasks moved.
+CREATE OR REPLACE FUNCTION scitq.task_requeue(
+    p_task_ids bigint[],
+    p_from scitq.task_status[],
+    p_now timestamptz
+)
+RETURNS SETOF scitq.task
+LANGUAGE sql
+SET search_path = scitq, pg_temp
+AS $$
+    SELECT s.*
+    FROM (
+        SELECT array_agg(t.id) AS ids,
+               array_agg(CASE
+                   WHEN scitq.task_has_unmet_dependency(t.id) THEN 'waiting'::scitq.task_status
+                   ELSE 'pending'::scitq.task_status
+               END) AS statuses
+        FROM scitq.task t
+        WHERE t.id = ANY (p_task_ids)
+          AND t.status = ANY (p_from)
+    ) m
+    CROSS JOIN LATERAL scitq.task_set_status(m.ids, m.statuses, p_now, p_from => p_from) s;
 $$;
 
 -- Cancel tasks that have not ended: their live execution is marked canceled (the agent
@@ -401,23 +718,30 @@ DECLARE
     v_canceled bigint[];
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
-    WITH canceled AS (
-        UPDATE scitq.task t
-        SET status = 'canceled', status_changed_at = p_now, cancel_reason = p_reason
-        WHERE t.id = ANY (p_task_ids)
-          AND t.status IN ('waiting', 'pending', 'assigned', 'running', 'paused')
-        RETURNING t.id
-    )
-    SELECT array_agg(canceled.id) INTO v_canceled FROM canceled;
+    SELECT array_agg(t.id) INTO v_canceled
+    FROM scitq.task_set_status(
+        p_task_ids,
+        '{canceled}',
+        p_now,
+        p_from => scitq.task_live_statuses(),
+        p_cancel_reasons => ARRAY[p_reason]
+    ) t;
     IF v_canceled IS NULL THEN
         RETURN;
     END IF;
 
-    UPDATE scitq.execution e
-    SET status = 'canceled', failure_class = 'canceled', failure_reason = p_reason,
-        finished_at = p_now
-    WHERE e.task_id = ANY (v_canceled)
-      AND e.status IN ('assigned', 'downloading', 'running', 'uploading');
+    PERFORM scitq.execution_set_status(
+        ARRAY(
+            SELECT e.id
+            FROM scitq.execution e
+            WHERE e.task_id = ANY (v_canceled)
+              AND scitq.execution_is_live(e.status)
+        ),
+        '{canceled}',
+        p_now,
+        p_from => scitq.execution_phases(),
+        p_failure_reasons => ARRAY[p_reason]
+    );
 
     PERFORM scitq.task_cancel_dependents_v1(v_canceled, 'was canceled', p_now);
     RETURN QUERY SELECT t.id, t.status FROM scitq.task t WHERE t.id = ANY (v_canceled);
@@ -466,21 +790,9 @@ BEGIN
         RETURN;
     END IF;
 
-    -- Everything waits first; the ones whose dependencies all succeeded are promoted below.
-    UPDATE scitq.task t
-    SET status = 'waiting', status_changed_at = p_now, available_at = p_now,
-        retry_floor = t.attempt_count, cancel_reason = NULL, canceled_by_task_id = NULL
-    WHERE t.id = ANY (v_retried);
-
-    UPDATE scitq.task t
-    SET status = 'pending'
-    WHERE t.id = ANY (v_retried)
-      AND NOT EXISTS (
-          SELECT 1
-          FROM scitq.task_dependency d
-          JOIN scitq.task u ON u.id = d.depends_on_id
-          WHERE d.task_id = t.id AND u.status <> 'succeeded'
-      );
+    -- Retried tasks never count as succeeded dependencies: one that depends on another
+    -- retried task waits for it.
+    PERFORM scitq.task_requeue(v_retried, '{failed, canceled}', p_now);
     PERFORM pg_notify('scitq_task_pending_v1', '');
     RETURN QUERY SELECT t.id, t.status FROM scitq.task t WHERE t.id = ANY (v_retried) ORDER BY t.id;
 END;

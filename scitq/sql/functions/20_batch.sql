@@ -42,7 +42,8 @@ AS $$
     SELECT scitq.task_signal_v1(
         ARRAY(
             SELECT t.id FROM scitq.task t
-            WHERE t.batch_id = scitq.batch_find_v1(p_batch) AND t.status IN ('assigned', 'running')
+            WHERE t.batch_id = scitq.batch_find_v1(p_batch)
+              AND scitq.task_is_held(t.status)
         ),
         p_kind,
         p_now
@@ -65,7 +66,7 @@ AS $$
         ARRAY(
             SELECT t.id FROM scitq.task t
             WHERE t.batch_id = scitq.batch_find_v1(p_batch)
-              AND t.status IN ('waiting', 'pending', 'assigned', 'running', 'paused')
+              AND scitq.task_is_live(t.status)
         ),
         p_reason,
         p_now

@@ -40,7 +40,6 @@ SET search_path = scitq, pg_temp
 AS $$
 DECLARE
     v_worker scitq.worker;
-    v_orphans bigint[];
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
     IF p_name IS NULL OR p_name = '' OR p_name ~ '[[:cntrl:]]' THEN
@@ -92,18 +91,9 @@ BEGIN
             USING ERRCODE = 'SQ002', HINT = 'choose another worker name';
     END IF;
 
-    WITH orphan AS (
-        UPDATE scitq.execution e
-        SET status = 'lost', failure_class = 'lost', finished_at = p_now,
-            failure_reason = 'the worker restarted while it held this execution'
-        WHERE e.worker_id = v_worker.id
-          AND e.status IN ('assigned', 'downloading', 'running', 'uploading')
-        RETURNING e.task_id
-    )
-    SELECT array_agg(orphan.task_id) INTO v_orphans FROM orphan;
-    IF v_orphans IS NOT NULL THEN
-        PERFORM scitq.task_settle_failure_v1(v_orphans, p_now);
-    END IF;
+    PERFORM scitq.execution_end_of_worker(
+        v_worker.id, 'the worker restarted while it held this execution', p_now
+    );
     RETURN v_worker;
 END;
 $$;
@@ -145,7 +135,7 @@ BEGIN
         UPDATE scitq.execution e
         SET lease_expires_at = p_now + make_interval(secs => v_worker.lease_seconds)
         WHERE e.worker_id = p_worker_id
-          AND e.status IN ('assigned', 'downloading', 'running', 'uploading')
+          AND scitq.execution_is_live(e.status)
           -- an expired lease is not renewed: the execution is as good as lost
           AND e.lease_expires_at > p_now
         RETURNING e.id
@@ -168,7 +158,7 @@ BEGIN
                JOIN scitq.execution e ON e.id = s.execution_id
                WHERE s.worker_id = p_worker_id
                  AND s.delivered_at IS NULL
-                 AND e.status IN ('assigned', 'downloading', 'running', 'uploading')
+                 AND scitq.execution_is_live(e.status)
            ), '[]'::jsonb),
            ARRAY(
                SELECT x.id FROM unnest(p_execution_ids) AS x (id)
@@ -188,24 +178,15 @@ SET search_path = scitq, pg_temp
 AS $$
 DECLARE
     v_worker scitq.worker := scitq.worker_check_v1(p_worker_id);
-    v_tasks bigint[];
+    v_count integer;
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
-    WITH released AS (
-        UPDATE scitq.execution e
-        SET status = 'lost', failure_class = 'lost', finished_at = p_now,
-            failure_reason = 'handed back by the worker at shutdown'
-        WHERE e.worker_id = v_worker.id
-          AND e.status IN ('assigned', 'downloading', 'running', 'uploading')
-        RETURNING e.task_id
-    )
-    SELECT array_agg(released.task_id) INTO v_tasks FROM released;
-    IF v_tasks IS NOT NULL THEN
-        PERFORM scitq.task_settle_failure_v1(v_tasks, p_now, p_count_attempt => false);
-    END IF;
+    v_count := scitq.execution_end_of_worker(
+        v_worker.id, 'handed back by the worker at shutdown', p_now, p_count_attempt => false
+    );
     UPDATE scitq.worker w SET status = 'stopped', stopped_at = p_now, is_draining = false
     WHERE w.id = v_worker.id;
-    RETURN coalesce(cardinality(v_tasks), 0);
+    RETURN v_count;
 END;
 $$;
 
@@ -263,26 +244,13 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = scitq, pg_temp
 AS $$
-DECLARE
-    v_tasks bigint[];
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
     PERFORM 1 FROM scitq.worker WHERE id = p_worker_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'worker % does not exist', p_worker_id USING ERRCODE = 'SQ003';
     END IF;
-    WITH lost AS (
-        UPDATE scitq.execution e
-        SET status = 'lost', failure_class = 'lost', finished_at = p_now,
-            failure_reason = 'the worker was deleted'
-        WHERE e.worker_id = p_worker_id
-          AND e.status IN ('assigned', 'downloading', 'running', 'uploading')
-        RETURNING e.task_id
-    )
-    SELECT array_agg(lost.task_id) INTO v_tasks FROM lost;
-    IF v_tasks IS NOT NULL THEN
-        PERFORM scitq.task_settle_failure_v1(v_tasks, p_now);
-    END IF;
+    PERFORM scitq.execution_end_of_worker(p_worker_id, 'the worker was deleted', p_now);
     DELETE FROM scitq.worker WHERE id = p_worker_id;
 END;
 $$;

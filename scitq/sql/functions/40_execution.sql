@@ -1,125 +1,8 @@
--- Executions: claim, phases, output and finish (agent side). Every call names the worker
--- and is fenced: it acts only on live executions held by that worker whose lease has not
--- expired, and raises SQ001 (changing nothing) otherwise.
-
--- Claim up to p_limit runnable tasks for a worker, never more than its free slots
--- (concurrency + prefetch - live executions). One statement takes the rows with
--- FOR UPDATE SKIP LOCKED in priority then age order, backed by task_claim_idx; an
--- execution with a lease is created for each.
-CREATE OR REPLACE FUNCTION scitq.task_claim_v1(
-    p_worker_id bigint,
-    p_limit integer,
-    p_now timestamptz DEFAULT now()
-)
-RETURNS TABLE (
-    execution_id bigint,
-    task_id bigint,
-    attempt integer,
-    lease_expires_at timestamptz,
-    batch text,
-    name text,
-    command text,
-    shell boolean,
-    container text,
-    container_options text,
-    inputs text[],
-    resources text[],
-    output text,
-    download_timeout_seconds double precision,
-    run_timeout_seconds double precision,
-    env jsonb
-)
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = scitq, pg_temp
--- Walk task_claim_idx in order whatever the statistics say: right after a bulk submit,
--- before auto-analyze, the planner would otherwise sort every pending row of the batch.
-SET enable_sort = off
-SET enable_bitmapscan = off
--- the disabled paths inflate cost estimates; JIT compiling a 1 ms statement costs 300 ms
-SET jit = off
-AS $$
-DECLARE
-    v_worker scitq.worker := scitq.worker_check_v1(p_worker_id);
-    v_limit integer;
-    v_batch_ids bigint[];
-BEGIN
-    p_now := scitq.effective_now_v1(p_now);
-    IF p_limit IS NULL OR p_limit < 0 THEN
-        RAISE EXCEPTION 'claim limit must be 0 or more, not %', p_limit USING ERRCODE = 'SQ004';
-    END IF;
-    UPDATE scitq.worker w SET last_heartbeat_at = p_now, status = 'online' WHERE w.id = p_worker_id;
-    IF v_worker.is_paused OR v_worker.is_draining THEN
-        RETURN;
-    END IF;
-
-    -- lost work is recovered even when no scheduler runs
-    PERFORM scitq.execution_expire_leases_v1(p_now);
-
-    -- in bigint: concurrency and prefetch may each be near the integer maximum
-    SELECT least(p_limit, v_worker.concurrency::bigint + v_worker.prefetch - count(*))
-    INTO v_limit
-    FROM scitq.execution e
-    WHERE e.worker_id = p_worker_id
-      AND e.status IN ('assigned', 'downloading', 'running', 'uploading');
-    IF v_limit <= 0 THEN
-        RETURN;
-    END IF;
-
-    SELECT array_agg(b.id) INTO v_batch_ids
-    FROM scitq.batch b
-    WHERE NOT b.is_paused
-      -- an empty list of batches means every batch
-      AND (cardinality(v_worker.batches) = 0 OR b.name = ANY (v_worker.batches));
-    IF v_batch_ids IS NULL THEN
-        RETURN;
-    END IF;
-
-    RETURN QUERY
-    WITH candidate AS (
-        -- one index range per batch, merged: the index order holds within a batch only
-        SELECT c.id
-        FROM unnest(v_batch_ids) AS b (id)
-        CROSS JOIN LATERAL (
-            SELECT t.id, t.priority
-            FROM scitq.task t
-            WHERE t.batch_id = b.id
-              AND t.status = 'pending'
-              -- in retry back-off until available_at
-              AND t.available_at <= p_now
-            ORDER BY t.priority DESC, t.id
-            LIMIT v_limit
-            FOR UPDATE SKIP LOCKED
-        ) c
-        ORDER BY c.priority DESC, c.id
-        LIMIT v_limit
-    ),
-    claimed AS (
-        UPDATE scitq.task t
-        SET status = 'assigned', status_changed_at = p_now, attempt_count = t.attempt_count + 1
-        FROM candidate
-        WHERE t.id = candidate.id
-        RETURNING t.*
-    ),
-    created AS (
-        INSERT INTO scitq.execution (
-            task_id, worker_id, worker_name, attempt, status, assigned_at, lease_expires_at
-        )
-        SELECT claimed.id, p_worker_id, v_worker.name, claimed.attempt_count, 'assigned', p_now,
-               p_now + make_interval(secs => v_worker.lease_seconds)
-        FROM claimed
-        RETURNING execution.id, execution.task_id, execution.attempt, execution.lease_expires_at
-    )
-    SELECT created.id, created.task_id, created.attempt, created.lease_expires_at, b.name,
-           claimed.name, claimed.command, claimed.shell, claimed.container,
-           claimed.container_options, claimed.inputs, claimed.resources, claimed.output,
-           claimed.download_timeout_seconds, claimed.run_timeout_seconds, claimed.env
-    FROM created
-    JOIN claimed ON claimed.id = created.task_id
-    JOIN scitq.batch b ON b.id = claimed.batch_id
-    ORDER BY claimed.priority DESC, claimed.id;
-END;
-$$;
+-- Executions: phases, output and finish (agent side), and their end when a lease expires
+-- or a worker goes away. Every agent call names the worker and is fenced: it acts only on
+-- live executions held by that worker whose lease has not expired, and raises SQ001
+-- (changing nothing) otherwise. Statuses change through scitq.execution_set_status only
+-- (05_states.sql); task_claim_v1 (10_task.sql) creates the executions.
 
 -- Raise SQ001 unless every execution in p_execution_ids is live, held by the worker and
 -- within its lease. Locks the executions (in id order).
@@ -143,7 +26,7 @@ BEGIN
         FROM scitq.execution e
         WHERE e.id IN (SELECT wanted.id FROM wanted)
           AND e.worker_id = p_worker_id
-          AND e.status IN ('assigned', 'downloading', 'running', 'uploading')
+          AND scitq.execution_is_live(e.status)
           AND e.lease_expires_at > p_now
         ORDER BY e.id
         FOR UPDATE
@@ -175,36 +58,15 @@ SET search_path = scitq, pg_temp
 AS $$
 DECLARE
     v_current scitq.execution_status;
-    v_rank constant scitq.execution_status[] := ARRAY['assigned', 'downloading', 'running', 'uploading'];
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
-    PERFORM scitq.worker_check_v1(p_worker_id);
-    IF p_phase IS NULL OR p_phase NOT IN ('downloading', 'running', 'uploading') THEN
-        RAISE EXCEPTION 'phase must be downloading, running or uploading, not %', p_phase
-            USING ERRCODE = 'SQ004';
-    END IF;
-    PERFORM scitq.execution_check_live_v1(p_worker_id, ARRAY[p_execution_id], p_now);
+    PERFORM scitq.execution_check_phase(p_worker_id, ARRAY[p_execution_id], p_phase, p_now);
     SELECT e.status INTO v_current FROM scitq.execution e WHERE e.id = p_execution_id;
-    IF v_current = p_phase THEN
-        RETURN;
-    END IF;
-    IF array_position(v_rank, p_phase) < array_position(v_rank, v_current) THEN
+    IF array_position(scitq.execution_phases(), p_phase) < array_position(scitq.execution_phases(), v_current) THEN
         RAISE EXCEPTION 'execution % is % already: it cannot go back to %', p_execution_id, v_current, p_phase
             USING ERRCODE = 'SQ006';
     END IF;
-
-    UPDATE scitq.execution e
-    SET status = p_phase,
-        download_started_at = CASE WHEN p_phase = 'downloading' THEN p_now ELSE e.download_started_at END,
-        run_started_at = CASE WHEN p_phase = 'running' THEN p_now ELSE e.run_started_at END,
-        upload_started_at = CASE WHEN p_phase = 'uploading' THEN p_now ELSE e.upload_started_at END
-    WHERE e.id = p_execution_id;
-
-    IF p_phase IN ('running', 'uploading') THEN
-        UPDATE scitq.task t SET status = 'running', status_changed_at = p_now
-        FROM scitq.execution e
-        WHERE e.id = p_execution_id AND t.id = e.task_id AND t.status = 'assigned';
-    END IF;
+    PERFORM scitq.execution_move_to_phase(ARRAY[p_execution_id], p_phase, p_now);
 END;
 $$;
 
@@ -227,40 +89,66 @@ SET search_path = scitq, pg_temp
 -- plans cached while the tables were small would scan them whole once they have grown
 SET plan_cache_mode = force_custom_plan
 AS $$
-DECLARE
-    v_rank constant scitq.execution_status[] := ARRAY['assigned', 'downloading', 'running', 'uploading'];
-    v_moved bigint[];
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
+    -- locks the live ones (in id order) and refuses the call if any is not live
+    PERFORM scitq.execution_check_phase(p_worker_id, p_execution_ids, p_phase, p_now);
+    IF p_execution_ids IS NULL OR cardinality(p_execution_ids) = 0 THEN
+        RETURN 0;
+    END IF;
+    RETURN scitq.execution_move_to_phase(p_execution_ids, p_phase, p_now);
+END;
+$$;
+
+-- The checks of a phase report: the worker's role, the phase, and that every execution
+-- is live and held by the worker (locking them, in id order; SQ001 otherwise).
+CREATE OR REPLACE FUNCTION scitq.execution_check_phase(
+    p_worker_id bigint,
+    p_execution_ids bigint[],
+    p_phase scitq.execution_status,
+    p_now timestamptz
+)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = scitq, pg_temp
+AS $$
+BEGIN
     PERFORM scitq.worker_check_v1(p_worker_id);
     IF p_phase IS NULL OR p_phase NOT IN ('downloading', 'running', 'uploading') THEN
         RAISE EXCEPTION 'phase must be downloading, running or uploading, not %', p_phase
             USING ERRCODE = 'SQ004';
     END IF;
-    IF p_execution_ids IS NULL OR cardinality(p_execution_ids) = 0 THEN
-        RETURN 0;
+    IF cardinality(p_execution_ids) > 0 THEN
+        PERFORM scitq.execution_check_live_v1(p_worker_id, p_execution_ids, p_now);
     END IF;
-    -- locks the live ones (in id order) and refuses the call if any is not live
-    PERFORM scitq.execution_check_live_v1(p_worker_id, p_execution_ids, p_now);
+END;
+$$;
 
-    WITH moved AS (
-        UPDATE scitq.execution e
-        SET status = p_phase,
-            download_started_at = CASE WHEN p_phase = 'downloading' THEN p_now ELSE e.download_started_at END,
-            run_started_at = CASE WHEN p_phase = 'running' THEN p_now ELSE e.run_started_at END,
-            upload_started_at = CASE WHEN p_phase = 'uploading' THEN p_now ELSE e.upload_started_at END
-        WHERE e.id = ANY (p_execution_ids)
-          -- only forward: the same or a later phase stays
-          AND array_position(v_rank, e.status) < array_position(v_rank, p_phase)
-        RETURNING e.task_id
-    )
-    SELECT array_agg(moved.task_id) INTO v_moved FROM moved;
+-- Live executions (checked and locked) move forward to p_phase; those at or past it stay.
+-- Their tasks are running once the command has started. Returns how many moved.
+CREATE OR REPLACE FUNCTION scitq.execution_move_to_phase(
+    p_execution_ids bigint[],
+    p_phase scitq.execution_status,
+    p_now timestamptz
+)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = scitq, pg_temp
+AS $$
+DECLARE
+    v_moved bigint[];
+BEGIN
+    SELECT array_agg(e.task_id) INTO v_moved
+    FROM scitq.execution_set_status(
+        p_execution_ids,
+        ARRAY[p_phase],
+        p_now,
+        -- only forward: the phases before p_phase
+        p_from => (scitq.execution_phases())[1 : array_position(scitq.execution_phases(), p_phase) - 1]
+    ) e;
 
     IF p_phase IN ('running', 'uploading') AND v_moved IS NOT NULL THEN
-        UPDATE scitq.task t
-        SET status = 'running', status_changed_at = p_now
-        WHERE t.id = ANY (v_moved)
-          AND t.status = 'assigned';
+        PERFORM scitq.task_set_status(v_moved, '{running}', p_now, p_from => '{assigned}');
     END IF;
     RETURN coalesce(cardinality(v_moved), 0);
 END;
@@ -344,9 +232,20 @@ SET search_path = scitq, pg_temp
 SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
+    v_ids bigint[];
+    v_finished bigint[];
+    v_to scitq.execution_status[];
+    v_classes scitq.failure_class[];
+    v_reasons text[];
+    v_return_codes integer[];
+    v_wall double precision[];
+    v_cpu_user double precision[];
+    v_cpu_system double precision[];
+    v_peak_rss bigint[];
+    v_bytes_in bigint[];
+    v_bytes_out bigint[];
     v_succeeded bigint[];
     v_failed bigint[];
-    v_ids bigint[];
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
     PERFORM scitq.worker_check_v1(p_worker_id);
@@ -376,7 +275,28 @@ BEGIN
     v_ids := ARRAY(SELECT (r.v ->> 'execution_id')::bigint FROM jsonb_array_elements(p_results) r (v));
     PERFORM scitq.execution_check_live_v1(p_worker_id, v_ids, p_now);
 
-    WITH result AS (
+    SELECT array_agg(r.execution_id),
+           array_agg(CASE
+               WHEN r.failure_class IS NULL AND r.return_code = 0 THEN 'succeeded'
+               WHEN r.failure_class = 'timeout' THEN 'timeout'
+               WHEN r.failure_class = 'canceled' THEN 'canceled'
+               ELSE 'failed'
+           END::scitq.execution_status),
+           array_agg(CASE
+               WHEN r.failure_class IS NOT NULL THEN r.failure_class
+               WHEN r.return_code IS DISTINCT FROM 0 THEN 'exit'
+           END::scitq.failure_class),
+           array_agg(CASE
+               WHEN r.failure_reason IS NOT NULL THEN r.failure_reason
+               WHEN r.failure_class IS NULL AND r.return_code IS NULL THEN 'no return code reported'
+           END),
+           array_agg(r.return_code), array_agg(r.wall_seconds), array_agg(r.cpu_user_seconds),
+           array_agg(r.cpu_system_seconds), array_agg(r.peak_rss_bytes), array_agg(r.bytes_in),
+           array_agg(r.bytes_out)
+    INTO v_finished, v_to, v_classes, v_reasons, v_return_codes, v_wall, v_cpu_user, v_cpu_system,
+         v_peak_rss, v_bytes_in, v_bytes_out
+    FROM (
+        -- one result per execution: the first one given
         SELECT DISTINCT ON (r.execution_id) r.*
         FROM jsonb_to_recordset(p_results) AS r (
             execution_id bigint, return_code integer, failure_class scitq.failure_class,
@@ -384,43 +304,29 @@ BEGIN
             cpu_system_seconds double precision, peak_rss_bytes bigint, bytes_in bigint,
             bytes_out bigint
         )
-    ),
-    finished AS (
-        UPDATE scitq.execution e
-        SET status = CASE
-                WHEN r.failure_class IS NULL AND r.return_code = 0 THEN 'succeeded'
-                WHEN r.failure_class = 'timeout' THEN 'timeout'
-                WHEN r.failure_class = 'canceled' THEN 'canceled'
-                ELSE 'failed'
-            END::scitq.execution_status,
-            failure_class = CASE
-                WHEN r.failure_class IS NOT NULL THEN r.failure_class
-                WHEN r.return_code IS DISTINCT FROM 0 THEN 'exit'
-            END::scitq.failure_class,
-            failure_reason = CASE
-                WHEN r.failure_reason IS NOT NULL THEN r.failure_reason
-                WHEN r.failure_class IS NULL AND r.return_code IS NULL THEN 'no return code reported'
-            END,
-            return_code = r.return_code,
-            finished_at = p_now,
-            wall_seconds = r.wall_seconds,
-            cpu_user_seconds = r.cpu_user_seconds,
-            cpu_system_seconds = r.cpu_system_seconds,
-            peak_rss_bytes = r.peak_rss_bytes,
-            bytes_in = r.bytes_in,
-            bytes_out = r.bytes_out
-        FROM result r
-        WHERE e.id = r.execution_id
-        RETURNING e.id, e.task_id, e.status
-    )
-    SELECT array_agg(finished.task_id ORDER BY finished.task_id) FILTER (WHERE finished.status = 'succeeded'),
-           array_agg(finished.task_id ORDER BY finished.task_id) FILTER (WHERE finished.status <> 'succeeded')
+    ) r;
+
+    SELECT array_agg(f.task_id ORDER BY f.task_id) FILTER (WHERE f.status = 'succeeded'),
+           array_agg(f.task_id ORDER BY f.task_id) FILTER (WHERE f.status <> 'succeeded')
     INTO v_succeeded, v_failed
-    FROM finished;
+    FROM scitq.execution_set_status(
+        v_finished, v_to, p_now,
+        p_from => scitq.execution_phases(),
+        p_failure_classes => v_classes,
+        p_failure_reasons => v_reasons,
+        p_return_codes => v_return_codes,
+        p_wall_seconds => v_wall,
+        p_cpu_user_seconds => v_cpu_user,
+        p_cpu_system_seconds => v_cpu_system,
+        p_peak_rss_bytes => v_peak_rss,
+        p_bytes_in => v_bytes_in,
+        p_bytes_out => v_bytes_out
+    ) f;
 
     IF v_succeeded IS NOT NULL THEN
-        UPDATE scitq.task t SET status = 'succeeded', status_changed_at = p_now
-        WHERE t.id = ANY (v_succeeded) AND t.status IN ('assigned', 'running');
+        PERFORM scitq.task_set_status(
+            v_succeeded, '{succeeded}', p_now, p_from => scitq.task_held_statuses()
+        );
         PERFORM scitq.task_promote_dependents_v1(v_succeeded, p_now);
     END IF;
     IF v_failed IS NOT NULL THEN
@@ -433,5 +339,94 @@ BEGIN
     JOIN scitq.task t ON t.id = e.task_id
     WHERE e.id = ANY (v_ids)
     ORDER BY e.id;
+END;
+$$;
+
+-- Live executions of p_execution_ids end as p_to (lost or timeout) for p_reason, and
+-- their tasks are retried after the back-off or failed (task_settle_failure_v1; with
+-- p_count_attempt false the attempt is given back). Executions no longer live are
+-- skipped. Returns the executions ended, with their tasks.
+CREATE OR REPLACE FUNCTION scitq.execution_end(
+    p_execution_ids bigint[],
+    p_to scitq.execution_status,
+    p_reason text,
+    p_now timestamptz,
+    p_count_attempt boolean DEFAULT true
+)
+RETURNS TABLE (execution_id bigint, task_id bigint)
+LANGUAGE plpgsql
+SET search_path = scitq, pg_temp
+AS $$
+DECLARE
+    v_execution_ids bigint[];
+    v_task_ids bigint[];
+BEGIN
+    SELECT array_agg(e.id), array_agg(e.task_id)
+    INTO v_execution_ids, v_task_ids
+    FROM scitq.execution_set_status(
+        p_execution_ids, ARRAY[p_to], p_now,
+        p_from => scitq.execution_phases(),
+        p_failure_reasons => ARRAY[p_reason]
+    ) e;
+    IF v_task_ids IS NOT NULL THEN
+        PERFORM scitq.task_settle_failure_v1(v_task_ids, p_now, p_count_attempt);
+    END IF;
+    RETURN QUERY SELECT * FROM unnest(v_execution_ids, v_task_ids);
+END;
+$$;
+
+-- The live executions of a worker that restarted, stopped or was deleted are lost (see
+-- execution_end). Returns how many.
+CREATE OR REPLACE FUNCTION scitq.execution_end_of_worker(
+    p_worker_id bigint,
+    p_reason text,
+    p_now timestamptz,
+    p_count_attempt boolean DEFAULT true
+)
+RETURNS integer
+LANGUAGE sql
+SET search_path = scitq, pg_temp
+AS $$
+    SELECT count(*)::integer
+    FROM scitq.execution_end(
+        ARRAY(
+            SELECT e.id
+            FROM scitq.execution e
+            WHERE e.worker_id = p_worker_id
+              AND scitq.execution_is_live(e.status)
+        ),
+        'lost',
+        p_reason,
+        p_now,
+        p_count_attempt
+    );
+$$;
+
+-- Live executions whose lease has expired become lost, and their tasks are retried or
+-- failed. Called by the scheduler, and by every claim so that work proceeds without it.
+CREATE OR REPLACE FUNCTION scitq.execution_expire_leases_v1(p_now timestamptz DEFAULT now())
+RETURNS TABLE (execution_id bigint, task_id bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = scitq, pg_temp
+AS $$
+BEGIN
+    p_now := scitq.effective_now_v1(p_now);
+    RETURN QUERY
+    SELECT x.execution_id, x.task_id
+    FROM scitq.execution_end(
+        ARRAY(
+            SELECT e.id
+            FROM scitq.execution e
+            WHERE scitq.execution_is_live(e.status)
+              AND e.lease_expires_at < p_now
+            ORDER BY e.lease_expires_at
+            LIMIT 1000
+            FOR UPDATE SKIP LOCKED
+        ),
+        'lost',
+        'lease expired: the worker stopped heartbeating',
+        p_now
+    ) x;
 END;
 $$;

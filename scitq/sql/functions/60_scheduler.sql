@@ -150,34 +150,22 @@ SET search_path = scitq, pg_temp
 AS $$
 DECLARE
     v_execution_ids bigint[];
-    v_task_ids bigint[];
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
-    WITH target AS (
-        SELECT e.id
-        FROM scitq.execution e
-        WHERE e.id = ANY (p_execution_ids)
-          AND e.status IN ('assigned', 'downloading', 'running', 'uploading')
-        ORDER BY e.id
-        FOR UPDATE
-    ),
-    timed_out AS (
-        UPDATE scitq.execution e
-        SET status = 'timeout',
-            failure_class = 'timeout',
-            failure_reason = coalesce(p_reason, 'timed out'),
-            finished_at = p_now
-        FROM target
-        WHERE e.id = target.id
-        RETURNING e.id, e.task_id
-    )
-    SELECT array_agg(timed_out.id), array_agg(timed_out.task_id)
-    INTO v_execution_ids, v_task_ids
-    FROM timed_out;
-
-    IF v_task_ids IS NOT NULL THEN
-        PERFORM scitq.task_settle_failure_v1(v_task_ids, p_now);
-    END IF;
+    SELECT array_agg(x.execution_id) INTO v_execution_ids
+    FROM scitq.execution_end(
+        ARRAY(
+            SELECT e.id
+            FROM scitq.execution e
+            WHERE e.id = ANY (p_execution_ids)
+              AND scitq.execution_is_live(e.status)
+            ORDER BY e.id
+            FOR UPDATE
+        ),
+        'timeout',
+        coalesce(p_reason, 'timed out'),
+        p_now
+    ) x;
     RETURN QUERY
     SELECT e.id, e.task_id, t.status
     FROM scitq.execution e

@@ -29,6 +29,18 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA scitq FROM PUBLIC, scitq_agent, scitq_read
 GRANT SELECT ON ALL TABLES IN SCHEMA scitq TO scitq_admin;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA scitq TO scitq_admin;
 
+-- The writers of the state machine and the internal steps built on them: called by the
+-- functions above, which run as their owner, and by no role directly.
+REVOKE EXECUTE ON FUNCTION
+    scitq.task_set_status(bigint[], scitq.task_status[], timestamptz, scitq.task_status[], timestamptz[], text[], bigint[], boolean),
+    scitq.execution_set_status(bigint[], scitq.execution_status[], timestamptz, scitq.execution_status[], scitq.failure_class[], text[], integer[], double precision[], double precision[], double precision[], bigint[], bigint[], bigint[]),
+    scitq.task_requeue(bigint[], scitq.task_status[], timestamptz),
+    scitq.execution_end(bigint[], scitq.execution_status, text, timestamptz, boolean),
+    scitq.execution_end_of_worker(bigint, text, timestamptz, boolean),
+    scitq.execution_check_phase(bigint, bigint[], scitq.execution_status, timestamptz),
+    scitq.execution_move_to_phase(bigint[], scitq.execution_status, timestamptz)
+FROM scitq_admin;
+
 GRANT EXECUTE ON FUNCTION
     scitq.worker_register_v1(text, text, text[], integer, integer, integer, double precision, timestamptz),
     scitq.worker_heartbeat_v1(bigint, bigint[], bigint[], timestamptz),

@@ -1,5 +1,5 @@
 """Workers: configuration edited inline (concurrency, prefetch), pause, resume, drain,
-delete, through the same `scitq.db.queries.worker_update` as ``scitq worker``; the
+delete, through the same `scitq.db.worker.worker_update` as ``scitq worker``; the
 load cell of each row re-polls itself."""
 
 from __future__ import annotations
