@@ -35,6 +35,7 @@ def downgrade() -> None:
 
 # What 0004 adds; the previous versions of its other files re-create the rest.
 DROP_ROUTINES = """
+DROP FUNCTION IF EXISTS scitq.batch_task_ids(text, scitq.task_status[]);
 DROP FUNCTION IF EXISTS scitq.task_requeue(bigint[], scitq.task_status[], timestamptz);
 DROP FUNCTION IF EXISTS scitq.task_has_unmet_dependency(bigint);
 DROP FUNCTION IF EXISTS scitq.execution_end_of_worker(bigint, text, timestamptz, boolean);

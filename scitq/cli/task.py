@@ -84,7 +84,8 @@ def task() -> None:
 @task.command("list")
 @click.option("-b", "--batch", help="Only this batch.")
 @click.option(
-    "-s", "--status", "statuses", multiple=True, type=click.Choice(tuple(TaskStatus)),
+    "-s", "--status", "statuses", multiple=True,
+    type=click.Choice([status.value for status in TaskStatus]),
     help="Only this status (repeat for several).",
 )  # fmt: skip
 @click.option("-n", "--name", help="Name pattern, case-insensitive LIKE: % any text, _ one char.")

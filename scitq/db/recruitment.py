@@ -139,11 +139,6 @@ def instance_list(
             "limit": limit}  # fmt: skip
 
 
-@named_query(optional_row)
-def instance_get(instance_id: int) -> Params:
-    return {"instance_id": instance_id}
-
-
 @named_query(rows)
 def instance_refs(provider: str) -> Params:
     """What the database knows of a provider's instances (to find orphans)."""

@@ -96,7 +96,7 @@ FROM (
         ('paused', 'waiting', 'task_resume_v1: a dependency has not succeeded yet'),
         ('paused', 'pending', 'task_resume_v1'),
         ('paused', 'canceled', 'task_cancel_v1, or a dependency failed for good'),
-        ('failed', 'waiting', 'task_retry_v1: a dependency has not succeeded yet'),
+        -- a task that ran had its dependencies succeeded: a retry makes it pending
         ('failed', 'pending', 'task_retry_v1'),
         ('canceled', 'waiting', 'task_retry_v1: a dependency has not succeeded yet'),
         ('canceled', 'pending', 'task_retry_v1')

@@ -28,6 +28,21 @@ BEGIN
 END;
 $$;
 
+-- The ids of the batch's tasks in one of p_statuses (SQ003 for an unknown batch).
+CREATE OR REPLACE FUNCTION scitq.batch_task_ids(p_batch text, p_statuses scitq.task_status[])
+RETURNS bigint[]
+LANGUAGE sql
+STABLE
+SET search_path = scitq, pg_temp
+AS $$
+    SELECT ARRAY(
+        SELECT t.id
+        FROM scitq.task t
+        WHERE t.batch_id = scitq.batch_find_v1(p_batch)
+          AND t.status = ANY (p_statuses)
+    );
+$$;
+
 -- Signal every live execution of the batch. Returns how many were signaled.
 CREATE OR REPLACE FUNCTION scitq.batch_signal_v1(
     p_batch text,
@@ -40,13 +55,7 @@ SECURITY DEFINER
 SET search_path = scitq, pg_temp
 AS $$
     SELECT scitq.task_signal_v1(
-        ARRAY(
-            SELECT t.id FROM scitq.task t
-            WHERE t.batch_id = scitq.batch_find_v1(p_batch)
-              AND scitq.task_is_held(t.status)
-        ),
-        p_kind,
-        p_now
+        scitq.batch_task_ids(p_batch, scitq.task_held_statuses()), p_kind, p_now
     );
 $$;
 
@@ -63,13 +72,7 @@ SET search_path = scitq, pg_temp
 AS $$
     SELECT count(*)::integer
     FROM scitq.task_cancel_v1(
-        ARRAY(
-            SELECT t.id FROM scitq.task t
-            WHERE t.batch_id = scitq.batch_find_v1(p_batch)
-              AND scitq.task_is_live(t.status)
-        ),
-        p_reason,
-        p_now
+        scitq.batch_task_ids(p_batch, scitq.task_live_statuses()), p_reason, p_now
     );
 $$;
 
@@ -81,13 +84,7 @@ SECURITY DEFINER
 SET search_path = scitq, pg_temp
 AS $$
     SELECT count(*)::integer
-    FROM scitq.task_retry_v1(
-        ARRAY(
-            SELECT t.id FROM scitq.task t
-            WHERE t.batch_id = scitq.batch_find_v1(p_batch) AND t.status IN ('failed', 'canceled')
-        ),
-        p_now
-    );
+    FROM scitq.task_retry_v1(scitq.batch_task_ids(p_batch, '{failed, canceled}'), p_now);
 $$;
 
 -- Delete the batch with all its tasks, executions, output and recruiters. Live executions

@@ -75,9 +75,6 @@ FROM (
 ) i
 ORDER BY i.instance_id;
 
--- name: instance_get
-SELECT * FROM scitq.instance_overview WHERE instance_id = %(instance_id)s::bigint;
-
 -- name: instance_refs
 -- What the database knows of a provider's instances, by name and reference (to find
 -- orphans: machines the provider runs that no live instance row accounts for).

@@ -1,0 +1,142 @@
+"""Tasks, their dependencies and the event log of their transitions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from scitq.db.model_base import NOW, TASK_STATUS, Base
+
+
+class Batch(Base):
+    """A named group of tasks; workers serve one or more batches."""
+
+    __tablename__ = "batch"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    is_paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (CheckConstraint("name <> '' AND name !~ '[/[:cntrl:]]'", name="name"),)
+
+
+class Task(Base):
+    """One shell command with its inputs, resources, output location and container."""
+
+    __tablename__ = "task"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("batch.id", ondelete="CASCADE"))
+    name: Mapped[str | None] = mapped_column(Text)
+    command: Mapped[str] = mapped_column(Text)
+    shell: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    container: Mapped[str | None] = mapped_column(Text)
+    container_options: Mapped[str | None] = mapped_column(Text)
+    inputs: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    resources: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    output: Mapped[str | None] = mapped_column(Text)
+    retries: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    retry_delay_seconds: Mapped[float] = mapped_column(Double, server_default=text("10"))
+    download_timeout_seconds: Mapped[float | None] = mapped_column(Double)
+    run_timeout_seconds: Mapped[float | None] = mapped_column(Double)
+    priority: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    env: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    status: Mapped[str] = mapped_column(TASK_STATUS)
+    status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    #: A pending task is claimable from this time on (retry back-off).
+    available_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    #: Executions started so far (all attempts, kept for history).
+    attempt_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    #: attempt_count when the retry budget was last reset by a manual retry.
+    retry_floor: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    #: For a task canceled because a dependency failed: the task that failed.
+    canceled_by_task_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+    __table_args__ = (
+        CheckConstraint("command <> ''", name="command"),
+        CheckConstraint("retries >= 0", name="retries"),
+        CheckConstraint("retry_delay_seconds >= 0", name="retry_delay_seconds"),
+        CheckConstraint(
+            "download_timeout_seconds IS NULL OR download_timeout_seconds > 0",
+            name="download_timeout_seconds",
+        ),
+        CheckConstraint(
+            "run_timeout_seconds IS NULL OR run_timeout_seconds > 0", name="run_timeout_seconds"
+        ),
+        CheckConstraint("jsonb_typeof(env) = 'object'", name="env"),
+        # The claim index: runnable tasks of one batch in claim order.
+        Index(
+            "task_claim_idx",
+            "batch_id",
+            text("priority DESC"),
+            "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("task_batch_id_status_idx", "batch_id", "status"),
+        Index("task_batch_id_name_idx", "batch_id", "name"),
+        # listing filters across batches (scitq task list --status / --since)
+        Index("task_status_idx", "status"),
+        Index("task_created_at_idx", "created_at"),
+        # retry and delete find the tasks canceled because of a given one
+        Index(
+            "task_canceled_by_task_id_idx",
+            "canceled_by_task_id",
+            postgresql_where=text("canceled_by_task_id IS NOT NULL"),
+        ),
+    )
+
+
+class TaskDependency(Base):
+    """``task_id`` runs only once ``depends_on_id`` has succeeded."""
+
+    __tablename__ = "task_dependency"
+
+    task_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("task.id", ondelete="CASCADE"), primary_key=True
+    )
+    depends_on_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("task.id", ondelete="CASCADE"), primary_key=True
+    )
+
+    __table_args__ = (
+        CheckConstraint("task_id <> depends_on_id", name="not_self"),
+        Index("task_dependency_depends_on_id_idx", "depends_on_id"),
+    )
+
+
+class TaskEvent(Base):
+    """Every status transition of a task, written by a trigger.
+
+    No foreign key to task: checking one per event doubles the cost of a bulk submit;
+    task_delete_v1 deletes a task's events with it.
+    """
+
+    __tablename__ = "task_event"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    task_id: Mapped[int] = mapped_column(BigInteger)
+    from_status: Mapped[str | None] = mapped_column(TASK_STATUS)
+    to_status: Mapped[str] = mapped_column(TASK_STATUS)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("task_event_task_id_id_idx", "task_id", "id"),)
