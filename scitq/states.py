@@ -9,7 +9,7 @@ Members are `enum.StrEnum`s: they compare equal to, format as and are sent to th
 database as their value (``TaskStatus.RUNNING == "running"``).
 
 Adding a task state: a member here (and in the live or final set), its transitions in
-``scitq/sql/functions/task_state.sql``, a migration that adds the enum value and the
+``scitq/sql/functions/05_states.sql``, a migration that adds the enum value and the
 transitions, and the templates or styles that show it.
 """
 

@@ -39,11 +39,24 @@ DROP FUNCTION IF EXISTS scitq.batch_task_ids(text, scitq.task_status[]);
 DROP FUNCTION IF EXISTS scitq.task_requeue(bigint[], scitq.task_status[], timestamptz);
 DROP FUNCTION IF EXISTS scitq.task_has_unmet_dependency(bigint);
 DROP FUNCTION IF EXISTS scitq.execution_end_of_worker(bigint, text, timestamptz, boolean);
-DROP FUNCTION IF EXISTS scitq.execution_end(bigint[], scitq.execution_status, text, timestamptz, boolean);
-DROP FUNCTION IF EXISTS scitq.execution_check_phase(bigint, bigint[], scitq.execution_status, timestamptz);
-DROP FUNCTION IF EXISTS scitq.execution_move_to_phase(bigint[], scitq.execution_status, timestamptz);
-DROP FUNCTION IF EXISTS scitq.task_set_status(bigint[], scitq.task_status[], timestamptz, scitq.task_status[], timestamptz[], text[], bigint[], boolean);
-DROP FUNCTION IF EXISTS scitq.execution_set_status(bigint[], scitq.execution_status[], timestamptz, scitq.execution_status[], scitq.failure_class[], text[], integer[], double precision[], double precision[], double precision[], bigint[], bigint[], bigint[]);
+DROP FUNCTION IF EXISTS scitq.execution_end(
+    bigint[], scitq.execution_status, text, timestamptz, boolean
+);
+DROP FUNCTION IF EXISTS scitq.execution_check_phase(
+    bigint, bigint[], scitq.execution_status, timestamptz
+);
+DROP FUNCTION IF EXISTS scitq.execution_move_to_phase(
+    bigint[], scitq.execution_status, timestamptz
+);
+DROP FUNCTION IF EXISTS scitq.task_set_status(
+    bigint[], scitq.task_status[], timestamptz, scitq.task_status[], timestamptz[], text[],
+    bigint[], boolean
+);
+DROP FUNCTION IF EXISTS scitq.execution_set_status(
+    bigint[], scitq.execution_status[], timestamptz, scitq.execution_status[],
+    scitq.failure_class[], text[], integer[], double precision[], double precision[],
+    double precision[], bigint[], bigint[], bigint[]
+);
 DROP FUNCTION IF EXISTS scitq.array_spread(anyarray, integer);
 DROP VIEW IF EXISTS scitq.execution_transition;
 DROP VIEW IF EXISTS scitq.task_transition;

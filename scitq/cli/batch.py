@@ -26,10 +26,8 @@ from scitq.cli.output import (
     cell,
     format_seconds,
     open_client,
-    print_csv,
     print_json,
-    print_json_array,
-    print_table,
+    print_rows,
 )
 from scitq.client import BatchProgress, as_dict
 from scitq.db.batch import (
@@ -42,7 +40,7 @@ from scitq.db.batch import (
     batch_signal,
     batch_workers,
 )
-from scitq.states import ExecutionStatus, TaskStatus
+from scitq.states import ExecutionStatus, SignalKind, TaskStatus
 
 #: `scitq batch wait`: the batch ended with failed or canceled tasks.
 EXIT_TASKS_FAILED = 8
@@ -79,12 +77,8 @@ def list_batches(state: CliState, as_json: bool, as_csv: bool) -> None:
     """
     with open_client(state) as client:
         found = client.batches()
-    if as_json:
-        print_json_array(as_dict(b) for b in found)
-    elif as_csv:
-        print_csv((as_dict(b) for b in found), BATCH_FIELDS)
-    else:
-        print_table(found, BATCH_COLUMNS)
+    rows = found if not (as_json or as_csv) else [as_dict(b) for b in found]
+    print_rows(rows, BATCH_COLUMNS, as_json=as_json, as_csv=as_csv, fields=BATCH_FIELDS)
 
 
 @batch.command()
@@ -134,7 +128,7 @@ def pause(state: CliState, name: str, running: bool) -> None:
     """
     with open_client(state) as client:
         batch_pause(client.connection, name)
-        signaled = batch_signal(client.connection, name, "pause") if running else 0
+        signaled = batch_signal(client.connection, name, SignalKind.PAUSE) if running else 0
     click.echo(f"batch {name} paused" + (f"; {signaled} running task(s) suspended" * running))
 
 
@@ -149,7 +143,7 @@ def resume(state: CliState, name: str, running: bool) -> None:
     """
     with open_client(state) as client:
         batch_resume(client.connection, name)
-        signaled = batch_signal(client.connection, name, "resume") if running else 0
+        signaled = batch_signal(client.connection, name, SignalKind.RESUME) if running else 0
     click.echo(f"batch {name} resumed" + (f"; {signaled} task(s) continued" * running))
 
 

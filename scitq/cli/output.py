@@ -84,6 +84,23 @@ def print_table(rows: Iterable[Any], columns: Sequence[Column], title: str | Non
     out.print(table)
 
 
+def print_rows(
+    rows: Iterable[Any],
+    columns: Sequence[Column],
+    *,
+    as_json: bool,
+    as_csv: bool = False,
+    fields: Sequence[str] = (),
+) -> None:
+    """A listing as JSON (``as_json``), CSV of ``fields`` (``as_csv``) or a table."""
+    if as_json:
+        print_json_array(rows)
+    elif as_csv:
+        print_csv(rows, fields)
+    else:
+        print_table(rows, columns)
+
+
 def cell(value: Any) -> Text:
     """A table cell: times shortened, statuses coloured, None empty."""
     if value is None:

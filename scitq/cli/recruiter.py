@@ -11,7 +11,14 @@ from typing import Any
 import click
 
 from scitq.cli import CliState, pass_state
-from scitq.cli.output import Column, open_client, print_json, print_json_array, print_table
+from scitq.cli.output import (
+    Column,
+    open_client,
+    print_json,
+    print_json_array,
+    print_rows,
+    print_table,
+)
 from scitq.client import Client
 from scitq.db.recruitment import (
     cloud_operation_list,
@@ -108,10 +115,7 @@ def list_recruiters(state: CliState, batch: str | None, as_json: bool) -> None:
     """
     with open_client(state) as client:
         rows = recruiter_list(client.connection, batch)
-    if as_json:
-        print_json_array(rows)
-    else:
-        print_table(rows, RECRUITER_COLUMNS)
+    print_rows(rows, RECRUITER_COLUMNS, as_json=as_json)
 
 
 @recruiter.command("add")
@@ -227,10 +231,7 @@ def instances(state: CliState, include_deleted: bool, as_json: bool) -> None:
     """
     with open_client(state) as client:
         rows = instance_list(client.connection, include_deleted)
-    if as_json:
-        print_json_array(rows)
-    else:
-        print_table(rows, INSTANCE_COLUMNS)
+    print_rows(rows, INSTANCE_COLUMNS, as_json=as_json)
 
 
 @recruiter.command()

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from scitq.cli import CliState, pass_state
-from scitq.cli.output import Column, open_client, print_json_array, print_table
+from scitq.cli.output import Column, open_client, print_rows
 from scitq.db.web_user import web_user_delete, web_user_list, web_user_set
 from scitq.errors import InvalidArgument, NotFound
 
@@ -135,7 +135,4 @@ def users(state: CliState, as_json: bool) -> None:
     """
     with open_client(state) as client:
         rows = web_user_list(client.connection)
-    if as_json:
-        print_json_array(rows)
-    else:
-        print_table(rows, USER_COLUMNS)
+    print_rows(rows, USER_COLUMNS, as_json=as_json)

@@ -11,10 +11,9 @@ from scitq.cli.options import INT_MAX, output_options, within
 from scitq.cli.output import (
     Column,
     open_client,
-    print_csv,
     print_json,
     print_json_array,
-    print_table,
+    print_rows,
 )
 from scitq.client import Client
 from scitq.db.recruitment import instance_request
@@ -83,11 +82,8 @@ def list_workers(state: CliState, as_json: bool, as_csv: bool) -> None:
     with open_client(state) as client:
         rows = worker_list(client.connection)
     if as_json:
-        print_json_array({field: row[field] for field in WORKER_FIELDS} for row in rows)
-    elif as_csv:
-        print_csv(rows, WORKER_FIELDS)
-    else:
-        print_table(rows, WORKER_COLUMNS)
+        rows = [{field: row[field] for field in WORKER_FIELDS} for row in rows]
+    print_rows(rows, WORKER_COLUMNS, as_json=as_json, as_csv=as_csv, fields=WORKER_FIELDS)
 
 
 @worker.command("set")
@@ -147,30 +143,20 @@ def _print_worker(row: dict[str, Any], as_json: bool) -> None:
         click.echo(_describe(row))
 
 
-@worker.command()
-@worker_argument
-@pass_state
-def pause(state: CliState, ref: str) -> None:
-    """Stop a worker from claiming tasks; its running tasks go on.
+def _pausing_command(name: str, paused: bool, summary: str) -> None:
+    """``scitq worker pause`` (``paused``) or ``resume``: set the flag, print the worker."""
 
-    Exit codes: 0; 4 unknown worker.
-    """
-    with open_client(state) as client:
-        row = worker_update(client.connection, _find(client, ref)["id"], is_paused=True)
-    _print_worker(row, as_json=False)
+    @worker.command(name, help=f"{summary}\n\nExit codes: 0; 4 unknown worker.")
+    @worker_argument
+    @pass_state
+    def command(state: CliState, ref: str) -> None:
+        with open_client(state) as client:
+            row = worker_update(client.connection, _find(client, ref)["id"], is_paused=paused)
+        _print_worker(row, as_json=False)
 
 
-@worker.command()
-@worker_argument
-@pass_state
-def resume(state: CliState, ref: str) -> None:
-    """Let a paused worker claim tasks again.
-
-    Exit codes: 0; 4 unknown worker.
-    """
-    with open_client(state) as client:
-        row = worker_update(client.connection, _find(client, ref)["id"], is_paused=False)
-    _print_worker(row, as_json=False)
+_pausing_command("pause", True, "Stop a worker from claiming tasks; its running tasks go on.")
+_pausing_command("resume", False, "Let a paused worker claim tasks again.")
 
 
 @worker.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import psycopg
@@ -118,7 +119,7 @@ def test_revisions_hold_only_the_files_they_change():
     revisions = migrate.frozen_revisions()
     unchanged = [
         f"{revision}/{name}"
-        for before, revision in zip(revisions, revisions[1:], strict=False)
+        for before, revision in itertools.pairwise(revisions)
         for name, path in sorted(
             (path.name, path)
             for path in (migrate.migrations_dir() / "sql" / revision).glob("*.sql")
