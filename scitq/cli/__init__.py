@@ -2,7 +2,7 @@
 
 Settings come from `scitq.config.load_settings` (read when a command first needs them,
 so ``--help`` works even with a broken configuration); ``--database-url`` overrides
-them. Subcommand groups live in their own modules (``scitq.cli_<group>``) and are
+them. Subcommand groups live in their own modules (``scitq.cli.<group>``) and are
 imported only when used.
 
 Every `ScitqError` ends the process with one line on stderr, ``scitq: error: <message>``,
