@@ -14,7 +14,7 @@ __all__ = ["Client", "Workflow", "__version__"]
 
 if TYPE_CHECKING:
     from scitq.client import Client
-    from scitq.workflow import Workflow
+    from scitq.workflow.native import Workflow
 
 
 def __getattr__(name: str) -> Any:
@@ -23,7 +23,7 @@ def __getattr__(name: str) -> Any:
 
         return Client
     if name == "Workflow":
-        from scitq.workflow import Workflow
+        from scitq.workflow.native import Workflow
 
         return Workflow
     raise AttributeError(f"module 'scitq' has no attribute {name!r}")

@@ -26,6 +26,7 @@ from scitq.config import Settings, load_settings
 from scitq.db.batch import batch_find
 from scitq.db.connection import connect
 from scitq.db.execution import execution_get, execution_output_read, execution_output_tail
+from scitq.db.explain import StallWatch
 from scitq.db.recruitment import instance_request
 from scitq.db.report import batch_progress
 from scitq.db.rows import (
@@ -50,9 +51,9 @@ from scitq.db.task import (
     task_submit,
 )
 from scitq.embedded import conninfo_for
-from scitq.errors import InvalidArgument, InvalidUri, NotFound, WaitTimeout
-from scitq.states import FINAL_TASK_STATUSES, OutputStream
-from scitq.transfer import Role, validate_uri
+from scitq.errors import InvalidArgument, NotFound, WaitTimeout
+from scitq.states import FINAL_TASK_STATUSES, OutputStream, TaskStatus
+from scitq.transfer import check_task_uris
 
 __all__ = ["BatchProgress", "Client", "Dependency", "Deployed", "Execution", "Explanation",
            "LogChunk", "Submitted", "Task", "WaitTimeout", "as_dict"]  # fmt: skip
@@ -270,29 +271,49 @@ class Client:
         batch: str,
         *,
         timeout: float | None = None,
-        interval: float = 2.0,
+        interval: float = 0.25,
         progress: Callable[[BatchProgress], None] | None = None,
+        explain_after: float | None = 30.0,
+        unserved_timeout: float | None = 600.0,
+        on_stall: Callable[[str], None] | None = None,
     ) -> BatchProgress:
         """Wait until no task of the batch is left to run; returns the final counts.
 
         ``progress`` is called with the counts at every poll. Raises `WaitTimeout` after
         ``timeout`` seconds. Failed or canceled tasks end the wait like succeeded ones:
-        look at ``failed`` and ``canceled`` in the result.
+        look at ``failed`` and ``canceled`` in the result. Polls every ``interval``
+        seconds, or less often on a batch so big that a read takes more than a tenth of
+        that: the wait never keeps the database busy more than a tenth of the time.
+
+        Never silent for long: after ``explain_after`` s without change it says why to
+        ``on_stall`` (or logs a warning): `explain` of its first runnable task. It raises
+        `WaitStalled` when no worker could serve it for ``unserved_timeout`` s (None: off).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        watch = StallWatch(batch, explain_after, unserved_timeout, on_stall)
         while True:
+            started = time.monotonic()
             current = self.progress(batch)
+            pause = max(interval, 10 * (time.monotonic() - started))
             if progress is not None:
                 progress(current)
             if current.remaining == 0:
                 return current
+            watch.check(current, time.monotonic(), lambda: self._why(batch))
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise WaitTimeout(
                     f"batch {batch!r} still has {_plural(current.remaining, 'task')} to run "
                     f"after {timeout:g} s"
                 )
-            time.sleep(interval if left is None else min(interval, left))
+            time.sleep(pause if left is None else min(pause, left))
+
+    def _why(self, batch: str) -> Explanation | None:
+        """Why the first task of the batch that could run next does not run."""
+        for status in (TaskStatus.PENDING, TaskStatus.WAITING, TaskStatus.PAUSED):
+            if found := self.page(limit=1, batch=batch, status=status):
+                return self.explain(found[0].id)
+        return None
 
     def deploy(
         self,
@@ -307,12 +328,12 @@ class Client:
         prefetch: int = 0,
         permanent: bool = False,
     ) -> list[Deployed]:
-        """Ask for ``number`` workers for ``batch`` now (v1's ``worker_deploy``).
-
-        The active scheduler creates them through the provider (``local``,
-        ``openstack``); they are destroyed once idle, like recruited workers, unless
-        ``permanent``. Returns the instances requested and their deploy operations.
+        """Ask for ``number`` workers for ``batch`` now (v1's ``worker_deploy``): the active
+        scheduler creates them through the provider (``local``, ``openstack``, or one named
+        in the configuration: one it cannot serve is refused here); they are destroyed once
+        idle, like recruited workers, unless ``permanent``. Returns the instances asked for.
         """
+        self.settings.scheduler.providers.check_deploy(provider, flavor, region, image)
         rows = instance_request(
             self.connection, provider, batch, number, concurrency=concurrency,
             prefetch=prefetch, flavor=flavor, image=image, region=region,
@@ -425,20 +446,5 @@ def _task_fields(task: Mapping[str, Any], position: int) -> dict[str, Any]:
     for key in ("inputs", "resources", "tags", "depends_on_names"):
         if isinstance(fields.get(key), tuple):
             fields[key] = list(fields[key])
-    _check_uris(fields, position)
+    check_task_uris(fields, f"task #{position}")
     return fields
-
-
-def _check_uris(fields: Mapping[str, Any], position: int) -> None:
-    """Refuse malformed URIs and unknown schemes before anything is queued."""
-    checks: list[tuple[str, Role, Any]] = [
-        ("output", "output", [fields["output"]] if fields.get("output") else []),
-        ("inputs", "input", fields.get("inputs") or []),
-        ("resources", "resource", fields.get("resources") or []),
-    ]
-    for key, role, values in checks:
-        for value in [values] if isinstance(values, str) else values:
-            try:
-                validate_uri(value, role)
-            except InvalidUri as error:
-                raise InvalidUri(f"task #{position} {key}: {error}") from None

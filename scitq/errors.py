@@ -87,17 +87,22 @@ class WaitTimeout(ScitqError):
     exit_code = 9
 
 
+class WaitStalled(WaitTimeout):
+    """A wait gave up: for too long no worker could take the batch's tasks."""
+
+
 class InvalidUri(InvalidArgument):
     """A data URI is malformed or uses an unknown scheme."""
 
 
 class TransferError(ScitqError):
-    """A download or an upload failed.
+    """A download, an upload, a listing or a deletion failed.
 
     Attributes:
         uri: the URI that failed (never holds a password).
         reason: why, in one line.
-        direction: ``download`` or ``upload`` (the execution failure class).
+        direction: ``download`` or ``upload`` (the execution failure class); ``list``
+            or ``delete`` for `scitq fetch` and `scitq.fetch`.
         retryable: False when trying again cannot help (missing object, refused
             credentials, corrupt archive); transient network errors are retryable.
     """

@@ -8,11 +8,20 @@ connection: the tests create databases and roles).
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Settings must never come from the developer's environment during tests.
 for _name in list(os.environ):
     if _name.startswith("SCITQ_") and _name != "SCITQ_TEST_DATABASE_URL":
         del os.environ[_name]
+
+# Nothing the tests start writes to the machine's data dir (/var/lib/scitq as root):
+# agents' name locks and work dirs, resource caches and local agents go to a folder of
+# this run (traversable: the embedded server may run as another user). Tests of the
+# default remove it with monkeypatch.
+_DATA_DIR = tempfile.mkdtemp(prefix="scitq-test-data-", dir="/tmp")
+os.chmod(_DATA_DIR, 0o755)
+os.environ["SCITQ_DATA_DIR"] = _DATA_DIR
 
 pytest_plugins = [
     "tests.fixtures.db",

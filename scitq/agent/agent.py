@@ -22,16 +22,22 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
 from scitq import errors
-from scitq.agent.held import Held, command_spec, not_started, with_upload_failure
+from scitq.agent.held import (
+    Held,
+    command_spec,
+    describe_end,
+    finish_report,
+    not_started,
+    with_upload_failure,
+)
+from scitq.agent.identity import refuse_live_elsewhere
 from scitq.agent.link import DatabaseLink, DatabaseUnavailable
 from scitq.agent.output import OutputBatcher
-from scitq.agent.polling import Backoff, wait_any
+from scitq.agent.polling import Backoff, listen_for_submissions, wait_any
 from scitq.agent.process import CommandResult, RunningCommand
 from scitq.agent.reports import Reporter
 from scitq.agent.stager import Stager
@@ -43,17 +49,23 @@ from scitq.states import ExecutionStatus, FailureClass
 
 logger = logging.getLogger(__name__)
 
-NOTIFY_CHANNEL = "scitq_task_pending_v1"
 FLUSH_SECONDS = 1.0
+#: Called once registered, with the worker row (the CLI prints its start line).
+Announce = Callable[[dict[str, Any]], None]
 
 
 class Agent:
     """Serve one worker until stopped."""
 
     def __init__(
-        self, settings: AgentSettings, conninfo: str, transfer: TransferSettings | None = None
+        self,
+        settings: AgentSettings,
+        conninfo: str,
+        transfer: TransferSettings | None = None,
+        announce: Announce | None = None,
     ) -> None:
         self.settings = settings
+        self._announce = announce
         self.stager = Stager(transfer or TransferSettings())
         self.link = DatabaseLink(conninfo, application_name=f"scitq-agent {settings.name}")
         # reports have their own connection: their pipeline must not interleave with other
@@ -98,17 +110,20 @@ class Agent:
             on_not_live=self._on_not_live,
         )
         self.reporter = Reporter(self._report_link, self.worker_id, self._on_not_live)
-        logger.info(
+        logger.debug(  # the CLI prints the start line (announce)
             "worker %s (%d) serving", self.settings.name, self.worker_id,
             extra={"action": "agent_start", "worker_id": self.worker_id},
         )  # fmt: skip
+        if self._announce is not None:
+            self._announce(worker)
         side = [
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._flush_loop(), name="flush"),
             asyncio.create_task(self.reporter.run(), name="reports"),
         ]
         if self.settings.listen:
-            side.append(asyncio.create_task(self._listen_loop(), name="listen"))
+            listen = listen_for_submissions(self._conninfo, self._wake)
+            side.append(asyncio.create_task(listen, name="listen"))
         try:
             await self._claim_loop()
             await self._finish_up()
@@ -125,12 +140,14 @@ class Agent:
     async def _register(self) -> dict[str, Any] | None:
         """Register (or resume) the worker row, waiting for the database; None if stopped."""
         backoff = Backoff(0.5, 30.0)
+        hostname = os.uname().nodename
         while not self.stopping.is_set():
             try:
+                await refuse_live_elsewhere(self.link, self.settings.name, hostname)
                 return await self.link.call(
                     worker_register.run_async,
                     self.settings.name,
-                    hostname=os.uname().nodename,
+                    hostname=hostname,
                     batches=self.settings.batches,
                     concurrency=self.settings.concurrency,
                     prefetch=self.settings.prefetch,
@@ -151,6 +168,12 @@ class Agent:
         loop = asyncio.get_running_loop()
 
         def on_signal() -> None:
+            if not self.stopping.is_set() and self.held:
+                logger.warning(
+                    "stopping: no new claims; running tasks may finish within %g s, then are "
+                    "handed back; a second Ctrl-C (or SIGTERM) kills them now",
+                    self.settings.shutdown_grace_seconds, extra={"action": "stopping"},
+                )  # fmt: skip
             if self.stopping.is_set():
                 logger.warning("second stop signal: killing tasks", extra={"action": "kill_all"})
                 for held in list(self.held.values()):
@@ -330,21 +353,13 @@ class Agent:
 
     async def _finish(self, held: Held, result: CommandResult | None) -> None:
         assert result is not None
-        report: dict[str, Any] = {
-            "execution_id": held.execution_id,
-            "return_code": result.return_code,
-            "failure_class": result.failure_class,
-            "failure_reason": result.failure_reason,
-            "wall_seconds": result.wall_seconds,
-            "cpu_user_seconds": result.cpu_user_seconds,
-            "cpu_system_seconds": result.cpu_system_seconds,
-            "peak_rss_bytes": result.peak_rss_bytes,
-            "bytes_in": held.bytes_in,
-            "bytes_out": held.bytes_out,
-        }
-        report = {key: value for key, value in report.items() if value is not None}
+        report = finish_report(held, result)
         assert self.reporter is not None
         await self.reporter.finish(report)  # waits while the database is away
+        logger.info(
+            "%s", describe_end(held.claim, result),
+            extra={"action": "task_end", "execution_id": held.execution_id},
+        )  # fmt: skip
 
     # -- side tasks ------------------------------------------------------------------
 
@@ -431,19 +446,3 @@ class Agent:
                 continue
             with contextlib.suppress(errors.DatabaseError):
                 await self.batcher.flush(await self.link.connection())
-
-    async def _listen_loop(self) -> None:
-        """Wake the claim loop on NOTIFY; give up quietly where LISTEN cannot work."""
-        backoff = Backoff(1.0, 60.0)
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True, connect_timeout=5
-                ) as conn:
-                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
-                    backoff.reset()
-                    async for _ in conn.notifies():
-                        self._wake.set()
-            except psycopg.Error as exc:
-                logger.debug("LISTEN unavailable: %s", exc, extra={"action": "listen_error"})
-            await asyncio.sleep(backoff.next())

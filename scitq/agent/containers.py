@@ -240,7 +240,22 @@ async def missing_image_reason(runtime: str, image: str) -> str | None:
     if code == 0:
         return None
     detail = output.splitlines()[-1] if output else f"exit code {code}"
+    if code is None or any(sign in output.lower() for sign in _NO_DAEMON):
+        return (
+            f"{runtime} does not answer, the image {image!r} could not be looked up "
+            f"({detail}): is the {runtime} daemon running on this worker?"
+        )
     return (
         f"container image {image!r} is not available to {runtime} ({detail}); "
         "scitq never pulls images: pull or load it on the worker first"
     )
+
+
+#: What docker and podman say when their daemon (or service socket) cannot be reached.
+_NO_DAEMON = (
+    "cannot connect to the docker daemon",
+    "is the docker daemon running",
+    "error during connect",
+    "cannot connect to podman",
+    "connection refused",
+)

@@ -15,24 +15,17 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from scitq.agent.containers import CONTAINER_PATHS
+from scitq.config.secrets import is_credential_variable
 
 #: The variables naming the work folder's subfolders, and those subfolders.
 WORK_FOLDER_VARIABLES = {"INPUT": "input", "OUTPUT": "output", "RESOURCE": "resource",
                          "TEMP": "tmp"}  # fmt: skip
-#: Words in the names of the agent's own credential variables (SCITQ_DATABASE_URL,
-#: SCITQ_S3_SECRET_ACCESS_KEY, SCITQ_FTP_PASSWORD, ...), kept from bare commands.
-_CREDENTIAL_WORDS = ("DATABASE_URL", "PASSWORD", "SECRET", "TOKEN", "ACCESS_KEY")
 
 
 def inherited_environment() -> dict[str, str]:
     """The agent's environment minus its own credentials: a task that prints its
     environment must not put the database password or S3 secret in its stored output."""
-    return {
-        name: value
-        for name, value in os.environ.items()
-        if name != "PGPASSWORD"
-        and not (name.startswith("SCITQ_") and any(w in name for w in _CREDENTIAL_WORDS))
-    }
+    return {name: value for name, value in os.environ.items() if not is_credential_variable(name)}
 
 
 def task_environment(

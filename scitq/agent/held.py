@@ -13,7 +13,7 @@ from typing import Any
 from scitq.agent.output import ExecutionOutput
 from scitq.agent.process import CommandResult, CommandSpec, RunningCommand
 from scitq.config import AgentSettings
-from scitq.states import FailureClass
+from scitq.states import ExecutionStatus, FailureClass, TaskStatus
 
 
 @dataclass(eq=False)
@@ -71,3 +71,36 @@ def with_upload_failure(result: CommandResult, failure: str) -> CommandResult:
                                    failure_reason=failure)  # fmt: skip
     reason = f"{result.failure_reason}; the output upload failed too: {failure}"
     return dataclasses.replace(result, failure_reason=reason)
+
+
+def describe_end(claim: dict[str, Any], result: CommandResult) -> str:
+    """One line for the agent's log: which task ended, how, and how long it ran."""
+    ok = result.failure_class is None and result.return_code == 0
+    outcome = str(TaskStatus.SUCCEEDED if ok else ExecutionStatus.FAILED)
+    if not ok:
+        why = [str(result.failure_class or FailureClass.EXIT)]
+        if result.return_code is not None:
+            why.append(f"exit code {result.return_code}")
+        outcome += f" ({', '.join(why)})"
+    name = f" {claim['name']!r}" if claim.get("name") else ""
+    return (
+        f"task {claim['task_id']}{name} of batch {claim['batch']}, attempt {claim['attempt']}: "
+        f"{outcome} in {result.wall_seconds:.1f} s"
+    )
+
+
+def finish_report(held: Held, result: CommandResult) -> dict[str, Any]:
+    """The report of ``execution_finish_v1`` for an execution that ended with ``result``."""
+    report: dict[str, Any] = {
+        "execution_id": held.execution_id,
+        "return_code": result.return_code,
+        "failure_class": result.failure_class,
+        "failure_reason": result.failure_reason,
+        "wall_seconds": result.wall_seconds,
+        "cpu_user_seconds": result.cpu_user_seconds,
+        "cpu_system_seconds": result.cpu_system_seconds,
+        "peak_rss_bytes": result.peak_rss_bytes,
+        "bytes_in": held.bytes_in,
+        "bytes_out": held.bytes_out,
+    }
+    return {key: value for key, value in report.items() if value is not None}

@@ -7,7 +7,16 @@ backs off to ``maximum``; jitter keeps agents started together from polling in s
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+
+import psycopg
+from psycopg import sql
+
+logger = logging.getLogger(__name__)
+
+#: The channel ``task_submit`` notifies (a hint: polling alone is correct).
+NOTIFY_CHANNEL = "scitq_task_pending_v1"
 
 
 class Backoff:
@@ -37,3 +46,21 @@ async def wait_any(*events: asyncio.Event, timeout: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+async def listen_for_submissions(conninfo: str, wake: asyncio.Event) -> None:
+    """Set ``wake`` on every NOTIFY of a submission; give up quietly where LISTEN cannot work
+    (PgBouncer transaction pooling), retrying now and then."""
+    backoff = Backoff(1.0, 60.0)
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                conninfo, autocommit=True, connect_timeout=5
+            ) as conn:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
+                backoff.reset()
+                async for _ in conn.notifies():
+                    wake.set()
+        except psycopg.Error as exc:
+            logger.debug("LISTEN unavailable: %s", exc, extra={"action": "listen_error"})
+        await asyncio.sleep(backoff.next())

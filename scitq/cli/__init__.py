@@ -12,26 +12,28 @@ and the error's exit code; ``--verbose`` adds the full message when it has detai
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import logging
 import re
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import click
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from rich.console import Console
 
 from scitq import __version__
-from scitq.config import Settings, load_settings
-from scitq.db.connection import translate_error
 from scitq.errors import ScitqError
+
+if TYPE_CHECKING:  # imported when used: `scitq --help` or `launch` need not pay for them
+    from rich.console import Console
+
+    from scitq.config import Settings
 
 #: Subcommand groups: name -> (module, attribute), imported on first use.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -47,6 +49,23 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "web": ("scitq.cli.web", "web"),
     "fetch": ("scitq.cli.fetch", "fetch"),
     "completion": ("scitq.cli.completion", "completion"),
+}
+#: The first line of each group's help, for ``scitq --help`` without importing every
+#: group (a second); tests/cli/test_startup.py checks that they match.
+SHORT_HELP: dict[str, str] = {
+    "agent": "Run tasks of the database's queue on this machine.",
+    "batch": "Follow and act on batches: list, show, pause, resume, retry-failed, delete, wait.",
+    "completion": "Print the completion script for SHELL (bash, zsh or fish).",
+    "db": "Manage the database: upgrade, status, serve, stop, create-role.",
+    "fetch": "Copy, list and sync data (s3://, ftp://, http(s)://, file:// or local paths).",
+    "launch": "Submit a task: the command after the options (or after --), quoting preserved.",
+    "recruiter": "Recruiters: deploy workers for a batch while it has runnable tasks.",
+    "scheduler": "Run the scheduler: lease expiry, timeouts, worker liveness, retention, "
+    "recruitment.",
+    "task": "Inspect and act on tasks: list, show, log, explain, retry, cancel, delete.",
+    "up": "Run the database, a scheduler, a local agent and the web dashboard until Ctrl-C.",
+    "web": "Serve the web dashboard until Ctrl-C (or manage its users).",
+    "worker": "Manage workers: list, set, pause, resume, delete (WORKER is a name or an id).",
 }
 
 #: What replaces passwords in connection strings that are printed.
@@ -71,6 +90,8 @@ class CliState:
     def settings(self) -> Settings:
         """The settings, loaded on first use, with the command-line overrides applied."""
         if self._settings is None:
+            from scitq.config import load_settings
+
             settings = load_settings()
             if self.database_url is not None:
                 settings = settings.with_database_url(self.database_url)
@@ -83,6 +104,8 @@ pass_state = click.make_pass_decorator(CliState, ensure=True)
 
 def console() -> Console:
     """A rich console on the current stdout (created per call: tests swap stdout)."""
+    from rich.console import Console
+
     return Console(highlight=False)
 
 
@@ -98,6 +121,9 @@ def one_line(message: str) -> str:
 
 def mask_conninfo(conninfo: str) -> str:
     """The connection string or URI with any password replaced by ``***``."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
     if conninfo == "":
         return "libpq defaults (PG* environment variables)"
     if re.match(r"^postgres(ql)?://", conninfo):
@@ -158,6 +184,11 @@ def as_scitq_error(exc: BaseException) -> ScitqError | None:
     """
     if isinstance(exc, ScitqError):
         return exc
+    psycopg = sys.modules.get("psycopg")  # not imported: the error cannot be one of its
+    if psycopg is None:
+        return None
+    from scitq.db.connection import translate_error
+
     if isinstance(exc, psycopg.Error):
         return translate_error(exc)
     orig = getattr(exc, "orig", None)
@@ -190,6 +221,28 @@ class ScitqGroup(click.Group):
             assert isinstance(command, click.Command)
             return command
         return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help`` from `SHORT_HELP`, importing no group."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [
+            (name, click.Command(name, help=SHORT_HELP.get(name, "")).get_short_help_str(limit))
+            for name in names
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """Like click's, with the close matches of an unknown command name."""
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=3, cutoff=0.5)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

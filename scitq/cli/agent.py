@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import socket
 from pathlib import Path
 
 import click
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from scitq.cli import CliState, pass_state
+from scitq.agent.identity import claim_identity
+from scitq.cli import CliState, mask_conninfo, pass_state
 from scitq.cli.options import INT_MAX
 from scitq.config import AgentSettings
+from scitq.config.secrets import LIBPQ_PASSWORD_VARIABLE, scrub_credentials
 from scitq.embedded import conninfo_for
 from scitq.errors import InvalidArgument
 
@@ -36,7 +41,17 @@ def _positive(name: str, value: float | None, *, zero: bool = False) -> None:
     multiple=True,
     help="Batch to serve (repeat for several; default: the worker's batches, or all).",
 )
-@click.option("-n", "--name", default=None, help="Worker name (default: the host name).")
+@click.option(
+    "--all-batches",
+    is_flag=True,
+    help="Serve every batch, whatever batches the worker row held (what `scitq up` does).",
+)
+@click.option(
+    "-n",
+    "--name",
+    default=None,
+    help="Worker name (default: the host name and a suffix kept in the work dir).",
+)
 @click.option(
     "-c",
     "--concurrency",
@@ -52,7 +67,8 @@ def _positive(name: str, value: float | None, *, zero: bool = False) -> None:
     "--work-dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="Scratch directory for executions.",
+    help="Scratch directory for executions, one agent at a time "
+    "[default: the first free one of DATA_DIR/work, DATA_DIR/work-2...].",
 )
 @click.option(
     "--lease",
@@ -103,9 +119,27 @@ def _positive(name: str, value: float | None, *, zero: bool = False) -> None:
 )
 @pass_state
 def agent(state: CliState, /, **options: object) -> None:  # fmt: skip
-    """Run tasks of the database's queue on this machine."""
+    """Run tasks of the database's queue on this machine.
+
+    Every agent process is its own worker: without --name the worker is named after the
+    host and a suffix kept in its work dir (a restarted agent resumes its worker, a
+    second agent on the machine gets another work dir and another worker). A name or
+    work dir another live agent holds is refused, naming that agent.
+
+    The first Ctrl-C (or SIGTERM) stops claiming and lets running tasks finish within
+    --shutdown-grace seconds, then hands back what is left; a second one kills them.
+    """
     listen = not options.pop("no_listen")
+    if options.pop("all_batches"):
+        if options["batches"]:
+            raise InvalidArgument("--all-batches and --batch exclude each other")
+        options["batches"] = ()
+        all_batches = True
+    else:
+        all_batches = False
     given = {key: value for key, value in options.items() if value not in (None, ())}
+    if all_batches:
+        given["batches"] = ()
     for name in ("concurrency", "prefetch"):
         _positive(name, given.get(name), zero=True)  # type: ignore[arg-type]
     for name in ("lease_seconds", "heartbeat_seconds", "poll_min_seconds", "poll_max_seconds"):
@@ -118,15 +152,61 @@ def agent(state: CliState, /, **options: object) -> None:  # fmt: skip
         raise InvalidArgument(f"--poll-min ({poll_min}) must not exceed --poll-max ({poll_max})")
     if "batches" in given:
         given["batches"] = tuple(given["batches"])  # type: ignore[arg-type]
-    settings = dataclasses.replace(AgentSettings(), listen=listen, **given)  # type: ignore[arg-type]
-    conninfo = conninfo_for(state.settings().database)
+    database = state.settings().database
+    identity = claim_identity(
+        database.data_dir,
+        name=given.pop("name", None),  # type: ignore[arg-type]
+        work_dir=given.pop("work_dir", None),  # type: ignore[arg-type]
+        hostname=socket.gethostname(),
+    )
+    settings = dataclasses.replace(
+        AgentSettings(), listen=listen, name=identity.name, work_dir=identity.work_dir,
+        **given,  # type: ignore[arg-type]
+    )  # fmt: skip
+    conninfo = conninfo_for(database)
     transfer = state.settings().transfer
+    # no credential stays in the environment its tasks could read (/proc/$PPID/environ);
+    # libpq's PGPASSWORD goes on in memory only, for reconnections
+    password = scrub_credentials().get(LIBPQ_PASSWORD_VARIABLE)
+    if password is not None and "password" not in conninfo_to_dict(conninfo):
+        conninfo = make_conninfo(conninfo, password=password)
 
     from scitq.agent.agent import Agent  # asyncio machinery only for this command
 
+    _log_task_ends(state.verbose)
+
+    def announce(worker: dict[str, object]) -> None:
+        batches = worker["batches"]
+        serving = f"batches {', '.join(batches)}" if batches else "all batches"  # type: ignore[arg-type]
+        where = f" (embedded in {database.data_dir})" if database.is_embedded else ""
+        click.echo(
+            f"agent: worker {worker['name']} (id {worker['id']}) serving {serving}, "
+            f"{worker['concurrency']} slots + {worker['prefetch']} prefetched; "
+            f"database {mask_conninfo(conninfo)}{where}; work dir {settings.work_dir}"
+        )
+        click.echo(
+            "Ctrl-C stops claiming and lets running tasks finish "
+            f"(up to {settings.shutdown_grace_seconds:g} s); a second Ctrl-C kills them"
+        )
+
     async def serve() -> None:
-        runner = Agent(settings, conninfo, transfer)
+        runner = Agent(settings, conninfo, transfer, announce=announce)
         runner.install_signal_handlers()
         await runner.run()
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    finally:
+        identity.release()
+
+
+def _log_task_ends(verbose: bool) -> None:
+    """Without --verbose, the agent's INFO lines (one per finished task) show all the same."""
+    if verbose:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    agent_logger = logging.getLogger("scitq.agent")
+    agent_logger.setLevel(logging.INFO)
+    agent_logger.addHandler(handler)
+    agent_logger.propagate = False

@@ -218,8 +218,13 @@ def _counts(progress: BatchProgress) -> str:
 @batch.command()
 @batch_argument
 @click.option("--timeout", type=click.FloatRange(0), help="Give up after this many seconds.")
-@click.option("--interval", type=click.FloatRange(0.05), default=2.0, show_default=True,
+@click.option("--interval", type=click.FloatRange(0.05), default=0.25, show_default=True,
               help="Seconds between polls.")  # fmt: skip
+@click.option("--explain-after", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="Say why after this many seconds without progress.")  # fmt: skip
+@click.option("--give-up-after", type=click.FloatRange(0), default=600.0, show_default=True,
+              help="Exit 9 once no worker could serve the batch for this many seconds "
+              "(0: never).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the final counts as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @pass_state
@@ -228,16 +233,21 @@ def wait(
     name: str,
     timeout: float | None,
     interval: float,
+    explain_after: float,
+    give_up_after: float,
     as_json: bool,
     quiet: bool,
 ) -> None:
     """Wait until no task of a batch is left to run, with a progress bar.
 
     The bar (on standard error) shows tasks ended, the counts per state and an
-    estimate of the time left. Paused tasks count as left to run.
+    estimate of the time left. Paused tasks count as left to run. When nothing has
+    run or changed for --explain-after seconds, a line on standard error says why
+    (as `scitq task explain` would: no worker serves the batch, all are busy...).
 
     Exit codes: 0 every task succeeded; 8 some tasks failed or were canceled;
-    9 --timeout passed first; 3 database unreachable; 4 unknown batch.
+    9 --timeout passed first, or no worker served the batch for --give-up-after
+    seconds; 3 database unreachable; 4 unknown batch.
     """
     started = time.monotonic()
     bar = Progress(
@@ -258,7 +268,11 @@ def wait(
 
     try:
         with open_client(state) as client:
-            final = client.wait(name, timeout=timeout, interval=interval, progress=show_progress)
+            final = client.wait(
+                name, timeout=timeout, interval=interval, progress=show_progress,
+                explain_after=explain_after, unserved_timeout=give_up_after or None,
+                on_stall=lambda said: bar.console.print(said, markup=False, soft_wrap=True),
+            )  # fmt: skip
     finally:
         if bar_task is not None:
             bar.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shlex
@@ -19,29 +18,31 @@ from psycopg import sql
 from rich.table import Table
 from rich.text import Text
 
-from scitq.cli import CliState, as_scitq_error, console, mask_conninfo, pass_state, stop_signals
+from scitq.cli import CliState, as_scitq_error, console, mask_conninfo, pass_state
+from scitq.cli.db_serve import (
+    PASSWORD_VARIABLE as PASSWORD_VARIABLE,
+)
+from scitq.cli.db_serve import (
+    password_file_option,
+    read_password_file,
+    serve,
+    stop,
+)
+from scitq.cli.db_serve import serve_password as serve_password
 from scitq.config import DatabaseSettings
 from scitq.db import migrate
 from scitq.db.connection import connect, translate_error
 from scitq.db.report import schema_counts
-from scitq.db.worker import password_verifier, worker_create_role
+from scitq.db.worker import password_verifier, worker_create_role, worker_role_set_batches
 from scitq.embedded import conninfo_for
 from scitq.embedded.server import EmbeddedServer
+from scitq.embedded.serving import current_endpoint
 from scitq.errors import DatabaseError, InvalidArgument, PermissionDenied
 
 #: Login role names accepted (the rule of scitq.worker_create_role_v1).
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,62}$")
-#: Read by `scitq db serve` when no --password-file is given.
-PASSWORD_VARIABLE = "SCITQ_DB_PASSWORD"
 #: Group roles that `create-role --admin` / `--reader` / `--agent` make members of.
 GROUP_ROLES = {"admin": "scitq_admin", "reader": "scitq_reader", "agent": "scitq_agent"}
-_WATCH_SECONDS = 2.0  # how often `db serve` checks that the server still runs
-
-password_file_option = click.option(
-    "--password-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Read the password from this file (its first line).",
-)
 
 
 @click.group()
@@ -49,30 +50,11 @@ def db() -> None:
     """Manage the database: upgrade, status, serve, stop, create-role."""
 
 
+db.add_command(serve)
+db.add_command(stop)
+
+
 # -- helpers ------------------------------------------------------------------------------
-
-
-def read_password_file(path: Path) -> str:
-    """The first line of a password file."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if not lines or not lines[0]:
-        raise InvalidArgument(f"the password file {path} is empty")
-    return lines[0]
-
-
-def serve_password(password_file: Path | None, environ: dict[str, str] | None = None) -> str:
-    """The password for `db serve`: the file, else $SCITQ_DB_PASSWORD, else a prompt."""
-    if password_file is not None:
-        return read_password_file(password_file)
-    env = dict(os.environ) if environ is None else environ
-    if env.get(PASSWORD_VARIABLE):
-        return env[PASSWORD_VARIABLE]
-    password: str = click.prompt(
-        "Password for TCP connections (role postgres)", hide_input=True, confirmation_prompt=True
-    )
-    if not password:
-        raise InvalidArgument("the password must not be empty")
-    return password
 
 
 def default_agent_role(worker_name: str) -> str:
@@ -86,17 +68,6 @@ def check_role_name(role: str) -> None:
             f"invalid role name {role!r}: use lower-case letters, digits, '_', '.' or '-', "
             "starting with a letter or '_', at most 63 characters"
         )
-
-
-def _embedded_server(database: DatabaseSettings, command: str) -> EmbeddedServer:
-    if not database.is_embedded:
-        assert database.url is not None
-        raise InvalidArgument(
-            f"`scitq db {command}` works on the embedded server only, but the database is "
-            f"{mask_conninfo(database.url)}: drop --database-url and SCITQ_DATABASE_URL to "
-            "use the embedded server"
-        )
-    return EmbeddedServer(database.data_dir)
 
 
 def _conninfo(database: DatabaseSettings) -> str:
@@ -124,14 +95,15 @@ def _role_url(
 ) -> str:
     """A URI logging in as ``role`` to the database ``conn`` is connected to.
 
-    For the embedded server: its TCP address when `db serve` runs, else this host.
+    For the embedded server: its TLS address when `db serve` runs (``sslmode=verify-full``
+    with the CA), else this host.
     """
-    host, port = conn.info.host, conn.info.port
-    if embedded is not None and (status := embedded.status()).tcp_listen:
-        host, port = status.tcp_listen, status.port or port
+    host, port, query = _public_host(conn.info.host), conn.info.port, ""
+    if embedded is not None and (endpoint := current_endpoint(embedded.data_dir)):
+        host, port, query = endpoint.host, endpoint.port, endpoint.tls_query()
     return (
         f"postgresql://{quote(role, safe='')}:{quote(password, safe='')}@"
-        f"{_public_host(host)}:{port}/{quote(conn.info.dbname, safe='')}"
+        f"{host}:{port}/{quote(conn.info.dbname, safe='')}{query}"
     )
 
 
@@ -269,65 +241,6 @@ def status(state: CliState, as_json: bool) -> None:
         console().print(_render_status(report))
 
 
-# -- serve / stop -------------------------------------------------------------------------
-
-
-def _wait_for_stop(server: EmbeddedServer) -> str:
-    """Block until SIGINT, SIGTERM or SIGHUP, or until the server stops; say which."""
-    with stop_signals() as stop:
-        while not stop.event.wait(_WATCH_SECONDS):
-            if not server.is_running():
-                return "the server stopped"
-        return stop.received[0]
-
-
-@db.command()
-@click.option(
-    "--listen",
-    default="*",
-    show_default=True,
-    metavar="ADDR",
-    help="Addresses to listen on (PostgreSQL listen_addresses; '*' for all).",
-)
-@click.option(
-    "--port", default=5432, show_default=True, type=click.IntRange(1, 65535), help="TCP port."
-)
-@password_file_option
-@pass_state
-def serve(state: CliState, listen: str, port: int, password_file: Path | None) -> None:
-    """Expose the embedded server on TCP until Ctrl-C.
-
-    TCP connections need a password (SCRAM); the Unix socket stays private.
-    The password of role postgres comes from --password-file, or $SCITQ_DB_PASSWORD, or
-    is asked for. Agents should rather log in with their own role (`db create-role`).
-    """
-    server = _embedded_server(state.settings().database, "serve")
-    password = serve_password(password_file)
-    out = console()
-    try:
-        uri = server.serve(listen, port, password)
-        out.print(Text(f"serving the embedded database on TCP {listen} port {port}"))
-        out.print(Text(f"connect with: {uri} (the password given)"), soft_wrap=True)
-        out.print(Text("agent roles: scitq db create-role --agent WORKER_NAME"), soft_wrap=True)
-        out.print(Text("press Ctrl-C to stop serving (the server stays up on its socket)"))
-        out.file.flush()
-        reason = _wait_for_stop(server)
-    finally:
-        server.stop_serving()  # also undoes a half-done serve(): back to socket only
-    out.print(Text(f"stopped serving on TCP ({reason})"))
-
-
-@db.command()
-@pass_state
-def stop(state: CliState) -> None:
-    """Stop the embedded server."""
-    server = _embedded_server(state.settings().database, "stop")
-    if server.stop():
-        console().print(Text(f"stopped the embedded server in {server.data_dir}"))
-    else:
-        console().print(Text(f"the embedded server in {server.data_dir} was not running"))
-
-
 # -- create-role --------------------------------------------------------------------------
 
 
@@ -351,6 +264,9 @@ def create_member_role(conn: psycopg.Connection[Any], role: str, group: str, pas
 @click.option("--admin", "admin_role", metavar="NAME", help="A role member of scitq_admin.")
 @click.option("--reader", "reader_role", metavar="NAME", help="A role member of scitq_reader.")
 @click.option("--role", help="Role name for --agent [default: scitq_worker_<name>].")
+@click.option("--batch", "batches", multiple=True, metavar="BATCH",
+              help="With --agent: the only batches the role may ever serve (repeatable; "
+              "default: any).")  # fmt: skip
 @password_file_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_state
@@ -360,14 +276,18 @@ def create_role(
     admin_role: str | None,
     reader_role: str | None,
     role: str | None,
+    batches: tuple[str, ...],
     password_file: Path | None,
     as_json: bool,
 ) -> None:
     """Create a login role for an agent, an admin or a reader.
 
     The password is generated (or read from --password-file) and printed once, with
-    a database URL to log in with.
+    a database URL to log in with. An agent role is bound to its worker: it registers
+    that worker only, and serves only the --batch given (any batch without).
     """
+    if batches and worker_name is None:
+        raise click.UsageError("--batch goes with --agent")
     given = [name for name in (worker_name, admin_role, reader_role) if name is not None]
     if len(given) != 1:
         raise click.UsageError("give exactly one of --agent, --admin or --reader")
@@ -383,7 +303,11 @@ def create_role(
             kind = "agent"
             role = role if role is not None else default_agent_role(worker_name)
             worker = worker_create_role(
-                conn, worker_name, role, password_verifier(conn, role, password)
+                conn,
+                worker_name,
+                role,
+                password_verifier(conn, role, password),
+                batches=list(batches) or None,
             )
             result["worker"] = {"id": worker["id"], "name": worker["name"]}
         else:
@@ -403,5 +327,25 @@ def create_role(
     out.print(Text(f"password (shown only now): {password}"), soft_wrap=True)
     out.print(Text("log in with:"))
     out.print(Text(f"  SCITQ_DATABASE_URL={shlex.quote(url)}"), soft_wrap=True)
-    if embedded is not None and not embedded.status().tcp_listen:
+    if embedded is not None and (endpoint := current_endpoint(embedded.data_dir)) is None:
         out.print(Text("(other machines reach the embedded server after `scitq db serve`)"))
+    elif embedded is not None and endpoint is not None and endpoint.ca is not None:
+        out.print(Text(f"with the CA {endpoint.ca} copied to the same path on the agent's "
+                       "machine (sslrootcert)"), soft_wrap=True)  # fmt: skip
+
+
+@db.command("role-batches")
+@click.argument("role")
+@click.option("--batch", "batches", multiple=True, metavar="BATCH",
+              help="A batch the role may serve (repeatable); none: any batch.")  # fmt: skip
+@pass_state
+def role_batches(state: CliState, role: str, batches: tuple[str, ...]) -> None:
+    """Fix the batches an agent role (`create-role --agent`) may ever serve.
+
+    Claims outside them are refused by the database from the next claim on.
+    """
+    database = state.settings().database
+    with connect(conninfo_for(database), application_name=database.application_name) as conn:
+        row = worker_role_set_batches(conn, role, list(batches) or None)
+    allowed = ", ".join(row["batches"]) if row["batches"] is not None else "any batch"
+    console().print(Text(f"role {role} (worker {row['worker_name']}) may serve: {allowed}"))

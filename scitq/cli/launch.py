@@ -95,6 +95,7 @@ def task_defaults(options: dict[str, Any]) -> dict[str, Any]:
         "resources": list(options["resources"]) or None,
         "output": options["output"],
         "retries": options["retries"],
+        "requeues": options["requeues"],
         "retry_delay_seconds": options["retry_delay"],
         "download_timeout_seconds": options["download_timeout"],
         "run_timeout_seconds": options["run_timeout"],
@@ -159,7 +160,8 @@ def _with_lines(error: InvalidArgument | NotFound, lines: array[int]) -> Excepti
               help="Batch to add the task(s) to (created if needed).")  # fmt: skip
 @click.option("-n", "--name", help="Task name (dependencies can refer to it).")
 @click.option("-d", "--docker", "--container", "container", metavar="IMAGE",
-              help="Run in this container image.")  # fmt: skip
+              help="Run in this container image (docker or podman on the worker; scitq "
+              "never pulls images: pull or load it on each worker first).")  # fmt: skip
 @click.option("-O", "--option", "--container-options", "container_options", metavar="OPTIONS",
               help="Extra options for docker/podman run.")  # fmt: skip
 @click.option("-u", "--uid", type=int, callback=within(0, INT_MAX),
@@ -174,6 +176,8 @@ def _with_lines(error: InvalidArgument | NotFound, lines: array[int]) -> Excepti
               metavar="IDS|NAMES", help="Tasks to succeed first: ids or names.")  # fmt: skip
 @click.option("--retry", "--retries", "retries", type=click.IntRange(0),
               callback=within(0, INT_MAX), help="Retries allowed.")  # fmt: skip
+@click.option("--requeues", type=click.IntRange(0, 1_000_000),
+              help="Free requeues of lost executions (default: the batch's, or 3).")  # fmt: skip
 @click.option("--retry-delay", type=click.FloatRange(0), callback=within(0, MAX_SECONDS),
               help="Base of the retry back-off (s).")  # fmt: skip
 @click.option("--download-timeout", type=click.FloatRange(0, min_open=True),

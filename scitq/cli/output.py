@@ -11,15 +11,17 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from scitq.cli import CliState, console
 from scitq.client import Client
 from scitq.states import ExecutionStatus, TaskStatus, WorkerLiveness
+
+if TYPE_CHECKING:  # rich costs 40 ms to import: only commands that draw tables pay for it
+    from rich.text import Text
 
 #: (header, value of a row) for rich tables.
 Column = tuple[str, Callable[[Any], Any]]
@@ -37,9 +39,12 @@ WIDE = 200
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` with datetimes as ISO 8601 text and tuples as lists."""
+    """``value`` with datetimes as ISO 8601 text, tuples as lists and numerics (sums of
+    bigint columns come back as `Decimal`) as numbers."""
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, Mapping):
         return {key: jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -73,6 +78,8 @@ def print_csv(rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> None:
 
 
 def print_table(rows: Iterable[Any], columns: Sequence[Column], title: str | None = None) -> None:
+    from rich.table import Table
+
     table = Table(title=title, show_edge=False, header_style="bold")
     for header, _ in columns:
         table.add_column(header, overflow="fold")
@@ -103,6 +110,8 @@ def print_rows(
 
 def cell(value: Any) -> Text:
     """A table cell: times shortened, statuses coloured, None empty."""
+    from rich.text import Text
+
     if value is None:
         return Text("")
     if isinstance(value, datetime):
@@ -125,6 +134,18 @@ def format_seconds(seconds: float | None) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def format_bytes(count: int | None) -> str:
+    """A size for people: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
+    if count is None:
+        return ""
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{count} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
 
 
 def open_client(state: CliState) -> Client:

@@ -17,6 +17,7 @@ from scitq.cli.options import output_options
 from scitq.cli.output import (
     Column,
     cell,
+    format_bytes,
     format_seconds,
     jsonable,
     open_client,
@@ -172,14 +173,24 @@ def show(state: CliState, task_id: int, as_json: bool) -> None:
     grid.add_column(overflow="fold")
     for key, value in as_dict(found).items():
         if value not in (None, (), {}, []):
-            shown = json.dumps(value) if isinstance(value, dict) else value
-            grid.add_row(key, cell(shown))
+            grid.add_row(key, cell(_shown(key, value)))
     for dep in dependencies:
         grid.add_row("dependency", cell(f"task {dep.id} {dep.name or ''} ({dep.status})"))
     out = console()
     out.print(grid)
     if executions:
         print_table(executions, EXECUTION_COLUMNS, title="attempts")
+
+
+def _shown(key: str, value: Any) -> Any:
+    """A field of `task show` for people: durations and sizes with their units."""
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if key.endswith("_seconds") and isinstance(value, int | float):
+        return format_seconds(value)
+    if key.endswith("_bytes") and isinstance(value, int):
+        return format_bytes(value)
+    return value
 
 
 # -- task log -----------------------------------------------------------------------------
@@ -283,8 +294,8 @@ def _report(done: Mapping[int, str], before: Mapping[int, str], verb: str, rule:
     """Print what changed; fail (exit 5) when nothing could be done."""
     skipped = {i: status for i, status in before.items() if i not in done}
     if not done:
-        which = ", ".join(f"{i} is {status}" for i, status in list(skipped.items())[:10])
-        raise InvalidTransition(f"nothing {verb}: task {which} ({rule})")
+        which = ", ".join(f"task {i} ({status})" for i, status in list(skipped.items())[:10])
+        raise InvalidTransition(f"nothing {verb}: {which} ({rule})")
     for task_id, status in sorted(done.items()):
         click.echo(f"task {task_id} {verb}: now {status}")
     if skipped:

@@ -11,8 +11,10 @@ never the command line (where ``ps`` would show a password).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +27,7 @@ import psutil
 from scitq.cli import STOP_SIGNALS, CliState, mask_conninfo, pass_state, stop_signals
 from scitq.db.connection import connect
 from scitq.embedded import conninfo_for
+from scitq.errors import InvalidArgument
 
 #: How often `up` checks that its children still run, in seconds.
 POLL_SECONDS = 0.2
@@ -62,6 +65,31 @@ def _start(role: str, args: list[str], env: dict[str, str], verbose: bool) -> Ch
     command = [sys.executable, "-m", "scitq", *(["-v"] if verbose else []), role, *args]
     process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, process_group=0)
     return Child(role, process)
+
+
+def refuse_taken_port(host: str, port: int) -> None:
+    """Refuse, before anything starts, a dashboard port another process listens on.
+
+    Raises:
+        InvalidArgument: the port is taken (another `scitq up`, most likely).
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot serve the dashboard on {host}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                problem = f"cannot serve the dashboard on {host}:{port}: {exc.strerror}"
+                raise InvalidArgument(problem) from None
+            raise InvalidArgument(
+                f"port {port} of {host} is in use (another `scitq up` or `scitq web`?): "
+                "give --web-port PORT, or --no-web"
+            ) from None
 
 
 def _describe(code: int) -> str:
@@ -182,6 +210,9 @@ def up(
     stopped; the embedded database keeps running (`scitq db stop` stops it).
     """
     database = state.settings().database
+    port = web_port or state.settings().web.port
+    if with_web:
+        refuse_taken_port(state.settings().web.host, port)
     conninfo = conninfo_for(database)
     with connect(conninfo):  # a clear one-line error now rather than in the children
         pass
@@ -191,10 +222,13 @@ def up(
     if conninfo:  # "" means libpq's PG* variables, which the children inherit
         env["SCITQ_DATABASE_URL"] = conninfo
     env.setdefault("PYTHONUNBUFFERED", "1")
-    agent_args = ["--concurrency", str(concurrency), "--shutdown-grace", str(AGENT_SHUTDOWN_GRACE),
-                  "--work-dir", str(database.data_dir / "work")]  # fmt: skip
+    # the agent chooses a free work dir under the data dir (and so a worker of its own);
+    # with no --batch it serves every batch, whatever an earlier worker of that work dir did
+    agent_args = ["--concurrency", str(concurrency), "--shutdown-grace", str(AGENT_SHUTDOWN_GRACE)]
     for batch in batches:
         agent_args += ["--batch", batch]
+    if not batches:
+        agent_args.append("--all-batches")
 
     children: list[Child] = []
     died: Child | None = None
@@ -202,7 +236,6 @@ def up(
         try:
             children.append(_start("scheduler", [], env, state.verbose))
             children.append(_start("agent", agent_args, env, state.verbose))
-            port = web_port or state.settings().web.port
             if with_web:
                 web_args = ["--port", str(port)]
                 children.append(_start("web", web_args, env, state.verbose))

@@ -16,6 +16,7 @@ import click
 
 from scitq.cli import CliState, pass_state
 from scitq.cli.output import Column, open_client, print_rows
+from scitq.db.web_session import web_session_end_user, web_session_list
 from scitq.db.web_user import web_user_delete, web_user_list, web_user_set
 from scitq.errors import InvalidArgument, NotFound
 
@@ -26,6 +27,10 @@ MIN_PASSWORD = 8
 USER_COLUMNS: list[Column] = [
     ("NAME", lambda u: u["name"]), ("ROLE", lambda u: u["role"]),
     ("CREATED", lambda u: u["created_at"]), ("LAST LOGIN", lambda u: u["last_login_at"]),
+]  # fmt: skip
+SESSION_COLUMNS: list[Column] = [
+    ("USER", lambda s: s["name"]), ("ADDRESS", lambda s: s["address"]),
+    ("SINCE", lambda s: s["created_at"]), ("LAST SEEN", lambda s: s["last_seen_at"]),
 ]  # fmt: skip
 
 
@@ -70,6 +75,9 @@ def web(ctx: click.Context, host: str | None, port: int | None, threads: int | N
             ident="scitq",
             _quiet=not state.verbose,
         )
+    except OSError as exc:  # the port is taken, or the host is not ours
+        where = f"{web_settings.host}:{web_settings.port}"
+        raise InvalidArgument(f"cannot serve the dashboard on {where}: {exc.strerror}") from None
     finally:
         web_db.close(app)
 
@@ -95,7 +103,8 @@ def _read_password() -> str:
 )
 @pass_state
 def create_user(state: CliState, name: str, role: str) -> None:
-    """Create a dashboard user, or set the password and role of an existing one.
+    """Create a dashboard user, or set the password and role of an existing one (which
+    ends their open sessions: they log in again).
 
     The password is asked on a terminal, else read from the first line of stdin:
     `echo "$PASSWORD" | scitq web create-user alice --role admin`.
@@ -115,7 +124,7 @@ def create_user(state: CliState, name: str, role: str) -> None:
 @click.argument("name")
 @pass_state
 def delete_user(state: CliState, name: str) -> None:
-    """Delete a dashboard user (their open sessions end at their next request).
+    """Delete a dashboard user (their open sessions end with it).
 
     Exit codes: 0; 4 no such user.
     """
@@ -136,3 +145,32 @@ def users(state: CliState, as_json: bool) -> None:
     with open_client(state) as client:
         rows = web_user_list(client.connection)
     print_rows(rows, USER_COLUMNS, as_json=as_json)
+
+
+@web.command("sessions")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def sessions(state: CliState, name: str | None, as_json: bool) -> None:
+    """List the open dashboard sessions (of user NAME, or of everyone).
+
+    Exit codes: 0; 3 database unreachable.
+    """
+    with open_client(state) as client:
+        rows = web_session_list(client.connection, name)
+    print_rows(rows, SESSION_COLUMNS, as_json=as_json)
+
+
+@web.command("end-sessions")
+@click.argument("name")
+@pass_state
+def end_sessions(state: CliState, name: str) -> None:
+    """Log user NAME out everywhere: every open session of theirs ends at once.
+
+    Exit codes: 0; 4 no such user.
+    """
+    with open_client(state) as client:
+        ended = web_session_end_user(client.connection, name, "admin")
+    logger.info("ended the sessions of %s", name, extra={"action": "end_sessions", "user": name,
+                                                        "ended": ended})  # fmt: skip
+    click.echo(f"{ended} session{'' if ended == 1 else 's'} of {name} ended")

@@ -15,8 +15,7 @@ from scitq.cli.output import (
     print_json_array,
     print_rows,
 )
-from scitq.client import Client
-from scitq.db.recruitment import instance_request
+from scitq.client import Client, as_dict
 from scitq.db.worker import worker_delete, worker_find, worker_list, worker_update
 from scitq.errors import NotFound
 from scitq.states import TaskStatus
@@ -215,15 +214,14 @@ def deploy(
     Exit codes: 0; 2 invalid option.
     """
     with open_client(state) as client:
-        rows = instance_request(
-            client.connection, provider, batch, number, concurrency=concurrency,
-            prefetch=prefetch, flavor=flavor, image=image, region=region,
-            is_permanent=permanent,
+        deployed = client.deploy(
+            number, batch=batch, provider=provider, flavor=flavor, region=region, image=image,
+            concurrency=concurrency, prefetch=prefetch, permanent=permanent,
         )  # fmt: skip
     if as_json:
-        print_json_array(rows)
+        print_json_array(as_dict(worker) for worker in deployed)
         return
-    names = ", ".join(row["name"] for row in rows)
-    click.echo(f"{len(rows)} worker{'s' if len(rows) > 1 else ''} requested on {provider} for "
-               f"batch {batch}: {names}")  # fmt: skip
+    names = ", ".join(worker.name for worker in deployed)
+    click.echo(f"{len(deployed)} worker{'s' if len(deployed) > 1 else ''} requested on "
+               f"{provider} for batch {batch}: {names}")  # fmt: skip
     click.echo("the active scheduler deploys them: see `scitq recruiter operations`")

@@ -120,7 +120,7 @@ def settings_from(source: ConfigSource) -> Settings:
     database = database_settings(source)
     return Settings(
         database=database,
-        transfer=transfer_settings(source),
+        transfer=transfer_settings(source, database.data_dir),
         web=web_settings(source, database.data_dir),
         scheduler=read_scheduler_settings(source, database.data_dir),
     )

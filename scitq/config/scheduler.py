@@ -5,6 +5,7 @@ runs and which providers it recruits from (``SCITQ_SCHEDULER_*``, ``SCITQ_LOCAL_
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 from scitq.config.paths import default_data_dir
 from scitq.config.source import NOT_A_KEY, ConfigSource
-from scitq.errors import ConfigError
+from scitq.errors import ConfigError, InvalidArgument
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,12 +83,118 @@ class _OpenStackAuthKeys:
     project_domain_id: str | None = None
 
 
+#: The kinds of provider a ``[scheduler.providers.<name>]`` table may be.
+PROVIDER_KINDS = ("local", "openstack")
+#: A region or flavor the ``local`` kind always serves (the machine it runs on).
+LOCAL_FLAVOR = "local"
+_PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NamedProviderSettings:
+    """A provider the user named (``[scheduler.providers.<name>]``), of a kind.
+
+    scitq v1 scripts name providers, regions and flavors of their cloud
+    (``provider='ovh', region='GRA11', flavor='c2-120'``): a named provider serves them
+    with one of scitq's kinds, an OpenStack cloud or agents on this machine.
+
+    Attributes:
+        name: what deploys and recruiters call it.
+        kind: ``local`` or ``openstack``.
+        regions: the region names it serves; empty: ``local`` serves only ``local``, an
+            ``openstack`` provider its cloud's region (``region``) or, with none, any.
+        flavors: the flavor names it serves; empty: ``local`` serves only ``local``, an
+            ``openstack`` provider any flavor (its cloud checks it when deploying).
+        local, openstack: the settings of its kind (the keys of ``[scheduler.local]`` or
+            ``[scheduler.openstack]``, in its own table).
+    """
+
+    name: str
+    kind: str
+    regions: tuple[str, ...] = ()
+    flavors: tuple[str, ...] = ()
+    local: LocalProviderSettings | None = None
+    openstack: OpenStackSettings | None = None
+
+    def served(self, what: str) -> list[str]:
+        """The names of ``what`` (``region`` or ``flavor``) it serves, when it says."""
+        listed = list(self.regions if what == "region" else self.flavors)
+        if self.kind == "local":
+            return [*listed, LOCAL_FLAVOR]
+        default = self.openstack.region if self.openstack is not None else None
+        return listed or ([default] if what == "region" and default else [])
+
+    def accepts(self, what: str, value: str | None) -> bool:
+        listed = self.regions if what == "region" else self.flavors
+        if value is None or value in listed:
+            return True
+        if self.kind == "local":
+            return value == LOCAL_FLAVOR
+        if what == "region":
+            default = self.openstack.region if self.openstack is not None else None
+            return not listed and (default is None or value == default)
+        return not listed
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProviderSettings:
-    """The providers the scheduler may use: ``local`` always, ``openstack`` when set."""
+    """The providers the scheduler may use: ``local`` always, ``openstack`` when set, and
+    those named under ``[scheduler.providers]``."""
 
     local: LocalProviderSettings = field(default_factory=LocalProviderSettings)
     openstack: OpenStackSettings | None = None
+    named: dict[str, NamedProviderSettings] = field(default_factory=dict)
+
+    def provider(self, name: str) -> NamedProviderSettings | None:
+        """The provider called ``name`` (``local`` and ``openstack`` included), or None."""
+        if name == "local":
+            return NamedProviderSettings(name=name, kind="local", local=self.local)
+        if name == "openstack" and self.openstack is not None:
+            return NamedProviderSettings(name=name, kind="openstack", openstack=self.openstack)
+        return self.named.get(name)
+
+    def names(self) -> list[str]:
+        return ["local", *(["openstack"] if self.openstack else []), *sorted(self.named)]
+
+    def quotas(self) -> dict[str, int]:
+        """The instance limit of each provider."""
+        quotas = {}
+        for name in self.names():
+            found = self.provider(name)
+            assert found is not None
+            if found.local is not None:
+                quotas[name] = found.local.max_agents
+            elif found.openstack is not None:
+                quotas[name] = found.openstack.max_instances
+        return quotas
+
+    def check_deploy(
+        self, provider: str, flavor: str | None, region: str | None, image: str | None = None
+    ) -> None:
+        """Refuse, in one line, a deploy these providers cannot serve.
+
+        Raises:
+            InvalidArgument: no provider of that name, or it serves no such region, flavor
+                or image.
+        """
+        found = self.provider(provider)
+        if found is None:
+            raise InvalidArgument(
+                f"unknown provider {provider!r}: the configured ones are "
+                f"{', '.join(self.names())}; name it in a [scheduler.providers.{provider}] "
+                'table of the configuration file (kind = "local" or "openstack")'
+            )
+        for what, value in (("region", region), ("flavor", flavor)):
+            if not found.accepts(what, value):
+                served = ", ".join(found.served(what))
+                raise InvalidArgument(
+                    f"provider {provider!r} has no {what} {value!r}: it serves {served} "
+                    f"(the {what}s key of [scheduler.providers.{provider}] lists them)"
+                )
+        if image is not None and found.kind == "local":
+            raise InvalidArgument(
+                f"provider {provider!r} runs agents on this machine: it takes no image"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,25 +275,81 @@ def read_scheduler_settings(source: ConfigSource, data_dir: Path | None) -> Sche
         SchedulerSettings,
         "scheduler",
         env_prefix="SCITQ_SCHEDULER_",
-        subsections=("local", "openstack"),
+        subsections=("local", "openstack", "providers"),
     )
     local = source.read(LocalProviderSettings, "scheduler.local", env_prefix="SCITQ_LOCAL_")
     if "state_dir" not in local and data_dir is not None:
         local["state_dir"] = data_dir / "local-agents"
     openstack: OpenStackSettings | None = None
     if source.has_table("scheduler.openstack") or source.environ.get("SCITQ_OPENSTACK_CLOUD"):
-        os_values = source.read(
-            OpenStackSettings,
-            "scheduler.openstack",
-            env_prefix="SCITQ_OPENSTACK_",
-            subsections=("auth",),
+        openstack = OpenStackSettings(
+            **_openstack(source, "scheduler.openstack", "SCITQ_OPENSTACK_")
         )
-        auth = source.read(_OpenStackAuthKeys, "scheduler.openstack.auth", env_prefix=None)
-        if not os_values.get("cloud") and not auth.get("auth_url"):
-            raise ConfigError(
-                f"{source.name}: [scheduler.openstack] needs cloud (a name in clouds.yaml) "
-                "or [scheduler.openstack.auth] with auth_url"
-            )
-        openstack = OpenStackSettings(auth=auth, **os_values)
-    providers = ProviderSettings(local=LocalProviderSettings(**local), openstack=openstack)
+    named = {
+        name: _named_provider(source, name, data_dir)
+        for name in source.table("scheduler.providers")
+    }
+    providers = ProviderSettings(
+        local=LocalProviderSettings(**local), openstack=openstack, named=named
+    )
     return SchedulerSettings(providers=providers, **values)
+
+
+def _openstack(
+    source: ConfigSource, section: str, env_prefix: str | None, cls: type = OpenStackSettings
+) -> dict[str, Any]:
+    """The keys of an OpenStack provider's table, ``auth`` (its sub-table) included."""
+    values = source.read(cls, section, env_prefix=env_prefix, subsections=("auth",))
+    auth = source.read(_OpenStackAuthKeys, f"{section}.auth", env_prefix=None)
+    if not values.get("cloud") and not auth.get("auth_url"):
+        raise ConfigError(
+            f"{source.name}: [{section}] needs cloud (a name in clouds.yaml) "
+            f"or [{section}.auth] with auth_url"
+        )
+    return {**values, "auth": auth}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _NamedLocalKeys(LocalProviderSettings):
+    """The keys of ``[scheduler.providers.<name>]`` of kind ``local``."""
+
+    kind: str = ""
+    regions: tuple[str, ...] = ()
+    flavors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _NamedOpenStackKeys(OpenStackSettings):
+    """The keys of ``[scheduler.providers.<name>]`` of kind ``openstack``."""
+
+    kind: str = ""
+    regions: tuple[str, ...] = ()
+    flavors: tuple[str, ...] = ()
+
+
+def _named_provider(
+    source: ConfigSource, name: str, data_dir: Path | None
+) -> NamedProviderSettings:
+    """``[scheduler.providers.<name>]``: its kind, regions, flavors and its kind's keys."""
+    section = f"scheduler.providers.{name}"
+    kind = source.table(section).get("kind")
+    if not _PROVIDER_NAME.match(name) or name in ("local", "openstack", "fake"):
+        raise ConfigError(
+            f"{source.name}: [{section}]: a provider name is lower-case letters, digits, "
+            "- and _, and not local, openstack or fake"
+        )
+    if kind not in PROVIDER_KINDS:
+        raise ConfigError(
+            f"{source.name}: [{section}] kind must be one of {', '.join(PROVIDER_KINDS)}, "
+            f"not {kind!r}"
+        )
+    if kind == "local":
+        values = source.read(_NamedLocalKeys, section, env_prefix=None)
+    else:
+        values = _openstack(source, section, None, _NamedOpenStackKeys)
+    own = {key: values.pop(key) for key in ("kind", "regions", "flavors") if key in values}
+    if kind == "local":
+        if "state_dir" not in values:  # its own: local providers must not see each other's
+            values["state_dir"] = (data_dir or default_data_dir()) / f"local-agents-{name}"
+        return NamedProviderSettings(name=name, local=LocalProviderSettings(**values), **own)
+    return NamedProviderSettings(name=name, openstack=OpenStackSettings(**values), **own)

@@ -110,11 +110,14 @@ class TransferSettings:
     )
 
 
-def transfer_settings(source: ConfigSource) -> TransferSettings:
-    """``[transfer]`` and its sub-tables, each key overridden by its variable."""
+def transfer_settings(source: ConfigSource, data_dir: Path | None = None) -> TransferSettings:
+    """``[transfer]`` and its sub-tables, each key overridden by its variable; the resource
+    cache defaults to ``<data_dir>/resources`` (the ``[database]`` data dir)."""
     values = source.read(
         TransferSettings, "transfer", env_prefix="SCITQ_TRANSFER_", subsections=("s3", "ftp", "ena")
     )
+    if data_dir is not None:
+        values.setdefault("cache_dir", data_dir / "resources")
     return TransferSettings(
         s3=S3Settings(**source.read(S3Settings, "transfer.s3", env_prefix="SCITQ_S3_")),
         ftp=FtpSettings(**source.read(FtpSettings, "transfer.ftp", env_prefix="SCITQ_FTP_")),

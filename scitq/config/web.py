@@ -24,6 +24,18 @@ class WebSettings:
             proxy that authenticated them (e.g. ``X-Remote-User``); None disables it.
             Only enable it when nothing but the proxy can reach the dashboard.
         threads: requests served at once (and database connections held at most).
+        session_idle_minutes: a login ends after this long without a request.
+        session_max_hours: a login ends this long after it began, used or not.
+        login_free_attempts: failed logins (per user name, and per client address) in
+            the lock-out window before each further attempt must wait, twice longer
+            each time (1 s, 2 s, 4 s...).
+        login_lockout_attempts: failed or refused logins in the window from which every
+            attempt is refused until the window has passed since the last one.
+        login_lockout_minutes: the window over which attempts are counted.
+        trusted_proxies: how many reverse proxies in front of the dashboard set
+            ``X-Forwarded-For`` and ``X-Forwarded-Proto`` (believed for that many hops:
+            the client address throttled, HTTPS for the cookie's ``Secure``); 0 believes
+            no such header.
     """
 
     host: str = "127.0.0.1"
@@ -32,6 +44,12 @@ class WebSettings:
     secret_key_file: Path = field(default_factory=lambda: default_data_dir() / "web-secret-key")
     trusted_header: str | None = None
     threads: int = field(default=8, metadata=key(minimum=1, maximum=256))
+    session_idle_minutes: int = field(default=720, metadata=key(minimum=1))
+    session_max_hours: int = field(default=24, metadata=key(minimum=1, maximum=24 * 366))
+    login_free_attempts: int = field(default=5, metadata=key(minimum=1, maximum=1000))
+    login_lockout_attempts: int = field(default=20, metadata=key(minimum=2, maximum=10000))
+    login_lockout_minutes: int = field(default=15, metadata=key(minimum=1, maximum=24 * 60 * 7))
+    trusted_proxies: int = field(default=0, metadata=key(maximum=10))
 
 
 def web_settings(source: ConfigSource, data_dir: Path) -> WebSettings:

@@ -41,6 +41,13 @@ def batch_delete(batch: str, now: datetime | None = None) -> Params:
     return {"batch": batch, "now": now}
 
 
+@named_query(count)
+def batch_set_requeues(batch: str, requeues: int) -> Params:
+    """Free requeues of the batch's tasks, and of those submitted to it later without their
+    own; how many tasks changed."""
+    return {"batch": batch, "requeues": requeues}
+
+
 @named_query(optional_row, prepare=False)
 def batch_find(batch: str) -> Params:
     """The batch row (``id``, ``name``, ``is_paused``...) of that name, or None."""

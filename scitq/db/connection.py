@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 
 import psycopg
-import sqlalchemy.exc
 from psycopg import errors as pg_errors
 
 from scitq import errors
@@ -79,7 +79,12 @@ def translated() -> Iterator[None]:
         yield
     except psycopg.Error as exc:
         raise translate_error(exc) from exc
-    except sqlalchemy.exc.DBAPIError as exc:
+    except Exception as exc:
+        # only code that imported SQLAlchemy (Alembic) can raise its errors: importing it
+        # here would cost every command 0.15 s
+        alchemy = sys.modules.get("sqlalchemy.exc")
+        if alchemy is None or not isinstance(exc, alchemy.DBAPIError):
+            raise
         if isinstance(exc.orig, psycopg.Error):
             raise translate_error(exc.orig) from exc
         raise errors.DatabaseError(f"database error: {exc}") from exc

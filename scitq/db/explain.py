@@ -3,12 +3,16 @@ gathers (`scitq.db.task.task_explain`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from scitq.db.rows import Explanation
-from scitq.states import HELD_TASK_STATUSES, TaskStatus, WorkerLiveness
+from scitq.db.rows import BatchProgress, Explanation
+from scitq.errors import WaitStalled
+from scitq.states import HELD_TASK_STATUSES, FailureClass, TaskStatus, WorkerLiveness
+
+logger = logging.getLogger(__name__)
 
 
 def _timestamp(value: datetime | str | None) -> str:
@@ -20,10 +24,12 @@ def _timestamp(value: datetime | str | None) -> str:
 
 def _attempt_outcome(facts: Mapping[str, Any]) -> str:
     outcome = facts["failure_class"] or facts["execution_status"]
-    if facts["return_code"] is not None:
-        outcome = f"{outcome}, exit code {facts['return_code']}"
-    if facts["failure_reason"]:
-        outcome = f"{outcome}: {facts['failure_reason']}"
+    code = facts["return_code"]
+    if code is not None:
+        outcome = f"{outcome}, exit code {code}"
+    reason = facts["failure_reason"]
+    if reason and reason != f"exit code {code}":  # not "exit, exit code 1: exit code 1"
+        outcome = f"{outcome}: {reason}"
     return f"attempt {facts['attempt']} on {facts['worker_name']} ended ({outcome})"
 
 
@@ -103,12 +109,99 @@ def explain(facts: Mapping[str, Any]) -> Explanation:
     else:  # succeeded or failed
         message = _attempt_outcome(facts) if facts["execution_id"] else status
         if status == TaskStatus.FAILED:
-            message += f"; no retry left: `scitq task retry {task_id}`"
+            lost = facts["failure_class"] == FailureClass.LOST
+            left = "no free requeue left" if lost else "no retry left"
+            message += f"; {left}: `scitq task retry {task_id}`"
         reasons = [(status, message)]
+    if facts["attempt_count"]:
+        reasons.append(("attempts", _attempts(facts)))
     (code, message), *others = reasons
     return Explanation(task_id, status, code, message, tuple(text for _, text in others))
+
+
+def _attempts(facts: Mapping[str, Any]) -> str:
+    """Attempts that spent a retry, apart from the free requeues (lost or handed back)."""
+    return (
+        f"{facts['attempts_used']} of {facts['retries'] + 1} attempts used; "
+        f"{facts['requeue_count']} of {facts['requeues']} free requeues used "
+        "(executions lost or handed back, which spend no retry)"
+    )
 
 
 def explanation(found: list[dict[str, Any]]) -> Explanation | None:
     """The result shape of ``task_explain``: the explanation of the task, if it exists."""
     return explain(found[0]) if found else None
+
+
+#: Explanation codes that mean no worker can take the batch's tasks now.
+UNSERVED_CODES = frozenset({"no_worker", "no_live_worker"})
+
+
+class StallWatch:
+    """Says why a wait makes no progress (`scitq.Client.wait`).
+
+    A batch is quiet while its counts do not change and nothing of it runs. Once quiet
+    for ``explain_after`` seconds, `check` explains its first runnable task to ``say``
+    (a warning in the log by default), again when the reason changes or every ten times
+    that long; when the reason has been that no worker serves the batch for
+    ``give_up_after`` seconds, it raises `WaitStalled`.
+    """
+
+    def __init__(
+        self,
+        batch: str,
+        explain_after: float | None,
+        give_up_after: float | None,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        self.batch = batch
+        self.explain_after = explain_after
+        self.give_up_after = give_up_after
+        self.say = say or self._log
+        self._counts: tuple[int, ...] = ()
+        self._quiet_since = 0.0
+        self._said: str | None = None
+        self._said_at = 0.0
+        self._asked_at: float | None = None
+        self._unserved_since: float | None = None
+
+    def _log(self, message: str) -> None:
+        logger.warning("%s", message, extra={"action": "wait_stalled", "batch": self.batch})
+
+    def check(
+        self, progress: BatchProgress, now: float, why: Callable[[], Explanation | None]
+    ) -> None:
+        """Note a poll at ``now``; say why nothing happens, or give up, when it is time.
+
+        Raises:
+            WaitStalled: no worker could serve the batch for ``give_up_after`` seconds.
+        """
+        counts = (progress.done, progress.pending, progress.waiting, progress.paused)
+        if counts != self._counts or progress.assigned + progress.running:
+            self._counts, self._quiet_since, self._unserved_since = counts, now, None
+            self._said = self._asked_at = None
+            return
+        if self.explain_after is None or now - self._quiet_since < self.explain_after:
+            return
+        if self._asked_at is None or now - self._asked_at >= self.explain_after:
+            self._asked_at = now  # not at every poll: an explanation costs a few queries
+            self._ask(now, why())
+        since, limit = self._unserved_since, self.give_up_after
+        if limit is not None and since is not None and now - since >= limit:
+            quiet = now - self._quiet_since
+            raise WaitStalled(
+                f"batch {self.batch!r}: nothing ran for {quiet:.0f} s: {self._said}; "
+                "gave up waiting"
+            )
+
+    def _ask(self, now: float, found: Explanation | None) -> None:
+        reason = "no task is runnable" if found is None else found.message
+        if found is None or found.code not in UNSERVED_CODES:
+            self._unserved_since = None
+        elif self._unserved_since is None:
+            self._unserved_since = now
+        if reason != self._said or now >= self._said_at + 10 * (self.explain_after or 0):
+            self._said_at = now
+            quiet = now - self._quiet_since
+            self.say(f"batch {self.batch!r}: nothing ran for {quiet:.0f} s: {reason}")
+        self._said = reason

@@ -23,19 +23,12 @@ from sqlalchemy.engine import Engine
 from scitq import sql
 from scitq.db import models
 from scitq.db.connection import translated
+from scitq.db.revision import migrations_dir
 
 logger = logging.getLogger(__name__)
 
 #: Advisory lock key held while migrating, so concurrent first uses migrate once.
 MIGRATION_LOCK = 0x5C17_0001
-
-
-def migrations_dir() -> Path:
-    """The Alembic script directory: packaged in a wheel, or at the source tree's root."""
-    packaged = Path(__file__).resolve().parent.parent / "_migrations"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parent.parent.parent / "migrations"
 
 
 def engine_for(conninfo: str) -> Engine:

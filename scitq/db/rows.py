@@ -37,7 +37,14 @@ class Task:
     env: dict[str, str]
     tags: tuple[str, ...]
     depends_on: tuple[int, ...]
+    #: every attempt so far (executions), kept for history
     attempt_count: int
+    #: attempts that counted against ``retries`` since the last manual retry
+    attempts_used: int
+    #: free requeues allowed: executions lost or handed back that spend no retry
+    requeues: int
+    #: free requeues used since the last manual retry
+    requeue_count: int
     available_at: datetime
     cancel_reason: str | None
     canceled_by_task_id: int | None
@@ -85,7 +92,12 @@ class Execution:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class BatchProgress:
-    """Task counts of a batch (the view ``scitq.batch_progress``)."""
+    """Task counts of a batch (the view ``scitq.batch_progress``).
+
+    ``counts`` maps every status that has tasks to their number, so that a status added
+    to `scitq.states` shows up there without a change here; the fields per status are
+    kept for the code written against them, and ``remaining`` counts the live statuses.
+    """
 
     batch: str
     is_paused: bool
@@ -102,6 +114,7 @@ class BatchProgress:
     mean_seconds: float | None
     max_seconds: float | None
     created_at: datetime
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def done(self) -> int:

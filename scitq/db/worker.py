@@ -101,9 +101,21 @@ def password_verifier(conn: Connection, role: str, password: str) -> str:
 
 
 @named_query(one_row)
-def worker_create_role(worker_name: str, role: str, password_hash: str) -> Params:
-    """Create a login role for one worker, with a verifier of `password_verifier`."""
-    return {"worker_name": worker_name, "role": role, "password_hash": password_hash}
+def worker_create_role(
+    worker_name: str, role: str, password_hash: str, batches: Iterable[str] | None = None
+) -> Params:
+    """Create a login role bound to one worker, with a verifier of `password_verifier`:
+    it may register that worker only, serving only ``batches`` (None: any batch)."""
+    return {
+        "worker_name": worker_name, "role": role, "password_hash": password_hash,
+        "batches": None if batches is None else list(batches),
+    }  # fmt: skip
+
+
+@named_query(one_row)
+def worker_role_set_batches(role: str, batches: Iterable[str] | None) -> Params:
+    """Fix the batches a role made for one worker may ever serve (None: any)."""
+    return {"role": role, "batches": None if batches is None else list(batches)}
 
 
 @named_query(rows)
@@ -124,3 +136,9 @@ def worker_find(ref: str) -> Params:
     # at most 18 digits: always a bigint
     worker_id = int(ref) if re.fullmatch(r"[0-9]{1,18}", ref) else None
     return {"name": ref, "worker_id": worker_id}
+
+
+@named_query(optional_row, prepare=False)
+def worker_liveness(name: str) -> Params:
+    """The liveness and host of the worker called ``name`` (None: no such worker)."""
+    return {"name": name}

@@ -16,11 +16,14 @@ from scitq.config import DatabaseSettings
 
 def ensure_embedded(data_dir: Path) -> str:
     """Start (or reuse) the embedded server in ``data_dir``, migrate it; its conninfo."""
-    from scitq.db import migrate  # alembic and sqlalchemy only when the embedded server is used
+    from scitq.db import revision
     from scitq.embedded.server import EmbeddedServer
 
     conninfo = EmbeddedServer(data_dir).ensure_running()
-    migrate.ensure_current(conninfo)
+    if not revision.is_current(conninfo):
+        from scitq.db import migrate  # alembic and sqlalchemy only when a migration may run
+
+        migrate.ensure_current(conninfo)
     return conninfo
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import ipaddress
 import logging
 import os
 import shlex
@@ -158,7 +159,8 @@ class EmbeddedServer:
         )
 
     def serve(self, listen: str, port: int, password: str) -> str:
-        """Restart the server listening on TCP ``listen:port`` with password auth.
+        """Restart the server listening on TCP ``listen:port`` (loopback addresses only)
+        with password auth.
 
         The socket keeps trusting its owner; TCP connections need the password, set
         for the ``postgres`` role as a SCRAM verifier computed here, so the clear
@@ -174,6 +176,12 @@ class EmbeddedServer:
         """
         if not listen or any(char in listen for char in "'\\\n\r"):
             raise InvalidArgument(f"invalid listen address {listen!r}")
+        if not all(_is_loopback(part.strip()) for part in listen.split(",")):
+            # the binaries have no TLS: other machines go through scitq.embedded.serving
+            raise InvalidArgument(
+                f"the embedded server listens on the loopback only, not {listen!r}: "
+                "use `scitq db serve`, which adds TLS for other machines"
+            )
         if not 0 < port < 65536:
             raise InvalidArgument(f"invalid port {port}: expected 1-65535")
         if not password:
@@ -272,11 +280,22 @@ class EmbeddedServer:
                 logger.info("removing stale %s", path, extra={"action": "start"})
                 path.unlink(missing_ok=True)
 
+    def _warn_if_deleted(self) -> None:
+        """Say loudly that a new cluster replaces one deleted under its running server."""
+        orphans = sorted(proc.pid for proc in self._cluster_processes())
+        if orphans:
+            logger.warning(
+                "the embedded database in %s was deleted while its server (pid %d) ran: its "
+                "data is gone; that server is stopped and a NEW, EMPTY database created",
+                self.data_dir, orphans[0], extra={"action": "initdb_after_delete"},
+            )  # fmt: skip
+
     def _start(self) -> _PidFile:
         """Initialise if needed and start; caller holds the lock and found none running."""
         if self._as_root:
             ensure_server_user(lambda args: self._run(args, as_server=False))
         if not (self.pgdata / "PG_VERSION").exists():
+            self._warn_if_deleted()
             init_cluster(self.pgdata, self._bin_dir, self._run, as_root=self._as_root)
         socket_dir = self._socket_dir()
         self._kill_leftovers(socket_dir)
@@ -406,3 +425,12 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proce
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.05)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -134,10 +134,13 @@ def expire_leases(ctx: DutyContext) -> int:
 
 def _lost_decision(row: Row) -> Row:
     task_id, status = row["task_id"], row["task_status"]
-    if status == TaskStatus.PENDING:
+    if status == TaskStatus.PENDING and row["available_at"] <= row["finished_at"]:
+        used = f"free requeue {row['requeue_count']} of {row['requeues']}"
+        fate = f"task {task_id} requeued without spending a retry ({used})"
+    elif status == TaskStatus.PENDING:
         fate = f"task {task_id} requeued, claimable from {_time(row['available_at'])}"
     elif status == TaskStatus.FAILED:
-        fate = f"task {task_id} failed: no retry left"
+        fate = f"task {task_id} failed: no free requeue nor retry left"
     else:
         fate = f"task {task_id} is {status}"
     return {

@@ -55,10 +55,7 @@ RECONCILE_SECONDS = 300.0
 
 def provider_quotas(settings: SchedulerSettings) -> dict[str, int]:
     """The instance limit of each configured provider."""
-    quotas = {"local": settings.providers.local.max_agents}
-    if settings.providers.openstack is not None:
-        quotas["openstack"] = settings.providers.openstack.max_instances
-    return quotas
+    return settings.providers.quotas()
 
 
 def backoff_seconds(settings: SchedulerSettings, failures: int) -> float:

@@ -13,10 +13,10 @@ Nothing here imports boto3 or ftputil until a transport of that scheme is needed
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from scitq.errors import InvalidUri
-from scitq.transfer.cache import ResourceCache
 from scitq.transfer.registry import (
     Progress,
     RemoteEntry,
@@ -27,8 +27,30 @@ from scitq.transfer.registry import (
     scheme_info,
     transport_for,
 )
-from scitq.transfer.staging import fetch, fetch_with_retries, stage_inputs, upload_outputs
 from scitq.transfer.uri import Action, Uri, parse_uri
+
+if TYPE_CHECKING:
+    from scitq.transfer.cache import ResourceCache
+    from scitq.transfer.staging import fetch, fetch_with_retries, stage_inputs, upload_outputs
+
+#: What the agent and `scitq fetch` use, imported on first use: submitting a task (the
+#: CLI's `launch`, `scitq.Client`) checks URIs only, and need not load the staging code.
+_LAZY = {
+    "ResourceCache": "scitq.transfer.cache",
+    "fetch": "scitq.transfer.staging",
+    "fetch_with_retries": "scitq.transfer.staging",
+    "stage_inputs": "scitq.transfer.staging",
+    "upload_outputs": "scitq.transfer.staging",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'scitq.transfer' has no attribute {name!r}")
+
 
 Role = Literal["input", "resource", "output"]
 
@@ -40,6 +62,7 @@ __all__ = [
     "Role",
     "Transport",
     "Uri",
+    "check_task_uris",
     "fetch",
     "fetch_with_retries",
     "known_schemes",
@@ -85,3 +108,37 @@ def validate_uri(text: str, role: Role = "input") -> Uri:
 
 def _uploadable(scheme: str) -> bool:
     return scheme_info(parse_uri(f"{scheme}://x/")).upload
+
+
+def check_task_uris(fields: Mapping[str, Any], task: str) -> None:
+    """Refuse malformed URIs and unknown schemes of a task's fields before it is queued.
+
+    Args:
+        fields: the task's ``output``, ``inputs`` and ``resources`` (others are ignored).
+        task: how errors name the task (``task #3``).
+
+    Raises:
+        InvalidUri: naming the task, the field, the URI and what is wrong.
+    """
+    checks: list[tuple[str, Role, Any]] = [
+        ("output", "output", [fields["output"]] if fields.get("output") else []),
+        ("inputs", "input", fields.get("inputs") or []),
+        ("resources", "resource", fields.get("resources") or []),
+    ]
+    for key, role, values in checks:
+        if key != "output" and isinstance(values, str):
+            raise InvalidUri(
+                f"{task} {key}: a list of URIs is expected, not the string {values!r} "
+                f"(write {key}={values.split()!r})"
+            )
+        for value in values:
+            if isinstance(value, str) and any(c.isspace() for c in value.strip()):
+                raise InvalidUri(
+                    f"{task} {key}: URI {value!r} contains white space: give one URI per "
+                    "list item (space-separated URIs are scitq v1's form, which "
+                    "scitq.workflow.Workflow and scitq.lib accept)"
+                )
+            try:
+                validate_uri(value, role)
+            except InvalidUri as error:
+                raise InvalidUri(f"{task} {key}: {error}") from None

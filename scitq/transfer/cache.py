@@ -2,13 +2,15 @@
 
 Layout of the cache directory::
 
-    index.json          URI -> {"key", "bytes", "fetched_at"}, rewritten atomically
+    index.json          [scope] URI -> {"key", "bytes", "fetched_at"}, rewritten atomically
     index.lock          serialises index updates (fcntl.flock)
     locks/<key>.lock    one per URI: the process holding it downloads, others wait
     items/<key>/        the resource, actions applied, files read-only
 
 The key is a hash of the exact URI text (actions included, as in v1), so
-``s3://b/ref.tgz`` and ``s3://b/ref.tgz|untar`` are two resources. ``flock`` locks are
+``s3://b/ref.tgz`` and ``s3://b/ref.tgz|untar`` are two resources, and, for ``s3://``,
+of the endpoint (and profile) it is read from (`cache_scope`): two setups using the same
+URI on two S3 stores never serve each other's files from one cache. ``flock`` locks are
 held per open file, so they serialise threads of one process as well as processes;
 the index survives restarts, and an item whose directory vanished is fetched again.
 """
@@ -53,9 +55,23 @@ def _flock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def cache_key(uri: str) -> str:
-    """The directory name of a URI in the cache."""
-    return hashlib.sha256(uri.encode()).hexdigest()[:32]
+def cache_scope(uri: Uri, settings: TransferSettings) -> str:
+    """What besides its text tells where a URI's bytes come from ("" when nothing does):
+    for ``s3://``, the endpoint and profile of the settings."""
+    if uri.scheme != "s3":
+        return ""
+    s3 = settings.s3
+    return f"s3 endpoint={s3.endpoint_url or 'default'} profile={s3.profile or 'default'}"
+
+
+def cache_key(uri: str, scope: str = "") -> str:
+    """The directory name of a URI (read from ``scope``) in the cache."""
+    return hashlib.sha256((f"{scope}\n{uri}" if scope else uri).encode()).hexdigest()[:32]
+
+
+def index_name(uri: str, scope: str = "") -> str:
+    """The entry of a URI (read from ``scope``) in ``index.json``: the URI, after its scope."""
+    return f"[{scope}] {uri}" if scope else uri
 
 
 class ResourceCache:
@@ -93,7 +109,8 @@ class ResourceCache:
                 temporary.write_text(json.dumps(index, indent=1, sort_keys=True))
 
     def entries(self) -> dict[str, dict[str, Any]]:
-        """The cached URIs and their index entries (key, bytes, fetched_at)."""
+        """The cached URIs (``[scope] URI`` for s3: `index_name`) and their index entries
+        (key, bytes, fetched_at)."""
         return self._read_index()
 
     # -- items ---------------------------------------------------------------------
@@ -121,10 +138,11 @@ class ResourceCache:
                 next call tries again.
         """
         parsed = as_uri(uri)
-        key = cache_key(parsed.text)
+        scope = cache_scope(parsed, self.settings)
+        key, name = cache_key(parsed.text, scope), index_name(parsed.text, scope)
         item = self._item_dir(key)
         with _flock(self.root / "locks" / f"{key}.lock"):
-            entry = self._read_index().get(parsed.text)
+            entry = self._read_index().get(name)
             if entry is not None and item.is_dir():
                 return item, 0
             shutil.rmtree(item, ignore_errors=True)  # a half-removed or unindexed item
@@ -141,7 +159,7 @@ class ResourceCache:
             except BaseException:
                 shutil.rmtree(building, ignore_errors=True)
                 raise
-            self._update_index(parsed.text, {"key": key, "bytes": size, "fetched_at": time.time()})
+            self._update_index(name, {"key": key, "bytes": size, "fetched_at": time.time()})
             log.info("resource cached", extra={"uri": parsed.text, "bytes": size})
             return item, size
 
@@ -160,9 +178,10 @@ class ResourceCache:
     def forget(self, uri: Uri | str) -> None:
         """Drop ``uri`` from the cache (the next `get` downloads it again)."""
         parsed = as_uri(uri)
-        key = cache_key(parsed.text)
+        scope = cache_scope(parsed, self.settings)
+        key = cache_key(parsed.text, scope)
         with _flock(self.root / "locks" / f"{key}.lock"):
-            self._update_index(parsed.text, None)
+            self._update_index(index_name(parsed.text, scope), None)
             item = self._item_dir(key)
             if item.exists():
                 self._make_writable(item)

@@ -37,6 +37,7 @@ it, for `RemoteEntry` and `Progress`), and checking a URI loads no transport lib
 from __future__ import annotations
 
 import importlib
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -98,12 +99,41 @@ def _needs_authority(what: str) -> Callable[[Uri], None]:
 def _check_file(uri: Uri) -> None:
     if not uri.rest.strip("/") and uri.rest != "/":
         raise InvalidUri(f"file URI {uri.text!r} names no path")
+    if not uri.rest.startswith("/"):
+        # file://data/x would be relative to wherever the agent runs
+        raise InvalidUri(
+            f"file URI {uri.text!r} must name an absolute path: file:///{uri.rest} (three slashes)"
+        )
+
+
+#: What botocore accepts as a bucket name (S3 itself wants 3 to 63 characters of a-z,
+#: 0-9, "." and "-"; other stores accept more, so only what can never work is refused).
+_BUCKET = re.compile(r"[A-Za-z0-9._-]{1,255}")
 
 
 def _check_s3(uri: Uri) -> None:
     _needs_authority("bucket (s3://bucket/key)")(uri)
     if uri.options:
         raise InvalidUri(f"s3 takes no @options: {uri.text!r}")
+    if not _BUCKET.fullmatch(uri.authority):
+        raise InvalidUri(
+            f"s3 URI {uri.text!r}: {uri.authority!r} is not a bucket name (letters, digits, "
+            "'.', '-' and '_' only; S3 wants 3 to 63 of a-z, 0-9, '.' and '-')"
+        )
+    if "/" not in uri.rest:
+        raise InvalidUri(
+            f"s3 URI {uri.text!r} names a bucket but no key: s3://{uri.authority}/KEY for an "
+            f"object, s3://{uri.authority}/ for the whole bucket"
+        )
+
+
+def _check_ftp(uri: Uri) -> None:
+    _needs_authority("host")(uri)
+    if "/" not in uri.rest:
+        raise InvalidUri(
+            f"ftp URI {uri.text!r} names a host but no path: ftp://{uri.authority}/PATH "
+            f"for a file, ftp://{uri.authority}/ for the top folder"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +158,7 @@ _RUN_CHECK = "scitq.transfer.transports.ena.request:check_run_uri"
 BUILTIN_SCHEMES: dict[str, SchemeInfo] = {
     "file": SchemeInfo("scitq.transfer.transports.file:LocalTransport", check=_check_file),
     "s3": SchemeInfo("scitq.transfer.transports.s3:S3Transport", check=_check_s3),
-    "ftp": SchemeInfo("scitq.transfer.transports.ftp:FtpTransport", check=_needs_authority("host")),
+    "ftp": SchemeInfo("scitq.transfer.transports.ftp:FtpTransport", check=_check_ftp),
     "http": SchemeInfo(
         "scitq.transfer.transports.http:HttpTransport", upload=False, check=_needs_authority("host")
     ),

@@ -23,7 +23,7 @@ from scitq.config import TransferSettings
 from scitq.errors import InvalidUri, TransferError
 from scitq.transfer.actions import apply_actions
 from scitq.transfer.disk import walk_files
-from scitq.transfer.registry import Progress, transport_for
+from scitq.transfer.registry import Progress, scheme_info, transport_for
 from scitq.transfer.retry import (
     EitherFlag,
     Interrupted,
@@ -45,6 +45,34 @@ T = TypeVar("T")
 def as_uri(uri: Uri | str) -> Uri:
     """``uri`` parsed if it is text."""
     return uri if isinstance(uri, Uri) else parse_uri(uri)
+
+
+def as_folder(uri: Uri) -> Uri:
+    """``uri`` with a trailing ``/`` on its path (options and actions kept)."""
+    if uri.is_folder:
+        return uri
+    head = "@".join((uri.scheme, *uri.options))
+    actions = "".join(f"|{action}" for action in uri.actions)
+    return parse_uri(f"{head}://{uri.rest}/{actions}")
+
+
+def folder_if_missing(uri: Uri, error: TransferError, settings: TransferSettings) -> Uri:
+    """The folder ``uri/`` when the file ``uri`` does not exist but that folder holds
+    files, as scitq v1 (rclone) read ``s3://bucket/prefix``; else raises ``error``.
+
+    Only for schemes that store folders (those accepting uploads), and only after a
+    failure that retrying cannot fix (a missing object).
+    """
+    if uri.is_folder or error.retryable or not scheme_info(uri).upload:
+        raise error
+    folder = as_folder(uri)
+    try:
+        found = next(iter(transport_for(folder, settings).list(folder, recursive=True)), None)
+    except TransferError:
+        raise error from None
+    if found is None:
+        raise error
+    return folder
 
 
 def remote_size(uri: Uri, settings: TransferSettings) -> int | None:
@@ -95,12 +123,18 @@ def fetch(
     """
     uri = as_uri(uri)
     transport = transport_for(uri, settings)
+    if not uri.is_folder and not uri.path.strip("/") and scheme_info(uri).upload:
+        uri = as_folder(uri)  # s3://bucket, ftp://host: the root folder
     target = dest_dir / check_subdir(uri.subdir, uri.text) if uri.subdir else dest_dir
     dest_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest_dir))
     try:
         guarded = guarded_progress(uri.text, "download", deadline, stop, progress)
-        size = transport.download(uri, staging, guarded)
+        try:
+            size = transport.download(uri, staging, guarded)
+        except TransferError as error:
+            folder = folder_if_missing(uri, error, settings)
+            size = transport.download(folder, staging, guarded)
         apply_actions(staging, uri)
         _move_tree(staging, target)
         return size

@@ -15,17 +15,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, Response, render_template
+from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from scitq import errors
 from scitq.config import Settings, load_settings
-from scitq.web import auth, csrf, db, formatting, secret
+from scitq.web import auth, csrf, db, formatting, secret, sessions
 from scitq.web.htmx import is_htmx
 from scitq.web.views import batches, cloud, overview, tasks, workers
-
-#: How long a login lasts without activity.
-SESSION_LIFETIME = timedelta(hours=12)
 
 
 def create_app(settings: Settings | None = None, **config: Any) -> Flask:
@@ -40,7 +38,8 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     app = Flask(__name__)
     app.config.from_mapping(
         SECRET_KEY=secret.secret_key(settings.web),
-        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        # the cookie's own expiry; the database ends sessions earlier (idle, ended)
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.web.session_max_hours),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="scitq_session",
@@ -50,7 +49,11 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     app.jinja_env.autoescape = True  # also for templates not named .html
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
+    if settings.web.trusted_proxies:
+        hops = settings.web.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     db.init_app(app, settings)
+    sessions.init_app(app, settings.web)
     csrf.init_app(app)
     auth.init_app(app, settings.web)
     formatting.init_app(app)
@@ -63,6 +66,8 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         cloud.blueprint,
     ):
         app.register_blueprint(blueprint)
+    # browsers ask for /favicon.ico whatever the page links: the static file, public too
+    app.add_url_rule("/favicon.ico", endpoint="static", defaults={"filename": "favicon.svg"})
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(errors.ScitqError, _scitq_error)
@@ -86,6 +91,10 @@ SECURITY_HEADERS = {
 def _security_headers(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if request.endpoint != "static":
+        # pages show what only a logged-in user may see (and the login form a CSRF
+        # token): no browser or proxy cache keeps them, Back after logout shows nothing
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 

@@ -1,6 +1,8 @@
-"""Terminal output as HTML: escaped first, then SGR colour codes become ``<span>``s with
-classes (``ansi-bold``, ``ansi-fg-1``, ``ansi-bg-4``...) and other escape sequences
-(cursor moves, titles) are dropped.
+"""Terminal output as HTML: SGR colour codes become ``<span>``s with classes
+(``ansi-bold``, ``ansi-fg-1``, ``ansi-bg-4``...), other escape sequences (cursor moves,
+titles) and stray ESC bytes are dropped, and the text between them is escaped. The
+codes are found in the raw text, before escaping: escaping first would turn a quote
+after ``ESC [`` into an entity that no pattern recognises, leaving a raw ESC.
 
 Colour state starts afresh at each call: a colour left open at the end of one page of
 output is not carried to the next.
@@ -16,8 +18,9 @@ from markupsafe import Markup, escape
 _SGR = re.compile(r"\x1b\[([0-9;:]*)m")
 #: Other escape sequences: CSI (cursor, erase), OSC (titles, links), two-byte ones.
 _OTHER = re.compile(r"\x1b(?:\[[0-9;:?<=>]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
-#: Control characters a browser would show as boxes (tab, newline, CR are kept).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")
+#: Control characters a browser would show as boxes (tab, newline, CR are kept), and
+#: the ESC of a sequence none of the patterns above recognised.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 _ATTRIBUTES = {1: "bold", 2: "dim", 3: "italic", 4: "underline", 7: "reverse", 9: "strike"}
 _RESETS = {22: ("bold", "dim"), 23: ("italic",), 24: ("underline",), 27: ("reverse",),
@@ -55,13 +58,12 @@ def _apply(codes: list[int], state: dict[str, str]) -> None:
 
 def ansi_to_html(text: str) -> Markup:
     """``text`` escaped for HTML, its colours as spans, other escape codes removed."""
-    safe = str(escape(text))  # escaping leaves ESC, [, digits and m alone
     parts: list[str] = []
     state: dict[str, str] = {}
     is_open = False
     position = 0
-    for match in _SGR.finditer(safe):
-        parts.append(_clean(safe[position : match.start()]))
+    for match in _SGR.finditer(text):
+        parts.append(_clean(text[position : match.start()]))
         position = match.end()
         codes = [int(part) for part in re.split("[;:]", match[1]) if part.isdigit()] or [0]
         _apply(codes, state)
@@ -71,11 +73,11 @@ def ansi_to_html(text: str) -> Markup:
         if state:
             parts.append(f'<span class="{" ".join(sorted(state.values()))}">')
             is_open = True
-    parts.append(_clean(safe[position:]))
+    parts.append(_clean(text[position:]))
     if is_open:
         parts.append("</span>")
-    return Markup("".join(parts))  # escaped text and fixed tags
+    return Markup("".join(parts))  # escaped pieces (_clean) and fixed tags
 
 
 def _clean(text: str) -> str:
-    return _CONTROL.sub("", _OTHER.sub("", text))
+    return str(escape(_CONTROL.sub("", _OTHER.sub("", text))))

@@ -42,6 +42,18 @@ class Chart:
     failed: int
     bucket_seconds: float
     window_seconds: float
+    #: The y axis: (label, y) of the gridlines, top first (attempts per bucket).
+    y_ticks: tuple[tuple[str, float], ...] = ()
+    #: The x axis: the times under the left edge, the middle and the right edge.
+    x_ticks: tuple[datetime, ...] = ()
+
+
+def _y_ticks(peak: int, scale: float) -> tuple[tuple[str, float], ...]:
+    """Gridlines at the peak, its half (when it is a whole number) and zero."""
+    if peak == 0:
+        return (("0", float(HEIGHT)),)
+    values = [peak, peak // 2, 0] if peak >= 2 else [peak, 0]
+    return tuple((str(value), HEIGHT - value * scale) for value in dict.fromkeys(values))
 
 
 def throughput_chart(
@@ -91,4 +103,6 @@ def throughput_chart(
         failed=sum(bar.failed for bar in bars),
         bucket_seconds=bucket_seconds,
         window_seconds=window_seconds,
+        y_ticks=_y_ticks(peak, scale),
+        x_ticks=(starts[0], starts[len(starts) // 2], starts[-1] + step),
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
-from flask import Response, flash, g, redirect, render_template
+from flask import Response, flash, g, redirect, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from scitq.errors import ScitqError
@@ -29,6 +30,19 @@ def audit(action: str, target: str) -> None:
         user,
         extra={"user": user, "action": action, "target": target},
     )
+
+
+def local_referrer(default: str) -> str:
+    """The page the action came from, as a path of this site, else ``default``: a
+    ``Referer`` naming another site (or scheme, or port) is never redirected to."""
+    referrer = request.referrer
+    if not referrer or any(char < " " or char in "\\\x7f" for char in referrer):
+        return default
+    parts = urlsplit(referrer)
+    if (parts.scheme, parts.netloc) != (request.scheme, request.host) or not parts.path:
+        return default
+    path = "/" + parts.path.lstrip("/")  # never "//host": a scheme-relative URL
+    return f"{path}?{parts.query}" if parts.query else path
 
 
 def _flash_fragment(message: str, category: str) -> str:

@@ -212,9 +212,8 @@ def test_sigterm_past_the_grace_period_kills_and_hands_back(conn, start_agent):
 
 
 def test_killed_agent_task_succeeds_on_another_agent(conn, start_agent):
-    (task,) = task_submit(
-        conn, "kill9", [{"command": "sleep 2; echo finished", "shell": True, "retries": 1}]
-    )
+    # retries 0, the default: the lost attempt is a free requeue (issue 15.1)
+    (task,) = task_submit(conn, "kill9", [{"command": "sleep 2; echo finished", "shell": True}])
     first = start_agent("-b", "kill9", "--lease", "3", "--heartbeat", "0.5")
     wait_for(lambda: task_status(conn, task["id"]) == "running")
     os.killpg(first.process.pid, signal.SIGKILL)
@@ -224,6 +223,10 @@ def test_killed_agent_task_succeeds_on_another_agent(conn, start_agent):
     rows = executions(conn, "kill9")
     assert [(r[1], r[5]) for r in rows] == [("lost", 1), ("succeeded", 2)]
     assert log_text(conn, task["id"]).endswith("finished\n")
+    assert conn.execute(
+        "SELECT attempts_used, requeue_count FROM scitq.task_overview WHERE task_id = %s",
+        (task["id"],),
+    ).fetchone() == (1, 1)
 
 
 def test_drain_exits_when_no_work_is_left(conn, start_agent):

@@ -237,3 +237,26 @@ def test_out_of_memory_is_classified(work_dir: Path) -> None:
     assert result.return_code == 137
     assert result.failure_class == "oom"
     assert result.failure_reason is not None and "SIGKILL" in result.failure_reason
+
+
+def test_a_runtime_whose_daemon_is_down_is_not_a_missing_image(tmp_path: Path) -> None:
+    # a docker client without its daemon (what the real client prints, then exit code 1)
+    docker = tmp_path / "docker"
+    docker.write_text(
+        "#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock."
+        " Is the docker daemon running?' >&2\nexit 1\n"
+    )
+    docker.chmod(0o755)
+    for folder in ("input", "output", "resource", "tmp"):
+        (tmp_path / folder).mkdir()
+    spec = CommandSpec(command="true", work_dir=tmp_path, shell=True, env={}, cpu=1,
+                       container="alpine", container_runtime=str(docker))  # fmt: skip
+    result, _ = execute(spec)
+    assert result.return_code is None
+    assert result.failure_reason is not None
+    assert f"{docker} does not answer" in result.failure_reason
+    assert (
+        "is the " in result.failure_reason
+        and "daemon running on this worker?" in result.failure_reason
+    )
+    assert "never pulls" not in result.failure_reason

@@ -80,7 +80,9 @@ def test_twenty_tasks_read_s3_share_a_resource_and_write_outputs(
     for cache in caches:
         if cache.exists():
             index = json.loads((cache / "index.json").read_text())
-            assert list(index) == [f"s3://{s3_bucket}/ref/ref.txt.gz|gunzip"]
+            # one entry, the URI read from this S3 endpoint
+            scope = f"s3 endpoint={s3_server.endpoint_url} profile=default"
+            assert list(index) == [f"[{scope}] s3://{s3_bucket}/ref/ref.txt.gz|gunzip"]
 
 
 def test_a_missing_input_fails_the_execution_as_a_download_and_is_retried(

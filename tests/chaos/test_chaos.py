@@ -200,14 +200,22 @@ def _told_not_live(log: str, execution_ids: list[int]) -> bool:
     )
 
 
-def test_chaos(chaos_server: tuple[EmbeddedServer, str], tmp_path: Path) -> None:
+#: The variant with retries 0 (the default): every loss must be a free requeue. Fewer tasks
+#: keep its run short; a task is lost at most a few times over the run, within its 3 free
+#: requeues.
+RETRIES_0_TASKS = min(TASKS, 150)
+
+
+@pytest.mark.parametrize("retries", [50, 0], ids=["retries-50", "retries-0"])
+def test_chaos(chaos_server: tuple[EmbeddedServer, str], tmp_path: Path, retries: int) -> None:
+    tasks = TASKS if retries else RETRIES_0_TASKS
     server, conninfo = chaos_server
     rng = random.Random(int(os.environ.get("SCITQ_CHAOS_SEED", "7")))
     marker = uuid.uuid4().hex
     script = f'for i in $(seq 1 {LINES}); do echo "task $SCITQ_TASK_ID line $i"; sleep 0.1; done'
     started = time.monotonic()
     conn = psycopg.connect(conninfo, autocommit=True)
-    for start in range(0, TASKS, 5000):
+    for start in range(0, tasks, 5000):
         task_submit(
             conn,
             "chaos",
@@ -215,12 +223,12 @@ def test_chaos(chaos_server: tuple[EmbeddedServer, str], tmp_path: Path) -> None
                 {
                     "command": script,
                     "shell": True,
-                    "retries": 50,
+                    "retries": retries,
                     "retry_delay_seconds": 0,
                     "env": {"CHAOS_MARK": marker},
                     "name": f"t{i}",
                 }
-                for i in range(start, min(TASKS, start + 5000))
+                for i in range(start, min(tasks, start + 5000))
             ],
         )
     fleet = Fleet(conninfo, tmp_path)
@@ -232,7 +240,7 @@ def test_chaos(chaos_server: tuple[EmbeddedServer, str], tmp_path: Path) -> None
         def succeeded() -> int:
             return int(_scalar(conn, "SELECT count(*) FROM scitq.task WHERE status = 'succeeded'"))
 
-        wait_for(lambda: succeeded() >= min(40, TASKS // 10), timeout=120, interval=0.5)
+        wait_for(lambda: succeeded() >= min(40, tasks // 10), timeout=120, interval=0.5)
 
         # 1. freeze one agent past its lease while another is killed and restarted
         frozen_name = names[0]
@@ -281,7 +289,7 @@ def test_chaos(chaos_server: tuple[EmbeddedServer, str], tmp_path: Path) -> None
                  timeout=30, interval=0.5)  # fmt: skip
 
         # 2. kill a random agent, then restart the database once
-        wait_for(lambda: succeeded() >= TASKS * 0.35, timeout=DEADLINE, interval=0.5)
+        wait_for(lambda: succeeded() >= tasks * 0.35, timeout=DEADLINE, interval=0.5)
         fleet.kill_and_restart(rng.choice(names))
         conn.close()
         server.stop()
@@ -290,7 +298,7 @@ def test_chaos(chaos_server: tuple[EmbeddedServer, str], tmp_path: Path) -> None
         conn = _connect(conninfo)
 
         # 3. more random kills until most of the work is done
-        while succeeded() < TASKS * 0.8 and time.monotonic() - started < DEADLINE:
+        while succeeded() < tasks * 0.8 and time.monotonic() - started < DEADLINE:
             time.sleep(rng.uniform(2.0, 4.0))
             fleet.kill_and_restart(rng.choice(names), pause=rng.uniform(0.2, 1.5))
             if fleet.kills >= 8:
@@ -298,7 +306,7 @@ def test_chaos(chaos_server: tuple[EmbeddedServer, str], tmp_path: Path) -> None
 
         remaining = DEADLINE - (time.monotonic() - started)
         try:
-            wait_for(lambda: succeeded() == TASKS, timeout=max(remaining, 30), interval=1.0)
+            wait_for(lambda: succeeded() == tasks, timeout=max(remaining, 30), interval=1.0)
         except AssertionError:
             raise AssertionError(_diagnose(conn, fleet)) from None
         elapsed = time.monotonic() - started
@@ -311,14 +319,14 @@ def test_chaos(chaos_server: tuple[EmbeddedServer, str], tmp_path: Path) -> None
     wait_for(lambda: not _task_processes(marker), timeout=30, interval=0.5)
 
     statuses = conn.execute("SELECT status, count(*) FROM scitq.task GROUP BY status").fetchall()
-    assert statuses == [("succeeded", TASKS)]
+    assert statuses == [("succeeded", tasks)]
     # exactly one succeeded execution per task
     per_task = conn.execute(
         "SELECT count(*) FILTER (WHERE status = 'succeeded') AS n FROM scitq.execution "
         "GROUP BY task_id HAVING count(*) FILTER (WHERE status = 'succeeded') <> 1"
     ).fetchall()
     assert per_task == []
-    assert _scalar(conn, "SELECT count(DISTINCT task_id) FROM scitq.execution") == TASKS
+    assert _scalar(conn, "SELECT count(DISTINCT task_id) FROM scitq.execution") == tasks
     # nothing is still live
     assert _scalar(conn, "SELECT count(*) FROM scitq.execution WHERE status = ANY(%s)", LIVE) == 0
 
@@ -328,7 +336,7 @@ def test_chaos(chaos_server: tuple[EmbeddedServer, str], tmp_path: Path) -> None
         " FROM scitq.execution e JOIN scitq.execution_output o ON o.execution_id = e.id"
         " WHERE e.status = 'succeeded' AND o.stream = 'stdout' GROUP BY e.task_id"
     ).fetchall()
-    assert len(rows) == TASKS
+    assert len(rows) == tasks
     wrong = [task for task, seqs, text in rows if text != expected_output(task)]
     assert wrong == []
     gaps = [
@@ -360,6 +368,10 @@ def test_chaos(chaos_server: tuple[EmbeddedServer, str], tmp_path: Path) -> None
     assert sum(n for _, n in lost) >= len(held)
     assert _scalar(conn, "SELECT count(*) FROM scitq.execution WHERE failure_reason IS NULL "
                    "AND status = 'lost'") == 0  # fmt: skip
+    # no loss spent a retry: with retries 0, every task lost on the way was requeued free
+    requeued = _scalar(conn, "SELECT count(*) FROM scitq.task WHERE requeue_count > 0")
+    assert requeued >= 1
+    assert _scalar(conn, "SELECT max(attempt_count - retry_floor) FROM scitq.task") == 1
     # the scheduler and the last agents survived the database restart
     assert scheduler_alive
     assert sorted(agents_alive) == names
@@ -369,7 +381,7 @@ def test_chaos(chaos_server: tuple[EmbeddedServer, str], tmp_path: Path) -> None
     ).fetchall()
     conn.close()
     print(
-        f"\nchaos: {TASKS} tasks x {LINES} lines, {AGENTS} agents, {fleet.kills} SIGKILLs, "
+        f"\nchaos: {tasks} tasks x {LINES} lines, {AGENTS} agents, {fleet.kills} SIGKILLs, "
         f"1 freeze ({len(held)} executions), 1 database restart: {elapsed:.0f} s; "
         f"executions {dict(summary)}"
     )

@@ -123,7 +123,11 @@ def test_back_off_until_a_time_after_a_failed_attempt(
     assert (found["status"], found["code"]) == ("pending", "backoff")
     assert "retry back-off until" in found["message"]
     assert "attempt 1 on w1 ended (exit, exit code 2: bad input)" in found["message"]
-    assert found["details"] == []  # the worker itself is free
+    # the worker itself is free: the only detail is the count of attempts
+    assert found["details"] == [
+        "1 of 3 attempts used; 0 of 3 free requeues used (executions lost or handed back, "
+        "which spend no retry)"
+    ]
 
 
 def test_several_reasons_come_with_details(invoke: Invoke, conn: psycopg.Connection[Any]) -> None:

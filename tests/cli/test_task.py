@@ -274,7 +274,7 @@ def test_actions_say_what_they_skip_and_fail_when_nothing_applies(
     assert f"skipped (only failed or canceled tasks): {b}" in partly.stderr
 
     assert_one_line_error(
-        invoke("task", "retry", str(b)), 5, f"nothing retried: task {b} is pending"
+        invoke("task", "retry", str(b)), 5, f"nothing retried: task {b} (pending)"
     )
     assert_one_line_error(invoke("task", "resume", str(b)), 5, "only paused or running tasks")
     assert_one_line_error(invoke("task", "cancel", str(a), "12345"), 4, "no task 12345")

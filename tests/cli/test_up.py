@@ -32,11 +32,13 @@ READY = "press Ctrl-C to stop"
 class Up:
     """One ``scitq up`` process, its output in files."""
 
-    def __init__(self, env: dict[str, str], base: Path, *args: str) -> None:
+    def __init__(
+        self, env: dict[str, str], base: Path, *args: str, up_args: tuple[str, ...] = ()
+    ) -> None:
         self.out_path, self.err_path = base / "up.out", base / "up.err"
         with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "scitq", *args, "up", "--concurrency", "2"],
+                [sys.executable, "-m", "scitq", *args, "up", "--concurrency", "2", *up_args],
                 stdout=out,
                 stderr=err,
                 env=env,
@@ -193,3 +195,41 @@ def test_up_stops_when_the_agent_dies(
     assert "stopping the scheduler" in errors[0]
     alive = [p.pid for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert alive == []
+
+
+def test_a_second_up_says_so_in_one_line_and_starts_nothing(
+    db: str, env: dict[str, str], base: Path, started: list[Up], tmp_path: Path
+) -> None:
+    up = Up(env, base, "--database-url", db)
+    started.append(up)
+    up.wait_ready()
+    with psycopg.connect(db, autocommit=True) as conn:
+        wait_for(lambda: conn.execute("SELECT count(*) FROM scitq.worker").fetchone() == (1,))
+    second = Up(env, tmp_path, "--database-url", db)
+    started.append(second)
+    assert second.process.wait(timeout=60) == 2
+    port = env["SCITQ_WEB_PORT"]
+    assert second.stderr().splitlines() == [
+        f"scitq: error: port {port} of 127.0.0.1 is in use (another `scitq up` or `scitq web`?): "
+        "give --web-port PORT, or --no-web"
+    ]
+    assert second.stdout() == ""
+    with psycopg.connect(db, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM scitq.worker").fetchone() == (1,)
+    assert up.process.poll() is None
+
+
+def test_a_second_up_without_web_is_a_second_worker(
+    db: str, env: dict[str, str], base: Path, started: list[Up], tmp_path: Path
+) -> None:
+    up = Up(env, base, "--database-url", db)
+    started.append(up)
+    up.wait_ready()
+    second = Up(env, tmp_path, "--database-url", db, up_args=("--no-web",))
+    started.append(second)
+    second.wait_ready()
+    with psycopg.connect(db, autocommit=True) as conn:
+        wait_for(lambda: conn.execute("SELECT count(*) FROM scitq.worker").fetchone() == (2,))
+        names = conn.execute("SELECT name, batches FROM scitq.worker ORDER BY id").fetchall()
+    assert [batches for _, batches in names] == [[], []]
+    assert names[0][0] != names[1][0]

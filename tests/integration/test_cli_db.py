@@ -512,7 +512,7 @@ def test_embedded_upgrade_status_serve_create_role_and_stop(embedded_env: dict[s
         created = _scitq(embedded_env, "db", "create-role", "--agent", "remote-1", "--json")
         assert created.returncode == 0, created.stderr
         agent = json.loads(created.stdout)
-        assert agent["database_url"].endswith(f"@127.0.0.1:{port}/scitq")
+        assert f"@127.0.0.1:{port}/scitq?sslmode=verify-full&sslrootcert=/" in agent["database_url"]
         with psycopg.connect(agent["database_url"], connect_timeout=10) as login:
             assert login.execute("SELECT session_user").fetchone() == (agent["role"],)
 

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from scitq import errors
-from scitq.db.batch import batch_signal
+from scitq.db.batch import batch_set_requeues, batch_signal
 from scitq.db.connection import translated
 from scitq.db.execution import (
     execution_append_output,
@@ -17,7 +17,7 @@ from scitq.db.execution import (
     execution_set_phase,
     execution_set_phases,
 )
-from scitq.db.task import task_cancel, task_claim, task_signal, task_submit
+from scitq.db.task import task_cancel, task_claim, task_retry, task_signal, task_submit
 from scitq.db.worker import (
     worker_delete,
     worker_heartbeat,
@@ -180,8 +180,18 @@ def test_bad_results_change_nothing(conn, result):
     assert conn.execute("SELECT status FROM scitq.execution").fetchone() == ("assigned",)
 
 
-def test_lease_expiry_marks_lost_and_requeues(conn):
-    task_id, worker = setup_one(conn, retries=1, lease=30)
+def _requeues(conn, task_id):
+    return conn.execute(
+        "SELECT attempt_count, attempts_used, requeue_count, requeues FROM scitq.task_overview "
+        "WHERE task_id = %s",
+        (task_id,),
+    ).fetchone()
+
+
+def test_lease_expiry_marks_lost_and_requeues_without_a_retry(conn):
+    """retries 0 (the default): a lost execution is requeued at once, free, up to the
+    task's requeues (3 by default); the fourth loss fails the task and says why."""
+    task_id, worker = setup_one(conn, lease=30)
     (claim,) = task_claim(conn, worker, 1, now=at(0))
     # heartbeats renew the lease
     beat = worker_heartbeat(conn, worker, [claim["execution_id"]], now=at(25))
@@ -193,13 +203,46 @@ def test_lease_expiry_marks_lost_and_requeues(conn):
         "SELECT status, failure_class, finished_at FROM scitq.execution WHERE id = %s",
         (claim["execution_id"],),
     ).fetchone() == ("lost", "lost", at(56))
-    assert task_row(conn, task_id)[:3] == ("pending", 1, at(66))
-    # a second loss uses the last retry: the task fails
-    other = worker_register(conn, "w2", batches=["b"], lease_seconds=30, now=at(70))["id"]
-    (claim2,) = task_claim(conn, other, 1, now=at(70))
-    assert execution_expire_leases(conn, now=at(101))[0]["task_id"] == task_id
+    # pending at once (no back-off), no retry spent: 0 attempts used, 1 free requeue
+    assert task_row(conn, task_id)[:3] == ("pending", 1, at(56))
+    assert _requeues(conn, task_id) == (1, 0, 1, 3)
+    for loss in (2, 3, 4):
+        start = 100 * loss
+        (claimed,) = task_claim(conn, worker, 1, now=at(start))
+        assert claimed["attempt"] == loss
+        assert execution_expire_leases(conn, now=at(start + 31))[0]["task_id"] == task_id
+    # three free requeues used, the fourth loss fails the task, with the reason
     assert task_row(conn, task_id)[0] == "failed"
-    assert claim2["attempt"] == 2
+    assert _requeues(conn, task_id) == (4, 1, 3, 3)
+    reason = conn.execute(
+        "SELECT failure_reason FROM scitq.task_overview WHERE task_id = %s", (task_id,)
+    ).fetchone()[0]
+    assert reason == (
+        "lease expired: the worker stopped heartbeating; "
+        "no free requeue left (3 of 3 used): the task fails"
+    )
+    # a retry by a user gives fresh retries and fresh requeues
+    task_retry(conn, [task_id], now=at(600))
+    assert _requeues(conn, task_id) == (4, 0, 0, 3)
+
+
+def test_requeues_per_task_and_per_batch(conn):
+    (task,) = task_submit(conn, "b", [{"command": "x", "requeues": 0}], now=at(0))
+    worker = worker_register(conn, "w1", batches=["b"], lease_seconds=30, now=at(0))["id"]
+    task_claim(conn, worker, 1, now=at(0))
+    execution_expire_leases(conn, now=at(31))
+    assert task_row(conn, task["id"])[0] == "failed"  # no free requeue at all
+    # past its free requeues, a loss spends a retry when there is one (after the back-off)
+    (spender,) = task_submit(conn, "b", [{"command": "x", "requeues": 0, "retries": 1}], now=at(0))
+    task_claim(conn, worker, 1, now=at(32))
+    execution_expire_leases(conn, now=at(63))
+    assert task_row(conn, spender["id"])[:3] == ("pending", 1, at(73))
+    assert _requeues(conn, spender["id"]) == (1, 1, 0, 0)
+    assert batch_set_requeues(conn, "b", 5) == 2
+    (later,) = task_submit(conn, "b", [{"command": "y"}], now=at(40))
+    assert _requeues(conn, later["id"])[3] == 5
+    with pytest.raises(errors.InvalidArgument):
+        task_submit(conn, "b", [{"command": "z", "requeues": -1}])
 
 
 def test_fencing_refuses_a_lost_executions_late_writes(conn):
@@ -209,8 +252,8 @@ def test_fencing_refuses_a_lost_executions_late_writes(conn):
     execution_append_output(conn, worker, [(old, 0, "stdout", "before\n")], now=at(5))
     # the agent freezes; claiming after the lease rescues the task on another worker
     other = worker_register(conn, "w2", batches=["b"], lease_seconds=30, now=at(40))["id"]
-    assert task_claim(conn, other, 1, now=at(50)) == []  # marks it lost: 10 s back-off
-    (claim2,) = task_claim(conn, other, 1, now=at(61))
+    # the claim marks it lost and requeues it at once, without a back-off
+    (claim2,) = task_claim(conn, other, 1, now=at(50))
     assert claim2["task_id"] == task_id and claim2["attempt"] == 2
     # the frozen agent wakes up: every write is refused with the execution named
     with pytest.raises(errors.ExecutionNotLive) as caught:
@@ -350,8 +393,9 @@ def test_worker_restart_hands_back_its_executions(conn):
         "lost",
         "the worker restarted while it held this execution",
     )
-    # a lost attempt counts: with no retry left the task fails
-    assert task_row(conn, task_id)[0] == "failed"
+    # a lost attempt spends no retry: with retries 0 the task is pending again, requeued
+    assert task_row(conn, task_id)[0] == "pending"
+    assert _requeues(conn, task_id) == (1, 0, 1, 3)
 
 
 def test_worker_stop_hands_back_without_using_a_retry(conn):
@@ -360,6 +404,7 @@ def test_worker_stop_hands_back_without_using_a_retry(conn):
     assert worker_stop(conn, worker) == 1
     status, attempts, _, _ = task_row(conn, task_id)
     assert (status, attempts) == ("pending", 1)
+    assert _requeues(conn, task_id) == (1, 0, 1, 3)  # handed back: a free requeue
     assert conn.execute("SELECT status FROM scitq.worker").fetchone() == ("stopped",)
     other = worker_register(conn, "w2", batches=["b"])["id"]
     (claim,) = task_claim(conn, other, 1)

@@ -3,6 +3,7 @@ readers see only the reporting views."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import psycopg
@@ -20,8 +21,10 @@ from scitq.db.task import task_cancel, task_claim, task_submit
 from scitq.db.worker import (
     password_verifier,
     worker_create_role,
+    worker_delete,
     worker_heartbeat,
     worker_register,
+    worker_role_set_batches,
     worker_stop,
     worker_update,
 )
@@ -193,3 +196,62 @@ def test_public_has_nothing(conn, make_role):
             nobody.execute("SELECT * FROM scitq.batch_progress")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             nobody.execute("SELECT scitq.task_add_v1('b', 'x')")
+
+
+def test_agent_role_is_bound_to_its_worker_and_batches(conn, db, server_conninfo):
+    """A role made by `db create-role --agent` registers its worker only, serving only the
+    batches the admin allowed; claims outside them are refused whatever the worker row
+    says; a name reserved for such a role cannot be taken by another role (issue 15.4)."""
+    suffix = uuid.uuid4().hex[:8]
+    role, spare = f"scitq_t_bound_{suffix}", f"scitq_t_spare_{suffix}"
+    worker = worker_create_role(
+        conn, "bound-1", role, password_verifier(conn, role, "pw-bound-1"), batches=["allowed"]
+    )
+    worker_create_role(conn, "bound-2", spare, password_verifier(conn, spare, "pw-bound-2"))
+    task_submit(conn, "allowed", [{"command": "ok"}])
+    task_submit(conn, "secret", [{"command": "cat", "env": {"TOKEN": "do-not-leak"}}])
+    dsn = psycopg.conninfo.make_conninfo(db, user=role, password="pw-bound-1")
+    try:
+        with psycopg.connect(dsn, autocommit=True) as bound:
+            # not another name (squatting), not a batch outside those allowed
+            with pytest.raises(errors.WorkerNotOwned, match="created for worker 'bound-1'"):
+                worker_register(bound, "squatted", batches=["allowed"])
+            with pytest.raises(errors.WorkerNotOwned, match="may not serve batch secret"):
+                worker_register(bound, "bound-1", batches=["secret"])
+            # every batch asked for: it gets the allowed ones only
+            resumed = worker_register(bound, "bound-1", batches=[], concurrency=10)
+            assert resumed["id"] == worker["id"]
+            claimed = task_claim(bound, worker["id"], 10)
+            assert [c["batch"] for c in claimed] == ["allowed"]
+            # the admin points the worker row at the secret batch: still refused
+            worker_update(conn, worker["id"], batches=["secret"])
+            assert task_claim(bound, worker["id"], 10) == []
+            # until the admin allows that batch for the role
+            assert worker_role_set_batches(conn, role, ["allowed", "secret"])["batches"] == [
+                "allowed", "secret"]  # fmt: skip
+            assert [c["batch"] for c in task_claim(bound, worker["id"], 10)] == ["secret"]
+        # a worker name reserved for a role stays reserved after its row is deleted
+        spare_id = conn.execute("SELECT id FROM scitq.worker WHERE name = 'bound-2'").fetchone()
+        worker_delete(conn, spare_id[0])
+        assert conn.execute("SELECT count(*) FROM scitq.worker").fetchone() == (1,)
+        with pytest.raises(errors.WorkerNotOwned, match="reserved for database role"):
+            worker_register(bound_shared(db, server_conninfo, suffix), "bound-2")
+        with pytest.raises(errors.NotFound):
+            worker_role_set_batches(conn, "scitq_t_nobody", None)
+    finally:
+        with psycopg.connect(server_conninfo, autocommit=True) as admin:
+            for name in (role, spare, f"scitq_t_shared_{suffix}"):
+                admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
+def bound_shared(db: str, server_conninfo: str, suffix: str) -> psycopg.Connection:
+    """A connection of a plain member of scitq_agent (the shared role of a single-user
+    machine), which registers any free name."""
+    name = f"scitq_t_shared_{suffix}"
+    with psycopg.connect(server_conninfo, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE \"{name}\" LOGIN PASSWORD 'pw-shared' IN ROLE scitq_agent")
+    shared = psycopg.connect(
+        psycopg.conninfo.make_conninfo(db, user=name, password="pw-shared"), autocommit=True
+    )
+    assert worker_register(shared, "free-name")["name"] == "free-name"
+    return shared

@@ -106,3 +106,13 @@ def test_worker_deploy_requests_instances(invoke, conn):
     assert instance_list(conn)[-1]["is_permanent"] is True
     bad = invoke("worker", "deploy", "-b", "align", "-P", "local", "-N", "0")
     assert bad.exit_code == 2
+
+
+def test_worker_deploy_refuses_what_no_provider_serves(invoke, conn):
+    result = invoke("worker", "deploy", "-b", "align", "-P", "ovh")
+    assert result.exit_code == 2
+    assert "unknown provider 'ovh': the configured ones are local;" in result.output
+    region = invoke("worker", "deploy", "-b", "align", "-P", "local", "--region", "GRA11")
+    assert region.exit_code == 2
+    assert "provider 'local' has no region 'GRA11': it serves local" in region.output
+    assert instance_list(conn) == []

@@ -57,14 +57,16 @@ def status(conn, table: str, row_id: int) -> str:
 # -- lease expiry -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("retries", "task_status", "fate"), [
-    (1, "pending", "requeued, claimable from"),
-    (0, "failed", "failed: no retry left"),
+@pytest.mark.parametrize(("task", "task_status", "fate"), [
+    # a loss spends no retry (issue 15.1): free requeues first
+    ({"retries": 0}, "pending", "requeued without spending a retry (free requeue 1 of 3)"),
+    ({"retries": 1, "requeues": 0}, "pending", "requeued, claimable from"),
+    ({"retries": 0, "requeues": 0}, "failed", "failed: no free requeue nor retry left"),
 ])  # fmt: skip
 def test_expiry_marks_the_execution_lost_and_requeues_or_fails_the_task(
-    conn, retries, task_status, fate
+    conn, task, task_status, fate
 ):
-    _, claim = claim_one(conn, lease=30, retries=retries)
+    _, claim = claim_one(conn, lease=30, **task)
     assert duties.expire_leases(context(conn, 29)) == 0
     assert status(conn, "execution", claim["execution_id"]) == "assigned"
 

@@ -86,7 +86,8 @@ def test_agent_role_has_no_privilege_on_any_relation(conn: psycopg.Connection[An
 
 def test_reader_role_selects_the_views_only(conn: psycopg.Connection[Any]) -> None:
     assert _relations(conn, "scitq_reader") == {view: {"SELECT"} for view in READER_VIEWS}
-    assert _functions(conn, "scitq_reader") == set()
+    # the task counts that scitq.batch_progress calls (SECURITY DEFINER, reads only)
+    assert _functions(conn, "scitq_reader") == {"batch_count_tasks_v1"}
 
 
 def test_a_login_role_with_no_scitq_role_reaches_nothing(

@@ -71,6 +71,14 @@ def test_credentials_never_show(
             {"command": "env; echo args: $0 $@", "shell": True, "name": "env"},
             {"command": "true", "name": "s3", "inputs": ["s3://bucket/in.fq"]},
             {"command": "sleep 30", "name": "lost", "retries": 0},
+            # the agent's own environment and command line, as a task of the same user
+            # can read them (issue 15.5): the agent scrubs its credentials at start
+            {
+                "command": "tr '\\0' '\\n' < /proc/$PPID/environ; "
+                "tr '\\0' ' ' < /proc/$PPID/cmdline",
+                "shell": True,
+                "name": "parent",
+            },
         ],
     )
     # the agent gets its database URL (with the password) from the environment
@@ -109,7 +117,7 @@ def test_credentials_never_show(
                 ).fetchone()
                 return row is not None and row[0] in ("succeeded", "failed")
 
-            wait_for(lambda: ended("env") and ended("s3"), timeout=90)
+            wait_for(lambda: ended("env") and ended("s3") and ended("parent"), timeout=90)
             wait_for(
                 lambda: (
                     conn.execute(
@@ -156,7 +164,13 @@ def test_credentials_never_show(
 
     # the tasks ran and failed as expected, so the paths that could leak were taken
     statuses = dict(conn.execute("SELECT name, status FROM scitq.task").fetchall())
-    assert statuses == {"env": "succeeded", "s3": "failed", "lost": "failed"}
+    # the lost execution spent no retry: the task waits to be claimed again (issue 15.1)
+    assert statuses == {
+        "env": "succeeded",
+        "s3": "failed",
+        "lost": "pending",
+        "parent": "succeeded",
+    }
     reason = conn.execute(
         "SELECT e.failure_reason FROM scitq.execution e JOIN scitq.task t ON t.id = e.task_id "
         "WHERE t.name = 's3'"
@@ -164,6 +178,8 @@ def test_credentials_never_show(
     assert reason and "s3://bucket/in.fq" in reason[0]
     output = "".join(t for (t,) in conn.execute("SELECT text FROM scitq.task_log"))
     assert "PATH=" in output  # the env task really printed its environment
+    # the parent task really read the agent's environment and command line
+    assert "PYTHONUNBUFFERED=1" in output and "secret-agent" in output
 
     texts = {
         "database rows": _all_rows_text(conn),

@@ -31,6 +31,11 @@ def _task_count(conn: psycopg.Connection[Any]) -> int:
         (["-r", "s3://b/ref.tgz|explode"], "-r/--resource: unknown action 'explode'"),
         (["-o", "https://example.org/out/"], "-o/--output: output 'https://example.org/out/'"),
         (["-i", "ftp://bob:pw@host/x"], "contains a password"),
+        # what would be queued and could never work
+        (["-i", "s3://bucket"], "names a bucket but no key: s3://bucket/KEY for an object"),
+        (["-o", "s3://Not A Bucket!/x/"], "'Not A Bucket!' is not a bucket name"),
+        (["-i", "ftp://ftp.example.org"], "names a host but no path: ftp://ftp.example.org/PATH"),
+        (["-i", "file://data/x.fq"], "must name an absolute path: file:///data/x.fq"),
     ],
 )
 def test_launch_refuses_bad_uris(
@@ -72,4 +77,13 @@ def test_client_refuses_bad_uris_before_queuing(db: str, conn: psycopg.Connectio
             "true", inputs=["s3://bucket/in.fq.gz|gunzip"], output="file:///tmp/out/"
         )
         assert task.id > 0
+    assert _task_count(conn) == 1
+
+
+@pytest.mark.parametrize(
+    "uri", ["s3://bucket/", "s3://my.bucket_2/k", "ftp://host/", "file:///data/x", "http://host"]
+)
+def test_launch_accepts_what_can_work(db: str, conn: psycopg.Connection[Any], uri: str) -> None:
+    result = CliRunner().invoke(scitq, ["--database-url", db, "launch", "-i", uri, "--", "true"])
+    assert result.exit_code == 0, result.output
     assert _task_count(conn) == 1

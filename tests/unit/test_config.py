@@ -92,6 +92,7 @@ def test_data_dir_from_environment_beats_file_and_expands_user(
 
 
 def test_root_keeps_the_embedded_database_in_var_lib(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SCITQ_DATA_DIR")
     monkeypatch.setattr("os.geteuid", lambda: 0)
     assert config.default_data_dir() == ROOT_DATA_DIR == Path("/var/lib/scitq")
     assert load_settings({}).database.data_dir == ROOT_DATA_DIR
@@ -100,6 +101,7 @@ def test_root_keeps_the_embedded_database_in_var_lib(monkeypatch: pytest.MonkeyP
 def test_other_users_keep_it_in_their_data_dir(
     isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("SCITQ_DATA_DIR")
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     assert config.default_data_dir() == isolated_dirs / "xdg-data" / "scitq"
 

@@ -8,11 +8,11 @@ import pytest
 
 from scitq import config
 from scitq.config import load_settings
-from scitq.errors import ConfigError
+from scitq.errors import ConfigError, InvalidArgument
 
 #: Each table of the file and its keys (sub-tables included): what users may write.
 KEYS: dict[str, set[str]] = {
-    "database": {"url", "data_dir"},
+    "database": {"url", "data_dir", "server"},
     "transfer": {
         "retries", "backoff_base_seconds", "backoff_max_seconds", "parallel",
         "timeout_base_seconds", "timeout_min_rate_bytes", "connect_timeout_seconds",
@@ -23,14 +23,16 @@ KEYS: dict[str, set[str]] = {
     "transfer.ena": {
         "portal_url", "sra_url", "https_base", "ftp_base", "ca_file", "fasterq_dump",
     },
-    "web": {"host", "port", "secret_key", "secret_key_file", "trusted_header", "threads"},
+    "web": {"host", "port", "secret_key", "secret_key_file", "trusted_header", "threads",
+            "session_idle_minutes", "session_max_hours", "login_free_attempts",
+            "login_lockout_attempts", "login_lockout_minutes", "trusted_proxies"},
     "scheduler": {
         "duty_seconds", "retention_seconds", "timeout_grace_seconds", "output_retention_days",
         "decision_retention_days", "retention_batch", "lock_retry_seconds",
         "lock_check_seconds", "shutdown_grace_seconds", "recruit_seconds",
         "idle_grace_seconds", "boot_timeout_seconds", "operation_threads",
         "operation_attempts", "operation_retry_seconds", "deploy_backoff_seconds",
-        "agent_database_url", "local", "openstack",
+        "agent_database_url", "local", "openstack", "providers",
     },
     "scheduler.local": {"state_dir", "max_agents", "agent_options", "stop_grace_seconds"},
     "scheduler.openstack": {
@@ -91,7 +93,7 @@ def test_a_misspelt_key_gets_a_suggestion(tmp_path: Path, section: str) -> None:
 
 def test_several_unknown_keys_are_named_together(tmp_path: Path) -> None:
     _, message = _refused(tmp_path, "[web]\nprot = 1\nhots = 2\n")
-    assert "[web] unknown keys 'prot', 'hots' (known: host, port," in message
+    assert "[web] unknown keys 'prot', 'hots' (known: host, login_free_attempts," in message
     assert "did you mean" not in message
 
 
@@ -134,7 +136,9 @@ def test_every_known_key_is_read(tmp_path: Path) -> None:
         'https_base = "https://h"\nftp_base = "ftp://f"\nca_file = "/ca.pem"\n'
         'fasterq_dump = "/bin/fq"\n'
         '[web]\nhost = "0.0.0.0"\nport = 8080\nsecret_key = "k"\nsecret_key_file = "/k"\n'
-        'trusted_header = "X-User"\nthreads = 4\n'
+        'trusted_header = "X-User"\nthreads = 4\nsession_idle_minutes = 30\n'
+        "session_max_hours = 8\nlogin_free_attempts = 3\nlogin_lockout_attempts = 9\n"
+        "login_lockout_minutes = 10\ntrusted_proxies = 1\n"
         "[scheduler]\nduty_seconds = 1\nretention_batch = 5\noperation_threads = 2\n"
         'agent_database_url = "host=public"\noutput_retention_days = 7\n'
         '[scheduler.local]\nstate_dir = "/l"\nmax_agents = 3\nagent_options = ["-x"]\n'
@@ -150,6 +154,11 @@ def test_every_known_key_is_read(tmp_path: Path) -> None:
     assert (transfer.ftp.user, transfer.ftp.netrc) == ("u", Path("/n"))
     assert (transfer.ena.ftp_base, transfer.ena.fasterq_dump) == ("ftp://f", "/bin/fq")
     assert (settings.web.port, settings.web.threads, settings.web.secret_key) == (8080, 4, "k")
+    web = settings.web
+    assert (web.session_idle_minutes, web.session_max_hours, web.trusted_proxies) == (30, 8, 1)
+    assert (web.login_free_attempts, web.login_lockout_attempts, web.login_lockout_minutes) == (
+        3, 9, 10,
+    )  # fmt: skip
     scheduler = settings.scheduler
     assert (scheduler.duty_seconds, scheduler.retention_batch) == (1.0, 5)
     assert scheduler.output_retention_days == 7.0
@@ -216,3 +225,45 @@ def test_an_empty_url_in_the_file_means_libpq_defaults(tmp_path: Path) -> None:
     assert settings.database.url == ""
     _, settings = _load(tmp_path, '[web]\nhost = ""\nsecret_key = ""\n')
     assert (settings.web.host, settings.web.secret_key) == ("127.0.0.1", None)  # unset
+
+
+def test_named_providers_are_read_of_their_kind(tmp_path: Path) -> None:
+    _, settings = _load(
+        tmp_path,
+        '[scheduler.providers.ovh]\nkind = "local"\nregions = ["GRA11"]\n'
+        'flavors = ["c2-120"]\nmax_agents = 2\n'
+        '[scheduler.providers.infomaniak]\nkind = "openstack"\ncloud = "infomaniak"\n'
+        'region = "dc3-a"\nmax_instances = 7\n',
+    )
+    providers = settings.scheduler.providers
+    ovh = providers.named["ovh"]
+    assert (ovh.kind, ovh.regions, ovh.flavors) == ("local", ("GRA11",), ("c2-120",))
+    assert ovh.local is not None and ovh.local.max_agents == 2
+    assert ovh.local.state_dir.name == "local-agents-ovh"  # not the local provider's
+    infomaniak = providers.named["infomaniak"]
+    assert infomaniak.openstack is not None and infomaniak.openstack.cloud == "infomaniak"
+    assert providers.names() == ["local", "infomaniak", "ovh"]
+    assert providers.quotas()["infomaniak"] == 7
+    providers.check_deploy("infomaniak", "any-flavor", "dc3-a")  # its cloud checks flavors
+    with pytest.raises(InvalidArgument, match="provider 'infomaniak' has no region 'GRA11'"):
+        providers.check_deploy("infomaniak", None, "GRA11")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('kind = "aws"', "[scheduler.providers.ovh] kind must be one of local, openstack, not 'a"),
+        ("", "[scheduler.providers.ovh] kind must be one of local, openstack, not None"),
+        ('kind = "local"\ncloud = "x"', "[scheduler.providers.ovh] unknown key 'cloud'"),
+        ('kind = "openstack"', "[scheduler.providers.ovh] needs cloud (a name in clouds.yaml)"),
+        ('kind = "local"\nregions = 3', "[scheduler.providers.ovh] regions must be a list of str"),
+    ],
+)  # fmt: skip
+def test_a_bad_named_provider_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    _, refused = _refused(tmp_path, f"[scheduler.providers.ovh]\n{text}\n")
+    assert message in refused
+
+
+def test_a_provider_cannot_take_a_reserved_name(tmp_path: Path) -> None:
+    _, refused = _refused(tmp_path, '[scheduler.providers.local]\nkind = "local"\n')
+    assert "a provider name is lower-case letters, digits, - and _, and not local" in refused

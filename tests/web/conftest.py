@@ -66,7 +66,7 @@ class LoggedIn:
         return self.client.get(path, headers=headers, **kwargs)
 
     def post(self, path: str, htmx: bool = True, **kwargs: Any) -> Any:
-        headers = {"X-CSRF-Token": self.token}
+        headers = {**kwargs.pop("headers", {}), "X-CSRF-Token": self.token}
         if htmx:
             headers["HX-Request"] = "true"
         return self.client.post(path, headers=headers, **kwargs)

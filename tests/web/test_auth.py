@@ -158,14 +158,18 @@ def queries_worker_rows(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
 
 
 def test_a_deleted_user_is_logged_out_and_a_demoted_one_loses_actions(
-    admin: LoggedIn, conn: psycopg.Connection[Any]
+    app: Flask, admin: LoggedIn, conn: psycopg.Connection[Any]
 ) -> None:
     task_submit(conn, "b1", [{"command": "true"}])
     web_user_set(conn, "alice", web_user_get(conn, "alice")["password_hash"],  # type: ignore[index]
                            "viewer")  # fmt: skip
-    assert admin.post("/batches/b1/pause").status_code == 403
+    # the new role ended the session: log in again, as a viewer now
+    assert admin.post("/batches/b1/pause").status_code == 401
+    assert batch_progress(conn, "b1")[0]["is_paused"] is False
+    again = log_in(app.test_client(), "alice")
+    assert again.post("/batches/b1/pause").status_code == 403
     web_user_delete(conn, "alice")
-    assert admin.get("/").status_code == 302
+    assert again.get("/").status_code == 302
 
 
 def test_trusted_header_mode(db: str, add_user: Callable[[str, str], None]) -> None:

@@ -8,7 +8,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from scitq.db.execution import execution_append_output, execution_finish, execution_set_phase
+from scitq.db.execution import (
+    execution_append_output,
+    execution_expire_leases,
+    execution_finish,
+    execution_set_phase,
+)
 from scitq.db.task import task_cancel
 from tests.cli.conftest import claim, register, run_to_end, submit
 from tests.web.conftest import LoggedIn
@@ -158,6 +163,20 @@ def test_task_detail_shows_every_attempt_resources_and_why_it_waits(
     assert summary.lstrip().startswith('<div id="summary"') and "hx-trigger" not in summary[:200]
 
 
+def test_task_page_tells_attempts_used_from_free_requeues(
+    admin: LoggedIn, conn: psycopg.Connection[Any]
+) -> None:
+    [task_id] = submit(conn, "b1", {"command": "true", "retries": 0})
+    worker = register(conn, "w1")
+    claim(conn, worker)
+    later = conn.execute("SELECT now() + interval '1 day'").fetchone()[0]
+    [lost] = execution_expire_leases(conn, now=later)  # its worker went silent
+    assert lost["task_id"] == task_id
+    page = admin.get(f"/tasks/{task_id}").get_data(as_text=True)
+    assert "1 attempt(s): 0 counted against 0 retries allowed" in page
+    assert "1 of 3 free requeue(s) used" in page
+
+
 def test_pending_task_summary_polls_and_explains(
     admin: LoggedIn, conn: psycopg.Connection[Any]
 ) -> None:
@@ -278,3 +297,22 @@ def test_cloud_page_shows_recruiters_instances_and_operations(
     conn.execute("UPDATE scitq.cloud_operation SET status = 'succeeded', progress = 100")
     fragment = admin.get("/cloud/", htmx=True).get_data(as_text=True)
     assert "hx-trigger" not in fragment  # and stops when none is
+
+
+def test_a_finished_batch_offers_no_pause_and_the_chart_has_axes(
+    admin: LoggedIn, conn: psycopg.Connection[Any]
+) -> None:
+    _finished_task(conn, "over")
+    submit(conn, "going", {"command": "true"})
+    page = admin.get("/batches/").get_data(as_text=True)
+    assert "/batches/going/pause" in page
+    assert "/batches/over/pause" not in page
+    overview = admin.get("/").get_data(as_text=True)
+    assert 'class="y-axis"' in overview and 'class="x-axis"' in overview
+
+
+def test_the_favicon_is_served_to_anyone(app: Any) -> None:
+    icon = app.test_client().get("/favicon.ico")  # no login
+    assert icon.status_code == 200
+    assert icon.mimetype == "image/svg+xml"
+    assert icon.get_data(as_text=True).startswith("<svg")

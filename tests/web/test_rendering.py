@@ -58,3 +58,18 @@ def test_durations_and_sizes() -> None:
         "-", "0.4 s", "42 s", "3m 05s", "2h 04m", "2d 02h"
     ]  # fmt: skip
     assert [size(x) for x in (None, 512, 1536, 3 * 2**30)] == ["-", "512 B", "1.5 KiB", "3.0 GiB"]
+
+
+def test_chart_axes_label_the_peak_and_the_window() -> None:
+    now = datetime(2026, 1, 1, 12, 30, 30, tzinfo=UTC)
+    minute = datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
+    rows = [{"bucket": minute, "succeeded": 6, "failed": 2}]
+    chart = throughput_chart(rows, window_seconds=3600, bucket_seconds=60, now=now)
+    labels = [label for label, _ in chart.y_ticks]
+    assert labels == ["8", "4", "0"]
+    ys = [y for _, y in chart.y_ticks]
+    assert ys[0] == chart.bars[-1].succeeded_y and ys[-1] == chart.height
+    assert chart.x_ticks[0] == minute - timedelta(minutes=59)
+    assert chart.x_ticks[-1] == minute + timedelta(minutes=1)
+    empty = throughput_chart([], window_seconds=3600, bucket_seconds=60, now=now)
+    assert empty.y_ticks == (("0", float(empty.height)),)

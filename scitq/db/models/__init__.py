@@ -14,13 +14,16 @@ from scitq.db.model_base import metadata as metadata
 from scitq.db.models.cloud import CloudOperation, Instance, Recruiter
 from scitq.db.models.execution import Execution, ExecutionOutput, Signal
 from scitq.db.models.scheduler import SchedulerDecision
-from scitq.db.models.task import Batch, Task, TaskDependency, TaskEvent
+from scitq.db.models.task import Batch, BatchDuration, Task, TaskDependency, TaskEvent
+from scitq.db.models.web_session import WebLoginAttempt, WebSession
 from scitq.db.models.web_user import WebUser
-from scitq.db.models.worker import Worker, WorkerLiveness
+from scitq.db.models.worker import AgentRole, Worker, WorkerLiveness
 
 __all__ = [
     "SCHEMA",
+    "AgentRole",
     "Batch",
+    "BatchDuration",
     "CloudOperation",
     "Execution",
     "ExecutionOutput",
@@ -31,6 +34,8 @@ __all__ = [
     "Task",
     "TaskDependency",
     "TaskEvent",
+    "WebLoginAttempt",
+    "WebSession",
     "WebUser",
     "Worker",
     "WorkerLiveness",

@@ -33,8 +33,30 @@ class Batch(Base):
     is_paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
     paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Free requeues of the tasks submitted to it without their own (NULL: 3).
+    requeues: Mapped[int | None] = mapped_column(Integer)
 
-    __table_args__ = (CheckConstraint("name <> '' AND name !~ '[/[:cntrl:]]'", name="name"),)
+    __table_args__ = (
+        CheckConstraint("name <> '' AND name !~ '[/[:cntrl:]]'", name="name"),
+        CheckConstraint("requeues >= 0", name="requeues"),
+    )
+
+
+class BatchDuration(Base):
+    """How long the attempts that succeeded in a batch took, from claim to end: one row per
+    worker, kept by ``execution_finish_v1`` so that ``scitq.batch_progress`` reads a few
+    rows instead of joining executions to tasks. Per worker, not per batch, so that the
+    agents finishing tasks of one batch never wait for each other's row."""
+
+    __tablename__ = "batch_duration"
+
+    batch_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("batch.id", ondelete="CASCADE"), primary_key=True
+    )
+    worker_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    succeeded: Mapped[int] = mapped_column(BigInteger)
+    total_seconds: Mapped[float] = mapped_column(Double)
+    max_seconds: Mapped[float] = mapped_column(Double)
 
 
 class Task(Base):
@@ -53,6 +75,11 @@ class Task(Base):
     resources: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     output: Mapped[str | None] = mapped_column(Text)
     retries: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    #: How many times the task may be requeued without spending a retry when its execution
+    #: is lost or handed back (infrastructure trouble, not the task's own failure).
+    requeues: Mapped[int] = mapped_column(Integer, server_default=text("3"))
+    #: Free requeues used since the last manual retry.
+    requeue_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     retry_delay_seconds: Mapped[float] = mapped_column(Double, server_default=text("10"))
     download_timeout_seconds: Mapped[float | None] = mapped_column(Double)
     run_timeout_seconds: Mapped[float | None] = mapped_column(Double)
@@ -75,6 +102,7 @@ class Task(Base):
     __table_args__ = (
         CheckConstraint("command <> ''", name="command"),
         CheckConstraint("retries >= 0", name="retries"),
+        CheckConstraint("requeues >= 0", name="requeues"),
         CheckConstraint("retry_delay_seconds >= 0", name="retry_delay_seconds"),
         CheckConstraint(
             "download_timeout_seconds IS NULL OR download_timeout_seconds > 0",

@@ -59,6 +59,20 @@ class Worker(Base):
     )
 
 
+class AgentRole(Base):
+    """A login role created for one worker (``scitq db create-role --agent``): it may
+    register that worker only, and serve only ``batches``. Kept apart from the worker row
+    so that the binding outlives a deleted worker and reserves its name."""
+
+    __tablename__ = "agent_role"
+
+    role_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    worker_name: Mapped[str] = mapped_column(Text, unique=True)
+    #: The batches the role may ever serve; NULL: any.
+    batches: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+
 class WorkerLiveness(Base):
     """Each worker's liveness as the scheduler last recorded it (to record changes once)."""
 

@@ -32,13 +32,21 @@ __all__ = [
 
 
 def build_providers(settings: ProviderSettings) -> dict[str, Provider]:
-    """The providers configured in ``settings`` by name (``local`` always)."""
+    """The providers configured in ``settings`` by name (``local`` always, ``openstack``
+    when configured, and each ``[scheduler.providers.<name>]`` of its kind)."""
     # imported here: loading the interface (for the operations, the tests) loads no provider
     from scitq.scheduler.providers.local import LocalProvider
 
-    providers: dict[str, Provider] = {"local": LocalProvider(settings.local)}
-    if settings.openstack is not None:
-        from scitq.scheduler.providers.openstack import OpenStackProvider
+    providers: dict[str, Provider] = {}
+    for name in settings.names():
+        found = settings.provider(name)
+        assert found is not None
+        if found.local is not None:
+            providers[name] = LocalProvider(
+                found.local, name=name, flavors=found.flavors, regions=found.regions
+            )
+        elif found.openstack is not None:
+            from scitq.scheduler.providers.openstack import OpenStackProvider
 
-        providers["openstack"] = OpenStackProvider(settings.openstack)
+            providers[name] = OpenStackProvider(found.openstack, name=name)
     return providers

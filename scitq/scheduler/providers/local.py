@@ -20,12 +20,10 @@ import time
 from pathlib import Path
 
 from scitq.config import LocalProviderSettings
+from scitq.config.scheduler import LOCAL_FLAVOR
 from scitq.scheduler.providers.base import CreatedInstance, InstanceSpec, ProviderError, Report
 
 logger = logging.getLogger(__name__)
-
-#: The only flavor of this provider: the machine it runs on.
-LOCAL_FLAVOR = "local"
 
 
 def _start_time(pid: int) -> str | None:
@@ -43,28 +41,39 @@ def _start_time(pid: int) -> str | None:
 class LocalProvider:
     """Agents as local processes (real ones: tests and big single machines use it)."""
 
-    name = "local"
     needs_agent_role = False
 
-    def __init__(self, settings: LocalProviderSettings) -> None:
+    def __init__(
+        self,
+        settings: LocalProviderSettings,
+        name: str = "local",
+        flavors: tuple[str, ...] = (),
+        regions: tuple[str, ...] = (),
+    ) -> None:
+        """A provider of local agents called ``name``, that also serves the ``flavors``
+        and ``regions`` named (scitq v1 scripts name their cloud's)."""
+        self.name = name
         self.settings = settings
+        self.flavors = (LOCAL_FLAVOR, *flavors)
+        self.regions = (LOCAL_FLAVOR, *regions)
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def _pid_file(self, name: str) -> Path:
         return self.settings.state_dir / f"{name}.pid"
 
     def check(self, flavor: str | None, image: str | None, region: str | None) -> None:
-        if flavor not in (None, LOCAL_FLAVOR):
+        if flavor is not None and flavor not in self.flavors:
             raise ProviderError(
-                f"unknown flavor {flavor!r} for provider local: it only has {LOCAL_FLAVOR!r}",
+                f"unknown flavor {flavor!r} for provider {self.name}: "
+                f"it only has {', '.join(map(repr, self.flavors))}",
                 "config",
             )
         if image is not None:
             raise ProviderError(
-                "provider local takes no image: agents run on this machine", "config"
+                f"provider {self.name} takes no image: agents run on this machine", "config"
             )
-        if region not in (None, LOCAL_FLAVOR):
-            raise ProviderError(f"unknown region {region!r} for provider local", "config")
+        if region is not None and region not in self.regions:
+            raise ProviderError(f"unknown region {region!r} for provider {self.name}", "config")
 
     def create(self, spec: InstanceSpec, report: Report) -> CreatedInstance:
         self.check(spec.flavor, spec.image, spec.region)

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import shlex
 import time
 from typing import Any
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from scitq.config import OpenStackSettings
 from scitq.scheduler.providers.base import CreatedInstance, InstanceSpec, ProviderError, Report
@@ -30,14 +33,32 @@ logger = logging.getLogger(__name__)
 _STATUS = {"BUILD": "building", "ACTIVE": "active", "ERROR": "error", "DELETED": "deleted"}
 
 
+#: Where cloud-init puts the CA the agent verifies the database with.
+CA_PATH = "/etc/scitq/ca.crt"
+
+
+def _with_ca(database_url: str) -> tuple[str, str | None]:
+    """The agent's URL and the CA it names (``sslrootcert``, read here), moved to
+    `CA_PATH` on the instance; the URL as is when it names no CA file."""
+    params = conninfo_to_dict(database_url)
+    root = params.get("sslrootcert")
+    if not isinstance(root, str) or root == "system" or not os.path.isfile(root):
+        return database_url, None
+    with open(root, encoding="ascii") as stream:
+        pem = stream.read()
+    return make_conninfo(database_url, sslrootcert=CA_PATH), pem
+
+
 def user_data(spec: InstanceSpec, install_command: str) -> str:
-    """The cloud-init document that installs scitq and starts the agent."""
+    """The cloud-init document that installs scitq and starts the agent (and the CA of
+    the database, when its URL names one: ``sslmode=verify-full sslrootcert=...``)."""
+    database_url, ca_pem = _with_ca(spec.database_url)
     command = (
         f"/usr/local/bin/scitq agent --name {shlex.quote(spec.name)} "
         f"--batch {shlex.quote(spec.batch)} --concurrency {spec.concurrency} "
         f"--prefetch {spec.prefetch} --work-dir /var/lib/scitq/work"
     )
-    env = f"SCITQ_DATABASE_URL={shlex.quote(spec.database_url)}\n"
+    env = f"SCITQ_DATABASE_URL={shlex.quote(database_url)}\n"
     unit = (
         "[Unit]\nDescription=scitq agent\nAfter=network-online.target\n\n"
         "[Service]\nEnvironmentFile=/etc/scitq/agent.env\n"
@@ -56,8 +77,15 @@ def user_data(spec: InstanceSpec, install_command: str) -> str:
         "    content: |\n" + block(env) + "\n"
         "  - path: /etc/systemd/system/scitq-agent.service\n"
         "    permissions: '0644'\n"
-        "    content: |\n" + block(unit) + "\n"
-        "runcmd:\n"
+        "    content: |\n"
+        + block(unit)
+        + "\n"
+        + (
+            f"  - path: {CA_PATH}\n    permissions: '0644'\n    content: |\n" + block(ca_pem) + "\n"
+            if ca_pem
+            else ""
+        )
+        + "runcmd:\n"
         f"  - [sh, -c, {shlex.quote(install_command)}]\n"
         "  - [systemctl, daemon-reload]\n"
         "  - [systemctl, enable, --now, scitq-agent.service]\n"
@@ -96,7 +124,8 @@ class OpenStackProvider:
     name = "openstack"
     needs_agent_role = True
 
-    def __init__(self, settings: OpenStackSettings) -> None:
+    def __init__(self, settings: OpenStackSettings, name: str = "openstack") -> None:
+        self.name = name
         self.settings = settings
         self._connection: Any = None
 

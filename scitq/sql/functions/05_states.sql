@@ -158,9 +158,11 @@ $$;
 --   available_at         a task that becomes waiting or pending is claimable from
 --                        p_available_at (one per task, or one for all), p_now by default
 --   attempt_count        + 1 when the task becomes assigned: an attempt starts
---   retry_floor          leaving failed or canceled (a retry by a user) gives a fresh retry
---                        budget; p_give_back gives the attempt that ends back (handed back
---                        unstarted), so that it does not count against the retries
+--   retry_floor,         leaving failed or canceled (a retry by a user) gives a fresh retry
+--   requeue_count        budget and a fresh count of free requeues; p_give_back makes a task
+--                        that becomes pending a free requeue (its execution was lost or
+--                        handed back): the attempt is given back, so that it does not count
+--                        against the retries, and requeue_count counts one more
 --   cancel_reason,       for a task that becomes canceled, p_cancel_reasons and
 --   canceled_by_task_id  p_canceled_by_task_ids (one per task, or one for all); cleared
 --                        when it leaves canceled
@@ -207,8 +209,13 @@ BEGIN
         attempt_count = t.attempt_count + CASE WHEN m.to_status = 'assigned' THEN 1 ELSE 0 END,
         retry_floor = CASE
             WHEN NOT scitq.task_is_live(t.status) THEN t.attempt_count
-            WHEN p_give_back THEN t.retry_floor + 1
+            WHEN p_give_back AND m.to_status = 'pending' THEN t.retry_floor + 1
             ELSE t.retry_floor
+        END,
+        requeue_count = CASE
+            WHEN NOT scitq.task_is_live(t.status) THEN 0
+            WHEN p_give_back AND m.to_status = 'pending' THEN t.requeue_count + 1
+            ELSE t.requeue_count
         END,
         cancel_reason = CASE
             WHEN m.to_status = 'canceled' THEN m.cancel_reason

@@ -5,8 +5,8 @@
 
 -- Submit many tasks to one batch in one call. p_tasks is a JSON array of objects:
 --   command (required), name, shell, container, container_options, inputs, resources,
---   output, retries, retry_delay_seconds, download_timeout_seconds, run_timeout_seconds,
---   priority, env (object of strings), tags, depends_on (task ids),
+--   output, retries, requeues, retry_delay_seconds, download_timeout_seconds,
+--   run_timeout_seconds, priority, env (object of strings), tags, depends_on (task ids),
 --   depends_on_names (names of tasks of the same batch, including this call's; a name
 --   matching several tasks means all of them).
 -- The batch is created if missing. Returns the new tasks in the order given.
@@ -52,7 +52,7 @@ BEGIN
     CROSS JOIN LATERAL jsonb_object_keys(e.t) AS k (key)
     WHERE k.key NOT IN (
         'command', 'name', 'shell', 'container', 'container_options', 'inputs', 'resources',
-        'output', 'retries', 'retry_delay_seconds', 'download_timeout_seconds',
+        'output', 'retries', 'requeues', 'retry_delay_seconds', 'download_timeout_seconds',
         'run_timeout_seconds', 'priority', 'env', 'tags', 'depends_on', 'depends_on_names'
     )
     ORDER BY e.pos
@@ -84,6 +84,7 @@ BEGIN
     CROSS JOIN LATERAL (
         VALUES ('name', 'string'), ('container', 'string'), ('container_options', 'string'),
                ('output', 'string'), ('shell', 'boolean'), ('retries', 'number'),
+               ('requeues', 'number'),
                ('priority', 'number'), ('retry_delay_seconds', 'number'),
                ('download_timeout_seconds', 'number'), ('run_timeout_seconds', 'number')
     ) AS f (field, expected)
@@ -100,17 +101,18 @@ BEGIN
     INTO v_bad
     FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
     CROSS JOIN LATERAL jsonb_to_record(e.t) AS r (
-        retries numeric, retry_delay_seconds numeric, download_timeout_seconds numeric,
-        run_timeout_seconds numeric, priority numeric
+        retries numeric, requeues numeric, retry_delay_seconds numeric,
+        download_timeout_seconds numeric, run_timeout_seconds numeric, priority numeric
     )
     WHERE r.retries < 0 OR r.retries <> trunc(r.retries) OR r.retries > 1000000
+       OR r.requeues < 0 OR r.requeues <> trunc(r.requeues) OR r.requeues > 1000000
        OR r.priority <> trunc(r.priority) OR abs(r.priority) > 2147483647
        OR r.retry_delay_seconds < 0
        OR r.download_timeout_seconds <= 0 OR r.run_timeout_seconds <= 0
     ORDER BY e.pos
     LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'task #%: retries must be a whole number from 0, priority a whole number, retry_delay_seconds 0 or more and timeouts more than 0 seconds', v_bad.pos
+        RAISE EXCEPTION 'task #%: retries must be a whole number from 0 (requeues too), priority a whole number, retry_delay_seconds 0 or more and timeouts more than 0 seconds', v_bad.pos
             USING ERRCODE = 'SQ004';
     END IF;
     SELECT e.pos INTO v_bad
@@ -220,13 +222,16 @@ BEGIN
     )
     INSERT INTO scitq.task (
         id, batch_id, name, command, shell, container, container_options, inputs, resources,
-        output, retries, retry_delay_seconds, download_timeout_seconds, run_timeout_seconds,
-        priority, env, tags, status, status_changed_at, available_at, created_at,
-        cancel_reason, canceled_by_task_id
+        output, retries, requeues, retry_delay_seconds, download_timeout_seconds,
+        run_timeout_seconds, priority, env, tags, status, status_changed_at, available_at,
+        created_at, cancel_reason, canceled_by_task_id
     )
     SELECT v_ids[r.ordinality], v_batch_id, r.name, r.command, coalesce(r.shell, false), r.container,
            r.container_options, coalesce(r.inputs, '{}'), coalesce(r.resources, '{}'),
-           r.output, coalesce(r.retries, 0), coalesce(r.retry_delay_seconds, 10),
+           r.output, coalesce(r.retries, 0),
+           -- the task's own, else the batch's (batch_set_requeues_v1), else 3
+           coalesce(r.requeues, (SELECT x.requeues FROM scitq.batch x WHERE x.id = v_batch_id), 3),
+           coalesce(r.retry_delay_seconds, 10),
            r.download_timeout_seconds, r.run_timeout_seconds, coalesce(r.priority, 0),
            coalesce(r.env, '{}'), coalesce(r.tags, '{}'),
            CASE
@@ -241,7 +246,7 @@ BEGIN
     FROM ROWS FROM (
         jsonb_to_recordset(p_tasks) AS (
             name text, command text, shell boolean, container text, container_options text,
-            inputs text[], resources text[], output text, retries integer,
+            inputs text[], resources text[], output text, retries integer, requeues integer,
             retry_delay_seconds double precision, download_timeout_seconds double precision,
             run_timeout_seconds double precision, priority integer, env jsonb, tags text[]
         )
@@ -352,6 +357,7 @@ DECLARE
     v_limit integer;
     v_batch_ids bigint[];
     v_task_ids bigint[];
+    v_allowed text[];
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
     IF p_limit IS NULL OR p_limit < 0 THEN
@@ -375,11 +381,16 @@ BEGIN
         RETURN;
     END IF;
 
+    -- a role created for one worker serves only the batches the admin allowed it (NULL:
+    -- any), whatever the worker row says (scitq.agent_role)
+    SELECT r.batches INTO v_allowed FROM scitq.agent_role r WHERE r.role_name = v_worker.login_role;
+
     SELECT array_agg(b.id) INTO v_batch_ids
     FROM scitq.batch b
     WHERE NOT b.is_paused
       -- an empty list of batches means every batch
-      AND (cardinality(v_worker.batches) = 0 OR b.name = ANY (v_worker.batches));
+      AND (cardinality(v_worker.batches) = 0 OR b.name = ANY (v_worker.batches))
+      AND (v_allowed IS NULL OR b.name = ANY (v_allowed));
     IF v_batch_ids IS NULL THEN
         RETURN;
     END IF;
@@ -557,7 +568,11 @@ $$;
 
 -- Tasks whose live execution just ended without success: back to pending after a
 -- back-off while retries are left, else failed (and their dependents canceled).
--- p_count_attempt false gives the attempt back (an execution handed back unstarted).
+-- p_count_attempt false makes it a free requeue (the execution was lost or handed back:
+-- infrastructure, not the task's own failure): pending at once without spending a retry,
+-- while the task has free requeues left (requeue_count < requeues). Past them a loss
+-- counts as an attempt (a retry after the back-off, or failed), so that a task that
+-- brings its machine down cannot loop for ever.
 CREATE OR REPLACE FUNCTION scitq.task_settle_failure_v1(
     p_task_ids bigint[],
     p_now timestamptz,
@@ -573,21 +588,37 @@ DECLARE
     v_available_at timestamptz[];
     v_failed bigint[];
     v_count integer;
+    v_free bigint[];
+    v_spent bigint[];
 BEGIN
+    IF NOT p_count_attempt THEN
+        SELECT array_agg(t.id) FILTER (WHERE t.requeue_count < t.requeues),
+               array_agg(t.id) FILTER (WHERE t.requeue_count >= t.requeues)
+        INTO v_free, v_spent
+        FROM scitq.task t
+        WHERE t.id = ANY (p_task_ids)
+          AND scitq.task_is_held(t.status);
+        SELECT count(*) INTO v_count
+        FROM scitq.task_set_status(
+            v_free, '{pending}', p_now, p_from => scitq.task_held_statuses(), p_give_back => true
+        );
+        IF v_count > 0 THEN
+            PERFORM pg_notify('scitq_task_pending_v1', '');
+        END IF;
+        -- no free requeue left: the loss counts as an attempt
+        RETURN v_count + scitq.task_settle_failure_v1(v_spent, p_now);
+    END IF;
+
     SELECT array_agg(t.id),
            array_agg(CASE
-               WHEN NOT p_count_attempt OR t.attempt_count - t.retry_floor <= t.retries
-                   THEN 'pending'::scitq.task_status
+               WHEN t.attempt_count - t.retry_floor <= t.retries THEN 'pending'::scitq.task_status
                ELSE 'failed'::scitq.task_status
            END),
            -- exponential back-off from retry_delay_seconds, capped at one hour
-           array_agg(CASE
-               WHEN NOT p_count_attempt THEN p_now
-               ELSE p_now + make_interval(secs => least(
-                   3600.0,
-                   t.retry_delay_seconds * power(2, greatest(t.attempt_count - t.retry_floor - 1, 0))
-               ))
-           END)
+           array_agg(p_now + make_interval(secs => least(
+               3600.0,
+               t.retry_delay_seconds * power(2, greatest(t.attempt_count - t.retry_floor - 1, 0))
+           )))
     INTO v_ids, v_to, v_available_at
     FROM scitq.task t
     WHERE t.id = ANY (p_task_ids)
@@ -602,8 +633,7 @@ BEGIN
         p_now,
         -- held still when it moves: a concurrent cancel wins
         p_from => scitq.task_held_statuses(),
-        p_available_at => v_available_at,
-        p_give_back => NOT p_count_attempt
+        p_available_at => v_available_at
     ) s;
 
     IF v_failed IS NOT NULL THEN

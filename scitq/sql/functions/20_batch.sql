@@ -109,3 +109,28 @@ BEGIN
     RETURN v_count;
 END;
 $$;
+
+-- Set the free requeues of the batch (how many times a task may be requeued without
+-- spending a retry when its execution is lost or handed back): for its tasks, and for
+-- those submitted to it later without their own. Returns how many tasks were changed.
+CREATE OR REPLACE FUNCTION scitq.batch_set_requeues_v1(p_batch text, p_requeues integer)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = scitq, pg_temp
+AS $$
+DECLARE
+    v_batch_id bigint := scitq.batch_find_v1(p_batch);
+    v_count integer;
+BEGIN
+    IF p_requeues IS NULL OR p_requeues < 0 THEN
+        RAISE EXCEPTION 'requeues must be 0 or more, not %', coalesce(p_requeues::text, 'NULL')
+            USING ERRCODE = 'SQ004';
+    END IF;
+    UPDATE scitq.batch SET requeues = p_requeues WHERE id = v_batch_id;
+    UPDATE scitq.task t SET requeues = p_requeues
+    WHERE t.batch_id = v_batch_id AND t.requeues IS DISTINCT FROM p_requeues;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END;
+$$;

@@ -21,8 +21,9 @@ $$;
 -- calling role (session_user); an existing one may only be resumed by its role. NULL
 -- concurrency, prefetch or batches keep the stored values (defaults for a new row).
 -- Executions left live by a previous run of this worker are marked lost at once (no need
--- to wait for their lease) and their tasks retried or failed per their retries: the
--- attempt did run, and may be what brought the machine down.
+-- to wait for their lease) and their tasks requeued without spending a retry, as long as
+-- they have free requeues left: the attempt may be what brought the machine down, and the
+-- bound on free requeues stops a task that does so from looping for ever.
 CREATE OR REPLACE FUNCTION scitq.worker_register_v1(
     p_name text,
     p_hostname text DEFAULT NULL,
@@ -42,6 +43,7 @@ DECLARE
     v_worker scitq.worker;
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
+    PERFORM scitq.worker_check_role(p_name, p_batches);
     IF p_name IS NULL OR p_name = '' OR p_name ~ '[[:cntrl:]]' THEN
         RAISE EXCEPTION 'invalid worker name %', quote_literal(coalesce(p_name, 'NULL'))
             USING ERRCODE = 'SQ004';
@@ -92,7 +94,8 @@ BEGIN
     END IF;
 
     PERFORM scitq.execution_end_of_worker(
-        v_worker.id, 'the worker restarted while it held this execution', p_now
+        v_worker.id, 'the worker restarted while it held this execution', p_now,
+        p_count_attempt => false
     );
     RETURN v_worker;
 END;
@@ -169,7 +172,7 @@ END;
 $$;
 
 -- The agent stops: live executions it still holds are handed back (pending again at once,
--- without using a retry) and the worker is marked stopped.
+-- without using a retry: a free requeue, bounded per task) and the worker is marked stopped.
 CREATE OR REPLACE FUNCTION scitq.worker_stop_v1(p_worker_id bigint, p_now timestamptz DEFAULT now())
 RETURNS integer
 LANGUAGE plpgsql
@@ -236,7 +239,8 @@ BEGIN
 END;
 $$;
 
--- Delete a worker row. Its live executions are marked lost and their tasks requeued; the
+-- Delete a worker row. Its live executions are marked lost and their tasks requeued
+-- (free requeues); the
 -- history of its executions is kept (worker_name stays, worker_id becomes NULL).
 CREATE OR REPLACE FUNCTION scitq.worker_delete_v1(p_worker_id bigint, p_now timestamptz DEFAULT now())
 RETURNS void
@@ -250,18 +254,67 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'worker % does not exist', p_worker_id USING ERRCODE = 'SQ003';
     END IF;
-    PERFORM scitq.execution_end_of_worker(p_worker_id, 'the worker was deleted', p_now);
+    PERFORM scitq.execution_end_of_worker(
+        p_worker_id, 'the worker was deleted', p_now, p_count_attempt => false
+    );
     DELETE FROM scitq.worker WHERE id = p_worker_id;
 END;
 $$;
 
--- Create a login role for one worker (member of scitq_agent) and the worker row it owns.
+-- What a login role may register (scitq.agent_role): a role created for one worker
+-- (worker_create_role_v2) registers that worker only, serving only the batches it was
+-- allowed (NULL: any; an empty list asks for every batch, and gets the allowed ones at
+-- claim time); and no other role may take a worker name reserved for such a role. Other
+-- roles (the shared scitq_agent members of a single-user machine, the admin) register
+-- any free name. SQ002 otherwise.
+CREATE OR REPLACE FUNCTION scitq.worker_check_role(p_name text, p_batches text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = scitq, pg_temp
+AS $$
+DECLARE
+    v_bound scitq.agent_role;
+    v_outside text[];
+BEGIN
+    SELECT * INTO v_bound FROM scitq.agent_role r WHERE r.role_name = session_user;
+    IF NOT FOUND THEN
+        SELECT * INTO v_bound FROM scitq.agent_role r WHERE r.worker_name = p_name;
+        IF FOUND THEN
+            RAISE EXCEPTION 'worker name % is reserved for database role %; role % may not register it',
+                quote_literal(p_name), v_bound.role_name, session_user
+                USING ERRCODE = 'SQ002', HINT = 'choose another worker name';
+        END IF;
+        RETURN;
+    END IF;
+    IF p_name IS DISTINCT FROM v_bound.worker_name THEN
+        RAISE EXCEPTION 'role % was created for worker % and may not register worker %',
+            session_user, quote_literal(v_bound.worker_name), quote_literal(coalesce(p_name, 'NULL'))
+            USING ERRCODE = 'SQ002',
+                  HINT = format('start the agent with --name %s', v_bound.worker_name);
+    END IF;
+    v_outside := ARRAY(
+        SELECT x.name FROM unnest(p_batches) AS x (name)
+        WHERE v_bound.batches IS NOT NULL AND NOT x.name = ANY (v_bound.batches)
+    );
+    IF cardinality(v_outside) > 0 THEN
+        RAISE EXCEPTION 'role % may not serve batch %: it may serve only %', session_user,
+            array_to_string(v_outside, ', '), array_to_string(v_bound.batches, ', ')
+            USING ERRCODE = 'SQ002',
+                  HINT = 'an admin changes this with `scitq db role-batches`';
+    END IF;
+END;
+$$;
+
+-- Create a login role for one worker (member of scitq_agent) and the worker row it owns,
+-- bound to it (scitq.agent_role): the role registers that worker only, and serves only
+-- p_batches (NULL: any batch; worker_role_set_batches_v1 changes it later).
 -- p_password_hash is a SCRAM verifier computed by the client (libpq's
 -- PQencryptPasswordConn), so the clear password never reaches the server.
-CREATE OR REPLACE FUNCTION scitq.worker_create_role_v1(
+CREATE OR REPLACE FUNCTION scitq.worker_create_role_v2(
     p_worker_name text,
     p_role text,
-    p_password_hash text
+    p_password_hash text,
+    p_batches text[] DEFAULT NULL
 )
 RETURNS scitq.worker
 LANGUAGE plpgsql
@@ -279,7 +332,9 @@ BEGIN
     IF p_password_hash IS NULL OR p_password_hash NOT LIKE 'SCRAM-SHA-256$%' THEN
         RAISE EXCEPTION 'the password must be given as a SCRAM-SHA-256 verifier' USING ERRCODE = 'SQ004';
     END IF;
-    IF EXISTS (SELECT 1 FROM scitq.worker WHERE name = p_worker_name) THEN
+    PERFORM scitq.worker_check_batches_v1(p_batches);
+    IF EXISTS (SELECT 1 FROM scitq.worker WHERE name = p_worker_name)
+       OR EXISTS (SELECT 1 FROM scitq.agent_role WHERE worker_name = p_worker_name) THEN
         RAISE EXCEPTION 'worker % exists already', quote_literal(p_worker_name) USING ERRCODE = 'SQ004';
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_role) THEN
@@ -287,9 +342,49 @@ BEGIN
     END IF;
     -- identifiers and literals quoted by format(%I, %L); no value is spliced in raw
     EXECUTE format('CREATE ROLE %I LOGIN PASSWORD %L IN ROLE scitq_agent', p_role, p_password_hash);
-    INSERT INTO scitq.worker (name, login_role, status, stopped_at)
-    VALUES (p_worker_name, p_role, 'stopped', now())
+    INSERT INTO scitq.agent_role (role_name, worker_name, batches) VALUES (p_role, p_worker_name, p_batches);
+    INSERT INTO scitq.worker (name, login_role, batches, status, stopped_at)
+    VALUES (p_worker_name, p_role, coalesce(p_batches, '{}'), 'stopped', now())
     RETURNING * INTO v_worker;
     RETURN v_worker;
+END;
+$$;
+
+-- The previous version, for clients of the previous release: any batch.
+CREATE OR REPLACE FUNCTION scitq.worker_create_role_v1(
+    p_worker_name text,
+    p_role text,
+    p_password_hash text
+)
+RETURNS scitq.worker
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = scitq, pg_temp
+AS $$
+    SELECT * FROM scitq.worker_create_role_v2(p_worker_name, p_role, p_password_hash);
+$$;
+
+-- Fix the batches a role created for one worker may ever serve (NULL: any). Claims
+-- outside them are refused from the next claim on; live executions go on. Returns the
+-- role's row.
+CREATE OR REPLACE FUNCTION scitq.worker_role_set_batches_v1(p_role text, p_batches text[])
+RETURNS scitq.agent_role
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = scitq, pg_temp
+AS $$
+DECLARE
+    v_role scitq.agent_role;
+BEGIN
+    PERFORM scitq.worker_check_batches_v1(p_batches);
+    UPDATE scitq.agent_role r SET batches = p_batches
+    WHERE r.role_name = p_role
+    RETURNING * INTO v_role;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'role % was not created for a worker (scitq db create-role --agent)',
+            quote_literal(coalesce(p_role, 'NULL'))
+            USING ERRCODE = 'SQ003';
+    END IF;
+    RETURN v_role;
 END;
 $$;

@@ -245,6 +245,7 @@ DECLARE
     v_bytes_in bigint[];
     v_bytes_out bigint[];
     v_succeeded bigint[];
+    v_succeeded_executions bigint[];
     v_failed bigint[];
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
@@ -307,8 +308,9 @@ BEGIN
     ) r;
 
     SELECT array_agg(f.task_id ORDER BY f.task_id) FILTER (WHERE f.status = 'succeeded'),
-           array_agg(f.task_id ORDER BY f.task_id) FILTER (WHERE f.status <> 'succeeded')
-    INTO v_succeeded, v_failed
+           array_agg(f.task_id ORDER BY f.task_id) FILTER (WHERE f.status <> 'succeeded'),
+           array_agg(f.id) FILTER (WHERE f.status = 'succeeded')
+    INTO v_succeeded, v_failed, v_succeeded_executions
     FROM scitq.execution_set_status(
         v_finished, v_to, p_now,
         p_from => scitq.execution_phases(),
@@ -332,6 +334,26 @@ BEGIN
     IF v_failed IS NOT NULL THEN
         PERFORM scitq.task_settle_failure_v1(v_failed, p_now);
     END IF;
+    -- Durations of the batches' successes (scitq.batch_progress), last so that the
+    -- worker's row is held only until the commit; a row per worker, so that agents
+    -- finishing tasks of one batch do not queue on it.
+    IF v_succeeded_executions IS NOT NULL THEN
+        INSERT INTO scitq.batch_duration AS d (batch_id, worker_name, succeeded, total_seconds, max_seconds)
+        SELECT t.batch_id, e.worker_name, count(*), sum(e.seconds), max(e.seconds)
+        FROM (
+            SELECT x.task_id, x.worker_name,
+                   extract(epoch FROM x.finished_at - x.assigned_at)::double precision AS seconds
+            FROM scitq.execution x
+            WHERE x.id = ANY (v_succeeded_executions)
+        ) e
+        JOIN scitq.task t ON t.id = e.task_id
+        GROUP BY t.batch_id, e.worker_name
+        ORDER BY t.batch_id, e.worker_name
+        ON CONFLICT (batch_id, worker_name) DO UPDATE
+        SET succeeded = d.succeeded + excluded.succeeded,
+            total_seconds = d.total_seconds + excluded.total_seconds,
+            max_seconds = greatest(d.max_seconds, excluded.max_seconds);
+    END IF;
 
     RETURN QUERY
     SELECT e.id, e.status, t.id, t.status
@@ -344,8 +366,9 @@ $$;
 
 -- Live executions of p_execution_ids end as p_to (lost or timeout) for p_reason, and
 -- their tasks are retried after the back-off or failed (task_settle_failure_v1; with
--- p_count_attempt false the attempt is given back). Executions no longer live are
--- skipped. Returns the executions ended, with their tasks.
+-- p_count_attempt false it is a free requeue, and the reason of an execution whose task
+-- has no free requeue left says so, and whether it spent a retry or failed the task). Executions no longer live
+-- are skipped. Returns the executions ended, with their tasks.
 CREATE OR REPLACE FUNCTION scitq.execution_end(
     p_execution_ids bigint[],
     p_to scitq.execution_status,
@@ -360,13 +383,28 @@ AS $$
 DECLARE
     v_execution_ids bigint[];
     v_task_ids bigint[];
+    v_reasons text[];
 BEGIN
+    v_reasons := ARRAY(
+        SELECT CASE
+            WHEN NOT p_count_attempt AND t.requeue_count >= t.requeues THEN format(
+                '%s; no free requeue left (%s of %s used): %s', p_reason, t.requeue_count,
+                t.requeues, CASE WHEN t.attempt_count - t.retry_floor <= t.retries
+                                 THEN 'the attempt counts against the retries'
+                                 ELSE 'the task fails' END)
+            ELSE p_reason
+        END
+        FROM unnest(p_execution_ids) WITH ORDINALITY AS x (id, n)
+        LEFT JOIN scitq.execution e ON e.id = x.id
+        LEFT JOIN scitq.task t ON t.id = e.task_id
+        ORDER BY x.n
+    );
     SELECT array_agg(e.id), array_agg(e.task_id)
     INTO v_execution_ids, v_task_ids
     FROM scitq.execution_set_status(
         p_execution_ids, ARRAY[p_to], p_now,
         p_from => scitq.execution_phases(),
-        p_failure_reasons => ARRAY[p_reason]
+        p_failure_reasons => v_reasons
     ) e;
     IF v_task_ids IS NOT NULL THEN
         PERFORM scitq.task_settle_failure_v1(v_task_ids, p_now, p_count_attempt);
@@ -402,8 +440,9 @@ AS $$
     );
 $$;
 
--- Live executions whose lease has expired become lost, and their tasks are retried or
--- failed. Called by the scheduler, and by every claim so that work proceeds without it.
+-- Live executions whose lease has expired become lost, and their tasks are requeued
+-- without spending a retry (a free requeue, bounded per task: task_settle_failure_v1).
+-- Called by the scheduler, and by every claim so that work proceeds without it.
 CREATE OR REPLACE FUNCTION scitq.execution_expire_leases_v1(p_now timestamptz DEFAULT now())
 RETURNS TABLE (execution_id bigint, task_id bigint)
 LANGUAGE plpgsql
@@ -426,7 +465,8 @@ BEGIN
         ),
         'lost',
         'lease expired: the worker stopped heartbeating',
-        p_now
+        p_now,
+        p_count_attempt => false
     ) x;
 END;
 $$;

@@ -1,34 +1,67 @@
 -- Reporting views: the documented read API (docs/sql-api.md). Readers (scitq_reader) get
 -- SELECT on these views and on nothing else.
 
+-- The tasks of one batch per status: counts (status -> n, statuses without tasks absent),
+-- total and remaining (live statuses, scitq.task_is_live). One range of
+-- task_batch_id_status_idx (index-only once vacuumed), planned at each call with the
+-- batch and the table's actual size: a plan cached while the table was empty, or
+-- statistics never gathered, cannot turn it into a scan per task (issue 20). A function
+-- so that no plan of the view that calls it can join it to anything else; SECURITY
+-- DEFINER so that scitq_reader, who reads the view, needs no privilege on the table.
+CREATE OR REPLACE FUNCTION scitq.batch_count_tasks_v1(p_batch_id bigint)
+RETURNS TABLE (counts jsonb, total bigint, remaining bigint)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = scitq, pg_temp
+SET plan_cache_mode = force_custom_plan
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT coalesce(jsonb_object_agg(s.status, s.n), '{}'::jsonb),
+           coalesce(sum(s.n), 0)::bigint,
+           coalesce(sum(s.n) FILTER (WHERE scitq.task_is_live(s.status)), 0)::bigint
+    FROM (
+        SELECT t.status, count(*) AS n
+        FROM scitq.task t
+        WHERE t.batch_id = p_batch_id
+        GROUP BY t.status
+    ) s;
+END;
+$$;
+
+-- Progress of every batch. Its cost does not depend on the plan: per batch, one call of
+-- batch_count_tasks_v1 and the few rows of batch_duration (one per worker that finished
+-- a task of the batch), never a join of executions to tasks. counts holds every status
+-- (a status added later shows up there without a change here); the columns per status
+-- are kept for the readers written against them.
 CREATE OR REPLACE VIEW scitq.batch_progress AS
 SELECT b.id AS batch_id,
        b.name AS batch,
        b.is_paused,
-       count(t.id) AS total,
-       count(t.id) FILTER (WHERE t.status = 'waiting') AS waiting,
-       count(t.id) FILTER (WHERE t.status = 'pending') AS pending,
-       count(t.id) FILTER (WHERE t.status = 'assigned') AS assigned,
-       count(t.id) FILTER (WHERE t.status = 'running') AS running,
-       count(t.id) FILTER (WHERE t.status = 'succeeded') AS succeeded,
-       count(t.id) FILTER (WHERE t.status = 'failed') AS failed,
-       count(t.id) FILTER (WHERE t.status = 'paused') AS paused,
-       count(t.id) FILTER (WHERE t.status = 'canceled') AS canceled,
-       count(t.id) FILTER (WHERE t.status IN ('waiting', 'pending', 'assigned', 'running', 'paused')) AS remaining,
-       s.mean_seconds,
-       s.max_seconds,
-       b.created_at
+       c.total,
+       coalesce((c.counts ->> 'waiting')::bigint, 0) AS waiting,
+       coalesce((c.counts ->> 'pending')::bigint, 0) AS pending,
+       coalesce((c.counts ->> 'assigned')::bigint, 0) AS assigned,
+       coalesce((c.counts ->> 'running')::bigint, 0) AS running,
+       coalesce((c.counts ->> 'succeeded')::bigint, 0) AS succeeded,
+       coalesce((c.counts ->> 'failed')::bigint, 0) AS failed,
+       coalesce((c.counts ->> 'paused')::bigint, 0) AS paused,
+       coalesce((c.counts ->> 'canceled')::bigint, 0) AS canceled,
+       c.remaining,
+       d.mean_seconds,
+       d.max_seconds,
+       b.created_at,
+       c.counts
 FROM scitq.batch b
-LEFT JOIN scitq.task t ON t.batch_id = b.id
+CROSS JOIN LATERAL scitq.batch_count_tasks_v1(b.id) c
 LEFT JOIN LATERAL (
-    -- duration of succeeded attempts, from claim to end
-    SELECT avg(extract(epoch FROM e.finished_at - e.assigned_at))::double precision AS mean_seconds,
-           max(extract(epoch FROM e.finished_at - e.assigned_at))::double precision AS max_seconds
-    FROM scitq.execution e
-    JOIN scitq.task x ON x.id = e.task_id
-    WHERE x.batch_id = b.id AND e.status = 'succeeded'
-) s ON true
-GROUP BY b.id, s.mean_seconds, s.max_seconds;
+    -- duration of succeeded attempts, from claim to end, kept by execution_finish_v1
+    SELECT (sum(x.total_seconds) / nullif(sum(x.succeeded), 0))::double precision AS mean_seconds,
+           max(x.max_seconds) AS max_seconds
+    FROM scitq.batch_duration x
+    WHERE x.batch_id = b.id
+) d ON true;
 
 CREATE OR REPLACE VIEW scitq.task_overview AS
 SELECT t.id AS task_id,
@@ -53,7 +86,12 @@ SELECT t.id AS task_id,
        e.failure_class,
        e.failure_reason,
        e.wall_seconds,
-       e.peak_rss_bytes
+       e.peak_rss_bytes,
+       -- attempts that counted against the retries, and free requeues (lost or handed
+       -- back executions) used of the task's allowance
+       t.attempt_count - t.retry_floor AS attempts_used,
+       t.requeue_count,
+       t.requeues
 FROM scitq.task t
 JOIN scitq.batch b ON b.id = t.batch_id
 LEFT JOIN LATERAL (

@@ -3,7 +3,8 @@
 -- Executed by scitq_admin only (90_roles.sql grants every function to it and nothing
 -- here to scitq_agent or scitq_reader).
 
--- Create a user, or change the password and role of an existing one. Returns the row
+-- Create a user, or change the password and role of an existing one: a new password or
+-- role ends the user's sessions (web_session: they log in again). Returns the row
 -- without the hash.
 CREATE OR REPLACE FUNCTION scitq.web_user_set_v1(
     p_name text,
@@ -16,6 +17,9 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = scitq, pg_temp
 AS $$
+DECLARE
+    v_old scitq.web_user%ROWTYPE;
+    v_ended text;
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
     IF p_name IS NULL OR p_name = '' OR p_name ~ '[[:cntrl:]]' THEN
@@ -31,6 +35,19 @@ BEGIN
     IF p_password_hash IS NULL OR p_password_hash !~ '^[a-z0-9]+(:[^$]*)?\$[^$]+\$[0-9a-f]+$' THEN
         RAISE EXCEPTION 'the password must be given hashed (werkzeug generate_password_hash)'
             USING ERRCODE = 'SQ004';
+    END IF;
+    SELECT * INTO v_old FROM scitq.web_user u WHERE u.name = p_name FOR UPDATE;
+    IF FOUND THEN
+        v_ended := CASE
+            WHEN v_old.role <> p_role THEN 'role'
+            WHEN v_old.password_hash <> p_password_hash THEN 'password'
+        END;
+        IF v_ended IS NOT NULL THEN
+            UPDATE scitq.web_session s
+            SET ended_at = p_now, end_reason = v_ended
+            WHERE s.user_id = v_old.id
+              AND s.ended_at IS NULL;
+        END IF;
     END IF;
     RETURN QUERY
     INSERT INTO scitq.web_user AS u (name, password_hash, role, created_at)
@@ -62,7 +79,8 @@ BEGIN
 END;
 $$;
 
--- Delete a user. Returns whether one was deleted.
+-- Delete a user (and, by the foreign key, their sessions). Returns whether one was
+-- deleted.
 CREATE OR REPLACE FUNCTION scitq.web_user_delete_v1(p_name text)
 RETURNS boolean
 LANGUAGE plpgsql

@@ -60,3 +60,6 @@ GRANT SELECT ON
     scitq.execution_stats,
     scitq.task_log
 TO scitq_reader;
+
+-- What the views above call: the task counts of scitq.batch_progress (SECURITY DEFINER)
+GRANT EXECUTE ON FUNCTION scitq.batch_count_tasks_v1(bigint) TO scitq_reader;

@@ -18,6 +18,9 @@ SELECT scitq.batch_retry_v1(%(batch)s, %(now)s) AS count;
 -- name: batch_delete
 SELECT scitq.batch_delete_v1(%(batch)s, %(now)s) AS count;
 
+-- name: batch_set_requeues
+SELECT scitq.batch_set_requeues_v1(%(batch)s, %(requeues)s) AS count;
+
 -- name: batch_find
 SELECT b.id, b.name, b.is_paused, b.paused_at, b.created_at
 FROM scitq.batch b

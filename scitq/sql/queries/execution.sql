@@ -28,7 +28,8 @@ SELECT execution_id, task_id FROM scitq.execution_expire_leases_v1(%(now)s);
 -- name: execution_expiry_outcome
 -- What became of executions just marked lost and of their tasks (for the decision log).
 SELECT e.id AS execution_id, e.task_id, e.worker_name, e.attempt, e.lease_expires_at,
-       t.status AS task_status, t.available_at
+       t.status AS task_status, t.available_at, t.requeue_count, t.requeues,
+       e.finished_at
 FROM scitq.execution e
 JOIN scitq.task t ON t.id = e.task_id
 WHERE e.id = ANY (%(execution_ids)s::bigint[])

@@ -25,7 +25,12 @@ SELECT * FROM scitq.worker_update_v1(
 SELECT scitq.worker_delete_v1(%(worker_id)s, %(now)s);
 
 -- name: worker_create_role
-SELECT * FROM scitq.worker_create_role_v1(%(worker_name)s, %(role)s, %(password_hash)s);
+SELECT * FROM scitq.worker_create_role_v2(
+    %(worker_name)s, %(role)s, %(password_hash)s, %(batches)s::text[]
+);
+
+-- name: worker_role_set_batches
+SELECT * FROM scitq.worker_role_set_batches_v1(%(role)s, %(batches)s::text[]);
 
 -- name: worker_track_liveness
 -- Record every worker whose liveness changed since the last call.
@@ -45,3 +50,11 @@ WHERE w.name = %(name)s
    OR w.id = %(worker_id)s::bigint
 ORDER BY w.name = %(name)s DESC
 LIMIT 1;
+
+-- name: worker_liveness
+-- Whether a worker of this name heartbeats, and from which host (an agent refuses to
+-- become a worker that is live on another host).
+SELECT w.name, w.hostname, w.liveness,
+       extract(epoch FROM now() - w.last_heartbeat_at)::double precision AS seconds_since_heartbeat
+FROM scitq.worker_overview w
+WHERE w.name = %(name)s;

@@ -56,12 +56,12 @@ class LocalTransport:
         path = self.local_path(uri)
         if not uri.is_folder:
             if not path.is_file():
-                raise TransferError(uri.text, "no such file", retryable=False)
+                raise TransferError(uri.text, "no such file", direction="list", retryable=False)
             stat = path.stat()
             yield RemoteEntry(path.name, stat.st_size, None, stat.st_mtime)
             return
         if not path.is_dir():
-            raise TransferError(uri.text, "no such directory", retryable=False)
+            raise TransferError(uri.text, "no such directory", direction="list", retryable=False)
         if recursive:
             for file, relative in walk_files(path):
                 stat = file.stat()
@@ -110,6 +110,29 @@ class LocalTransport:
             return size
         except OSError as exc:
             raise TransferError(uri.text, _os_reason(exc), direction="upload") from exc
+
+    def delete(self, uri: Uri) -> tuple[str, ...]:
+        """Delete the file ``uri``, or every file below the folder ``uri`` (folders are
+        kept); returns the relative paths deleted."""
+        path = self.local_path(uri)
+        try:
+            if not uri.is_folder:
+                if not path.is_file():
+                    raise TransferError(
+                        uri.text, "no such file", direction="delete", retryable=False
+                    )
+                path.unlink()
+                return (path.name,)
+            if not path.is_dir():
+                raise TransferError(
+                    uri.text, "no such directory", direction="delete", retryable=False
+                )
+            deleted = tuple(walk_files(path))
+            for file, _relative in deleted:
+                file.unlink()
+            return tuple(relative for _file, relative in deleted)
+        except OSError as exc:
+            raise TransferError(uri.text, _os_reason(exc), direction="delete") from exc
 
 
 def _os_reason(exc: OSError) -> str:

@@ -94,8 +94,12 @@ class FtpTransport:
         try:
             with self._connect(uri) as host:
                 entries = list(self._list(host, uri, recursive))
+        except TransferError as exc:
+            raise TransferError(
+                exc.uri, exc.reason, direction="list", retryable=exc.retryable
+            ) from exc
         except Exception as exc:
-            raise translate(exc, uri, "download") from exc
+            raise translate(exc, uri, "list") from exc
         yield from entries
 
     def _list(self, host: Any, uri: Uri, recursive: bool) -> Iterator[RemoteEntry]:
@@ -161,6 +165,20 @@ class FtpTransport:
                 return self._put(host, src, path, progress)
         except Exception as exc:
             raise translate(exc, uri, "upload") from exc
+
+    def delete(self, uri: Uri) -> tuple[str, ...]:
+        """Delete the file ``uri``, or every file below the folder ``uri``."""
+        try:
+            with self._connect(uri) as host:
+                if not uri.is_folder:
+                    host.remove(self._path(uri))
+                    return (uri.name,)
+                entries = tuple(e.path for e in self._list(host, uri, recursive=True))
+                for relative in entries:
+                    host.remove(posixpath.join(self._path(uri), relative))
+                return entries
+        except Exception as exc:
+            raise translate(exc, uri, "delete") from exc
 
     @staticmethod
     def _put(host: Any, src: Path, path: str, progress: Progress | None) -> int:

@@ -40,10 +40,14 @@ def translate(exc: Exception, uri: Uri, direction: str = "download") -> Transfer
             retryable=exc.code not in _PERMANENT,
         )
     if isinstance(exc, urllib.error.URLError):
-        return TransferError(uri.text, f"cannot reach the server: {exc.reason}")
+        return TransferError(
+            uri.text, f"cannot reach the server: {exc.reason}", direction=direction
+        )
     if isinstance(exc, TimeoutError | socket.timeout):
-        return TransferError(uri.text, "the server stopped answering (timeout)")
-    return TransferError(uri.text, f"{type(exc).__name__}: {exc}")
+        return TransferError(
+            uri.text, "the server stopped answering (timeout)", direction=direction
+        )
+    return TransferError(uri.text, f"{type(exc).__name__}: {exc}", direction=direction)
 
 
 class HttpTransport:
@@ -75,7 +79,7 @@ class HttpTransport:
                 length = response.headers.get("Content-Length")
                 modified = response.headers.get("Last-Modified")
         except Exception as exc:
-            raise translate(exc, uri) from exc
+            raise translate(exc, uri, "list") from exc
         mtime = parsedate_to_datetime(modified).timestamp() if modified else None
         yield RemoteEntry(_name(uri), int(length) if length else 0, None, mtime)
 

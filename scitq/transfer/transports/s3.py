@@ -103,6 +103,9 @@ class S3Transport:
     def list(self, uri: Uri, recursive: bool = False) -> Iterator[RemoteEntry]:
         bucket, key = self._split(uri)
         try:
+            if not key:  # s3://bucket: the bucket's root folder
+                yield from self._list_prefix(bucket, "", recursive)
+                return
             if not uri.is_folder:
                 head = self._client.head_object(Bucket=bucket, Key=key)
                 yield RemoteEntry(
@@ -114,7 +117,7 @@ class S3Transport:
                 return
             yield from self._list_prefix(bucket, key, recursive)
         except Exception as exc:
-            raise translate(exc, uri, "download") from exc
+            raise translate(exc, uri, "list") from exc
 
     def _list_prefix(self, bucket: str, prefix: str, recursive: bool) -> Iterator[RemoteEntry]:
         arguments: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
@@ -179,6 +182,29 @@ class S3Transport:
             str(src), bucket, key, Callback=progress, Config=self._transfer_config
         )
         return src.stat().st_size
+
+    def delete(self, uri: Uri) -> tuple[str, ...]:
+        """Delete the object ``uri``, or every object below the folder ``uri``; returns the
+        relative paths deleted (a missing object is an error, an empty folder is not)."""
+        bucket, key = self._split(uri)
+        try:
+            if key and not uri.is_folder:
+                self._client.head_object(Bucket=bucket, Key=key)
+                self._client.delete_object(Bucket=bucket, Key=key)
+                return (uri.name,)
+            entries = tuple(e.path for e in self._list_prefix(bucket, key, recursive=True))
+            for start in range(0, len(entries), 1000):  # the most one request may delete
+                chunk = [{"Key": key + path} for path in entries[start : start + 1000]]
+                answer = self._client.delete_objects(Bucket=bucket, Delete={"Objects": chunk})
+                for error in answer.get("Errors", ()):
+                    raise TransferError(
+                        uri.child(error["Key"][len(key) :]).text,
+                        error.get("Message") or error.get("Code", "not deleted"),
+                        direction="delete",
+                    )
+            return entries
+        except Exception as exc:
+            raise translate(exc, uri, "delete") from exc
 
 
 def _md5(etag: str | None) -> str | None:

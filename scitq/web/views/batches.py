@@ -13,7 +13,7 @@ from scitq.db.report import batch_counts
 from scitq.errors import NotFound, ScitqError
 from scitq.web.db import get_conn
 from scitq.web.htmx import render
-from scitq.web.responses import DONE, acted, audit, go_to, refused
+from scitq.web.responses import DONE, acted, audit, go_to, local_referrer, refused
 
 blueprint = Blueprint("batches", __name__, url_prefix="/batches")
 
@@ -53,7 +53,7 @@ def row(name: str) -> str:
 def act(name: str, action: str) -> Any:
     if action not in ACTIONS:
         abort(404)
-    back = request.referrer or url_for("batches.index")
+    back = local_referrer(url_for("batches.index"))
     try:
         result = ACTIONS[action](get_conn(), name)
     except ScitqError as error:
