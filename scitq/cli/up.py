@@ -36,6 +36,8 @@ STOP_TIMEOUT = 25.0
 #: Passed to the agent: how long running tasks may finish when `up` stops (the agent
 #: then TERMs and KILLs them, within its own 10 s), so it ends inside STOP_TIMEOUT.
 AGENT_SHUTDOWN_GRACE = 10.0
+#: How long the dashboard may take to listen before `up` announces it anyway, in seconds.
+WEB_START_TIMEOUT = 30.0
 #: Exit code when a child died on its own.
 CHILD_DIED_EXIT_CODE = 1
 
@@ -90,6 +92,19 @@ def refuse_taken_port(host: str, port: int) -> None:
                 f"port {port} of {host} is in use (another `scitq up` or `scitq web`?): "
                 "give --web-port PORT, or --no-web"
             ) from None
+
+
+def wait_listening(host: str, port: int, child: Child, timeout: float = WEB_START_TIMEOUT) -> None:
+    """Return once the dashboard accepts connections on ``host:port`` (so that what
+    `up` announces is true, and a second `up` finds the port taken), or once its
+    process has ended or ``timeout`` has passed (the caller's watch then reports it)."""
+    deadline = time.monotonic() + timeout
+    while child.process.poll() is None and time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=POLL_SECONDS):
+                return
+        except OSError:
+            time.sleep(POLL_SECONDS)
 
 
 def _describe(code: int) -> str:
@@ -239,6 +254,7 @@ def up(
             if with_web:
                 web_args = ["--port", str(port)]
                 children.append(_start("web", web_args, env, state.verbose))
+                wait_listening(state.settings().web.host, port, children[-1])
             _announce(state, conninfo, children, concurrency, batches, with_web, port)
             sys.stdout.flush()
             died = _wait(children, stop.event)
