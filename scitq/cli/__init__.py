@@ -12,7 +12,6 @@ and the error's exit code; ``--verbose`` adds the full message when it has detai
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib
 import logging
 import re
@@ -92,7 +91,7 @@ class CliState:
         if self._settings is None:
             from scitq.config import load_settings
 
-            settings = load_settings()
+            settings = load_settings(lazy=True)  # a command reads the sections it uses
             if self.database_url is not None:
                 settings = settings.with_database_url(self.database_url)
             self._settings = settings
@@ -239,6 +238,8 @@ class ScitqGroup(click.Group):
         """Like click's, with the close matches of an unknown command name."""
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib  # only on a typo: start-up
+
             close = difflib.get_close_matches(name, self.list_commands(ctx), n=3, cutoff=0.5)
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             ctx.fail(f"No such command {name!r}.{hint}")

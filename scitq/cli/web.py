@@ -62,7 +62,7 @@ def web(ctx: click.Context, host: str | None, port: int | None, threads: int | N
     web_settings = dataclasses.replace(
         settings.web, **{key: value for key, value in overrides.items() if value is not None}
     )
-    settings = dataclasses.replace(settings, web=web_settings)
+    settings = settings.replace(web=web_settings)
     app = create_app(settings)
     click.echo(f"scitq web: serving on http://{web_settings.host}:{web_settings.port}/")
     sys.stdout.flush()

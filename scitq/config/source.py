@@ -16,7 +16,6 @@ field's fallback variable if it has one, the field's default.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import math
 import types
 import typing
@@ -175,6 +174,8 @@ def _bounds_problem(spec: KeySpec, value: float) -> str | None:
 
 def _unknown(name: str, section: str | None, unknown: list[str], known: Collection[str]) -> str:
     """The one-line error for keys (or, with no section, sections) nobody reads."""
+    import difflib  # only on a mistake: CLI start-up
+
     what = "key" if section is not None else "section"
     where = f"{name}: [{section}] " if section is not None else f"{name}: "
     spelled = [f"[{word}]" if section is None else repr(word) for word in unknown]

@@ -27,14 +27,12 @@ import socket
 import stat
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -53,6 +51,7 @@ from scitq.embedded.install import (
     server_user_options,
     write_conf,
 )
+from scitq.embedded.processes import cluster_processes, is_postgres_in, wait_gone
 from scitq.errors import EmbeddedServerError, InvalidArgument
 
 logger = logging.getLogger(__name__)
@@ -232,7 +231,7 @@ class EmbeddedServer:
             pid = int(lines[0])
         except (OSError, ValueError, IndexError):
             return None
-        if not self._is_ours(pid):
+        if not is_postgres_in(pid, self.pgdata):
             return None
         fields = [*lines[1:8], *[""] * 7]  # partially written while starting
         return _PidFile(
@@ -243,25 +242,11 @@ class EmbeddedServer:
             status=fields[6].strip(),
         )
 
-    def _is_ours(self, pid: int) -> bool:
-        """Whether ``pid`` is a live postgres process working in this cluster."""
-        try:
-            proc = psutil.Process(pid)
-            return (
-                proc.status() != psutil.STATUS_ZOMBIE
-                and proc.name() == "postgres"
-                and Path(proc.cwd()) == self.pgdata
-            )
-        except psutil.Error:  # gone, zombie or not ours to inspect
-            return False
-
-    def _cluster_processes(self) -> list[psutil.Process]:
-        """Every live postgres process of this cluster (they all chdir to pgdata)."""
-        return [proc for proc in psutil.process_iter() if self._is_ours(proc.pid)]
-
     def _kill_leftovers(self, socket_dir: Path | None = None) -> None:
         """Stop what a dead postmaster left behind, so a new one can start cleanly."""
-        leftovers = self._cluster_processes()
+        import psutil
+
+        leftovers = cluster_processes(self.pgdata)
         if leftovers:
             logger.warning(
                 "killing %d leftover postgres processes", len(leftovers), extra={"action": "kill"}
@@ -270,7 +255,7 @@ class EmbeddedServer:
                 for proc in leftovers:
                     with suppress(psutil.Error):
                         proc.send_signal(sig)
-                leftovers = _wait_gone(leftovers, 5.0)
+                leftovers = wait_gone(leftovers, 5.0)
         pid_file = self.pgdata / "postmaster.pid"
         # postgres itself ignores stale lock files unless their pid is alive (reused, or a
         # zombie when nothing reaps orphans, as in some containers); none is ours now.
@@ -282,7 +267,7 @@ class EmbeddedServer:
 
     def _warn_if_deleted(self) -> None:
         """Say loudly that a new cluster replaces one deleted under its running server."""
-        orphans = sorted(proc.pid for proc in self._cluster_processes())
+        orphans = sorted(proc.pid for proc in cluster_processes(self.pgdata))
         if orphans:
             logger.warning(
                 "the embedded database in %s was deleted while its server (pid %d) ran: its "
@@ -327,7 +312,7 @@ class EmbeddedServer:
         except EmbeddedServerError:
             logger.exception("pg_ctl stop failed; killing the server", extra={"action": "stop"})
             self._kill_leftovers()
-        if _wait_gone(self._cluster_processes(), 10.0):
+        if wait_gone(cluster_processes(self.pgdata), 10.0):
             self._kill_leftovers()
         return True
 
@@ -411,20 +396,6 @@ class EmbeddedServer:
         return make_conninfo(
             "", host=str(found.socket_dir), port=found.port, user=SUPERUSER, dbname=dbname
         )
-
-
-def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
-    """Wait until the processes exit (zombies count as gone); return the survivors."""
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = []
-        for proc in procs:
-            with suppress(psutil.Error):
-                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(proc)
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.05)
 
 
 def _is_loopback(host: str) -> bool:

@@ -42,11 +42,13 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
-from scitq.config import TransferSettings
 from scitq.errors import InvalidUri
 from scitq.transfer.uri import Uri
+
+if TYPE_CHECKING:
+    from scitq.config import TransferSettings
 
 #: Receives byte increments as a transfer progresses.
 Progress = Callable[[int], None]
@@ -83,7 +85,7 @@ class Transport(Protocol):
 
 
 #: Builds a transport for some settings.
-TransportFactory = Callable[[TransferSettings], Transport]
+TransportFactory = Callable[["TransferSettings"], Transport]
 #: Checks the syntax of a parsed URI of one scheme (raises InvalidUri).
 UriCheck = Callable[[Uri], None]
 

@@ -59,3 +59,13 @@ def test_an_unknown_command_without_a_close_match() -> None:
     assert result.exit_code == 2
     assert "Error: No such command 'xyzzy'." in result.stderr
     assert "Did you mean" not in result.stderr
+
+
+def test_launch_reads_only_the_database_settings() -> None:
+    loaded = _loaded_after(
+        "import scitq.cli.launch\nfrom scitq.config import load_settings\n"
+        "settings = load_settings(lazy=True)\nsettings.database"
+    )
+    sections = {"scitq.config.scheduler", "scitq.config.transfer", "scitq.config.web"}
+    assert not (sections | {"psutil", "difflib"}) & loaded
+    assert "scitq.config.database" in loaded

@@ -119,3 +119,31 @@ def test_with_database_url_returns_a_copy() -> None:
     assert settings.database.url == "host=a"
     with pytest.raises(AttributeError):
         settings.database.url = "host=b"  # type: ignore[misc]
+
+
+def test_lazy_settings_report_a_section_mistake_when_the_section_is_used(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "scitq.toml"
+    path.write_text("[scheduler]\nrecruit_intervall = 5\n[web]\nport = 8123\n")
+    environ = {"SCITQ_CONFIG": str(path)}
+    with pytest.raises(ConfigError, match="recruit_intervall"):
+        load_settings(environ)  # by default every section is read, and checked, at once
+    lazy = load_settings(environ, lazy=True)
+    assert lazy.database.url is None
+    assert lazy.web.port == 8123
+    with pytest.raises(ConfigError, match="recruit_intervall"):
+        lazy.scheduler  # noqa: B018
+
+
+def test_settings_are_immutable_and_replace_copies(tmp_path: Path) -> None:
+    path = tmp_path / "scitq.toml"
+    path.write_text("[web]\nport = 8123\n")
+    settings = load_settings({"SCITQ_CONFIG": str(path)}, lazy=True)
+    with pytest.raises(AttributeError, match="immutable"):
+        settings.database = DatabaseSettings()  # type: ignore[misc]
+    moved = settings.replace(web=config.WebSettings(port=9000))
+    assert (moved.web.port, settings.web.port) == (9000, 8123)
+    assert moved.database == settings.database
+    assert settings == load_settings({"SCITQ_CONFIG": str(path)})
+    assert moved != settings
