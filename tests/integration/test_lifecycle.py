@@ -478,3 +478,23 @@ def test_set_phases_moves_many_forward_only_and_names_every_dead_one(conn):
     ).fetchone() == (1,)
     with pytest.raises(errors.InvalidArgument, match="phase must be"):
         execution_set_phases(conn, worker, ids[:1], "succeeded", now=at(10))
+
+
+def test_a_signal_racing_an_agent_call_neither_waits_nor_deadlocks(db, conn):
+    """An agent's call locks its worker row (worker_check_v1), then its executions; a
+    signal inserts rows referencing both (foreign key checks: FOR KEY SHARE). With the
+    worker locked FOR UPDATE the signal waited for the agent while holding a share lock
+    on the execution, which the agent's next statement then needed: deadlock."""
+    task_id, worker = setup_one(conn)
+    (claim,) = task_claim(conn, worker, 1, now=at(1))
+    execution = claim["execution_id"]
+    with psycopg.connect(db) as agent:  # one transaction, as an agent's report pass
+        agent.execute("SELECT scitq.worker_check_v1(%s)", (worker,))
+        with psycopg.connect(db, autocommit=True) as other:
+            other.execute("SET lock_timeout = '5s'")  # waiting at all is the failure here
+            with translated():
+                assert task_signal(other, [task_id], "pause", now=at(2)) == 1
+        with translated():
+            execution_set_phase(agent, worker, execution, "running", now=at(3))
+        agent.commit()
+    assert task_row(conn, task_id)[0] == "running"

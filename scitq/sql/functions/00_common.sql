@@ -27,7 +27,11 @@ AS $$
     END;
 $$;
 
--- The worker row, checked to belong to the calling role (session_user), locked.
+-- The worker row, checked to belong to the calling role (session_user), locked. FOR NO KEY
+-- UPDATE, not FOR UPDATE: the agent's calls still take turns on their worker, but a row
+-- that references the worker (a signal sent by task_signal_v1, whose foreign key check
+-- takes FOR KEY SHARE) is not made to wait for them, which deadlocked a signal racing an
+-- agent's report pass.
 CREATE OR REPLACE FUNCTION scitq.worker_check_v1(p_worker_id bigint)
 RETURNS scitq.worker
 LANGUAGE plpgsql
@@ -36,7 +40,7 @@ AS $$
 DECLARE
     v_worker scitq.worker;
 BEGIN
-    SELECT * INTO v_worker FROM scitq.worker WHERE id = p_worker_id FOR UPDATE;
+    SELECT * INTO v_worker FROM scitq.worker WHERE id = p_worker_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'worker % does not exist', p_worker_id
             USING ERRCODE = 'SQ003', HINT = 'the worker may have been deleted: register again';
