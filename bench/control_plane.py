@@ -290,23 +290,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--database-url", help="a superuser libpq URL (default: embedded server)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--claim-tasks", type=int, help="tasks for b (to watch a longer run)")
+    parser.add_argument("--claimers", help="claimer counts for b, comma-separated (1,2,4,8)")
+    parser.add_argument("--sections", default="abc", help="which of a, b, c to run (abc)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.claim_tasks:
         sizes = replace(sizes, claim_tasks=args.claim_tasks)
+    if args.claimers:
+        sizes = replace(sizes, claimers=tuple(int(n) for n in args.claimers.split(",")))
     began = time.perf_counter()
     with server(args.database_url) as (admin, where):
         print(machine(admin, where), flush=True)
         dbs = Databases(admin)
         try:
-            rows = bench_submit(dbs, sizes)
-            print(table(SUBMIT.format(sizes.submit_total), SUBMIT_HEADER, rows), flush=True)
-            rows = bench_claim_finish(dbs, sizes)
-            title = CLAIM.format(sizes.claim_size, sizes.claim_tasks)
-            print(table(title, CLAIM_HEADER, rows), flush=True)
-            rows, notes = bench_depth(dbs, sizes)
-            print(table(DEPTH.format(sizes.latency_limit), DEPTH_HEADER, rows))
-            print("\n" + "\n".join(notes))
+            if "a" in args.sections:
+                rows = bench_submit(dbs, sizes)
+                print(table(SUBMIT.format(sizes.submit_total), SUBMIT_HEADER, rows), flush=True)
+            if "b" in args.sections:
+                rows = bench_claim_finish(dbs, sizes)
+                title = CLAIM.format(sizes.claim_size, sizes.claim_tasks)
+                print(table(title, CLAIM_HEADER, rows), flush=True)
+            if "c" in args.sections:
+                rows, notes = bench_depth(dbs, sizes)
+                print(table(DEPTH.format(sizes.latency_limit), DEPTH_HEADER, rows))
+                print("\n" + "\n".join(notes))
         finally:
             dbs.drop_all()
     print(f"\ntotal run time {time.perf_counter() - began:.0f} s")

@@ -244,9 +244,9 @@ def put(
         path = Path(str(source))
         if not path.exists():
             raise TransferError(str(source), "no such file or directory", retryable=False)
-        target = to_uri(uri)
+        target = to_uri(uri, settings)
         if local_path(target) is None:
-            validate_uri(target.text, "output")
+            validate_uri(target.text, "output", settings)
         copy_uri(to_uri(str(path)), target, settings)
 
 

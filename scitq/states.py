@@ -92,6 +92,9 @@ class FailureClass(StrEnum):
     UPLOAD = "upload"
     LOST = "lost"
     CANCELED = "canceled"
+    #: the worker's container runtime could not run the task (no runtime, daemon down):
+    #: the machine's fault, not the command's
+    RUNTIME = "runtime"
 
 
 class WorkerStatus(StrEnum):

@@ -27,7 +27,9 @@ pytest_plugins = [
     "tests.fixtures.db",
     "tests.fixtures.agents",
     "tests.fixtures.ena_standin",
+    "tests.fixtures.netns",
     "tests.fixtures.servers",
+    "tests.fixtures.replication",
 ]
 
 

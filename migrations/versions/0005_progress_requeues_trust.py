@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB
 
 from scitq.db.migrate import rerun_previous_sql, run_frozen_sql
 
@@ -26,6 +28,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # -- worker metrics, runtime failures (issue 18 points 2, 4): first, because adding an
+    # enum value commits on its own (autocommit block), and the rest is then one transaction
+    _upgrade_worker_metrics()
+    # -- end worker metrics --
     # -- progress reads (issue 20) --
     op.create_table(
         "batch_duration",
@@ -50,11 +56,36 @@ def upgrade() -> None:
     # -- web sessions and login throttling (issue 15) --
     _upgrade_web_sessions()
     # -- end web sessions --
+    # -- partitions, retention, per-batch counters (issue 16 point 4) --
+    _upgrade_partitions()
+    # -- end partitions --
+    # -- task edit, rerun and cache (issue 18 points 5, 6) --
+    _upgrade_task_edit_and_cache()
+    # -- end task edit, rerun and cache --
     run_frozen_sql(op.get_bind(), "0005")
+    # -- partitions (issue 16 point 4): the rows, once the partitions exist --
+    op.execute(PARTITIONS_FILL)
+    # -- end partitions --
 
 
 def downgrade() -> None:
     op.execute(DROP_ROUTINES)
+    # -- task edit, rerun and cache (issue 18 points 5, 6) --
+    op.drop_column("task_event", "change", schema="scitq")
+    op.drop_column("execution", "cached_from_execution_id", schema="scitq")
+    op.drop_column("execution", "output_manifest", schema="scitq")
+    op.drop_column("execution", "input_fingerprint", schema="scitq")
+    op.drop_index("execution_cache_key_idx", table_name="execution", schema="scitq")
+    op.drop_column("execution", "cache_key", schema="scitq")
+    op.drop_column("task", "cache_key", schema="scitq")
+    op.drop_column("task", "use_cache", schema="scitq")
+    # -- end task edit, rerun and cache --
+    # -- partitions, retention, per-batch counters (issue 16 point 4) --
+    op.execute(PARTITIONS_UNDO)
+    # -- end partitions --
+    # -- worker metrics (issue 18 point 4); the failure class 'runtime' stays in its type --
+    op.drop_table("worker_metric", schema="scitq")
+    # -- end worker metrics --
     # -- web sessions and login throttling (issue 15) --
     op.drop_table("web_login_attempt", schema="scitq")
     op.drop_table("web_session", schema="scitq")
@@ -103,6 +134,34 @@ DROP FUNCTION IF EXISTS scitq.web_session_touch_v1(bytea, integer, integer, time
 DROP FUNCTION IF EXISTS scitq.web_session_end_v1(bytea, text, timestamptz);
 DROP FUNCTION IF EXISTS scitq.web_session_end_user_v1(text, text, timestamptz);
 DROP FUNCTION IF EXISTS scitq.web_login_attempt_v1(text, text, integer, integer, integer, timestamptz);
+-- partitions, retention, per-batch counters (issue 16 point 4)
+DROP VIEW IF EXISTS scitq.partition_overview;
+DROP VIEW IF EXISTS scitq.task_log;
+DROP FUNCTION IF EXISTS scitq.partition_prune_v1(interval, interval, interval, timestamptz);
+DROP FUNCTION IF EXISTS scitq.partition_ensure_v1(bigint, integer, integer, integer, timestamptz, timestamptz);
+DROP FUNCTION IF EXISTS scitq.partition_create(regclass, text, text, text, text);
+DROP FUNCTION IF EXISTS scitq.partition_bounds(regclass);
+DROP FUNCTION IF EXISTS scitq.batch_count_compact_v1();
+DROP TRIGGER IF EXISTS task_count_delete ON scitq.task;
+DROP FUNCTION IF EXISTS scitq.task_count_delete_v1();
+DROP FUNCTION IF EXISTS scitq.batch_count_add(bigint[], scitq.task_status[], bigint[], scitq.task_status[]);
+-- task edit, rerun and cache (issue 18 points 5, 6); execution_overview gains a column
+DROP VIEW IF EXISTS scitq.execution_overview;
+DROP FUNCTION IF EXISTS scitq.task_update_v1(bigint[], jsonb, boolean, text, timestamptz);
+DROP FUNCTION IF EXISTS scitq.task_rerun_v1(bigint[], timestamptz);
+DROP FUNCTION IF EXISTS scitq.task_restart(bigint[], text, timestamptz);
+DROP FUNCTION IF EXISTS scitq.task_check_submission(jsonb, text);
+DROP TRIGGER IF EXISTS task_cache_key ON scitq.task;
+DROP FUNCTION IF EXISTS scitq.task_cache_key_set_v1();
+DROP FUNCTION IF EXISTS scitq.task_cache_key(text, boolean, text, text, text[], text[], text, jsonb);
+DROP FUNCTION IF EXISTS scitq.task_claim_v2(bigint, integer, timestamptz);
+DROP FUNCTION IF EXISTS scitq.execution_cache_candidates(text, bigint);
+DROP FUNCTION IF EXISTS scitq.execution_record_cache_v1(bigint, bigint, text, jsonb, bigint, timestamptz);
+-- worker metrics (issue 18 point 4)
+DROP VIEW IF EXISTS scitq.worker_metrics;
+DROP FUNCTION IF EXISTS scitq.worker_heartbeat_v2(bigint, bigint[], bigint[], jsonb, timestamptz);
+DROP FUNCTION IF EXISTS scitq.worker_record_metrics(bigint, jsonb, timestamptz);
+DROP FUNCTION IF EXISTS scitq.worker_metric_figure(jsonb, text);
 SELECT 1;
 """
 
@@ -196,3 +255,203 @@ def _upgrade_web_sessions() -> None:
     op.create_index("web_login_attempt_address_at_idx", "web_login_attempt", ["address", "at"],
                     schema="scitq")  # fmt: skip
     op.create_index("web_login_attempt_at_idx", "web_login_attempt", ["at"], schema="scitq")
+
+
+# -- partitions, retention, per-batch counters (issue 16 point 4) -------------------------
+# execution_output and task_event become partitioned tables (65_retention.sql creates the
+# partitions): the old tables are renamed, the new ones created, and once the SQL files
+# have created the partitions the rows are copied over and the old tables dropped. The
+# downgrade copies them back into plain tables as 0001 made them.
+
+PARTITIONS_RENAME = """
+DROP VIEW IF EXISTS scitq.task_log;
+ALTER TABLE scitq.execution_output RENAME TO execution_output_unpartitioned;
+ALTER INDEX scitq.execution_output_pkey RENAME TO execution_output_unpartitioned_pkey;
+ALTER TABLE scitq.task_event RENAME TO task_event_unpartitioned;
+ALTER INDEX scitq.task_event_pkey RENAME TO task_event_unpartitioned_pkey;
+ALTER INDEX scitq.task_event_task_id_id_idx RENAME TO task_event_unpartitioned_task_id_id_idx;
+
+-- PostgreSQL 18 names NOT NULL constraints after their table: move them out of the way
+-- of the new table's (before 18 they are not constraints and there is nothing to do)
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT c.conrelid::regclass AS tbl, c.conname
+        FROM pg_constraint c
+        WHERE c.conrelid IN ('scitq.execution_output_unpartitioned'::regclass, 'scitq.task_event_unpartitioned'::regclass)
+          AND c.contype = 'n'
+          AND c.conislocal
+    LOOP
+        EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', r.tbl, r.conname, 'moved_' || r.conname);
+    END LOOP;
+END;
+$$;
+"""
+
+PARTITIONS_FILL = """
+SELECT count(*) FROM scitq.partition_ensure_v1(
+    p_events_since => (SELECT min(at) FROM scitq.task_event_unpartitioned)
+);
+INSERT INTO scitq.execution_output (execution_id, seq, retained, stream, at, text)
+SELECT execution_id, seq, false, stream, at, text FROM scitq.execution_output_unpartitioned;
+INSERT INTO scitq.task_event (id, task_id, from_status, to_status, at)
+SELECT id, task_id, from_status, to_status, at FROM scitq.task_event_unpartitioned;
+ALTER SEQUENCE scitq.task_event_id_seq OWNED BY scitq.task_event.id;
+DROP TABLE scitq.execution_output_unpartitioned;
+DROP TABLE scitq.task_event_unpartitioned;
+INSERT INTO scitq.batch_task_count (batch_id, status, slot, n)
+SELECT batch_id, status, 0, count(*) FROM scitq.task GROUP BY batch_id, status;
+"""
+
+PARTITIONS_UNDO = """
+ALTER TABLE scitq.execution_output RENAME TO execution_output_partitioned;
+ALTER INDEX scitq.execution_output_pkey RENAME TO execution_output_partitioned_pkey;
+ALTER TABLE scitq.task_event RENAME TO task_event_partitioned;
+ALTER INDEX scitq.task_event_pkey RENAME TO task_event_partitioned_pkey;
+ALTER INDEX scitq.task_event_task_id_id_idx RENAME TO task_event_partitioned_task_id_id_idx;
+
+-- PostgreSQL 18 names NOT NULL constraints after their table: move them out of the way
+-- of the new table's (before 18 they are not constraints and there is nothing to do)
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT c.conrelid::regclass AS tbl, c.conname
+        FROM pg_constraint c
+        WHERE c.conrelid IN ('scitq.execution_output_partitioned'::regclass, 'scitq.task_event_partitioned'::regclass)
+          AND c.contype = 'n'
+          AND c.conislocal
+    LOOP
+        EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', r.tbl, r.conname, 'moved_' || r.conname);
+    END LOOP;
+END;
+$$;
+CREATE TABLE scitq.execution_output (
+    execution_id bigint NOT NULL,
+    seq integer NOT NULL,
+    stream scitq.output_stream NOT NULL,
+    at timestamp with time zone NOT NULL,
+    text text NOT NULL,
+    CONSTRAINT execution_output_seq_check CHECK (seq >= 0),
+    CONSTRAINT execution_output_execution_id_fkey FOREIGN KEY (execution_id)
+        REFERENCES scitq.execution (id) ON DELETE CASCADE,
+    CONSTRAINT execution_output_pkey PRIMARY KEY (execution_id, seq)
+);
+INSERT INTO scitq.execution_output (execution_id, seq, stream, at, text)
+SELECT execution_id, seq, stream, at, text FROM scitq.execution_output_partitioned
+ON CONFLICT DO NOTHING;
+CREATE TABLE scitq.task_event (
+    id bigint NOT NULL DEFAULT nextval('scitq.task_event_id_seq'::regclass),
+    task_id bigint NOT NULL,
+    from_status scitq.task_status,
+    to_status scitq.task_status NOT NULL,
+    at timestamp with time zone NOT NULL,
+    CONSTRAINT task_event_pkey PRIMARY KEY (id)
+);
+CREATE INDEX task_event_task_id_id_idx ON scitq.task_event (task_id, id);
+INSERT INTO scitq.task_event (id, task_id, from_status, to_status, at)
+SELECT id, task_id, from_status, to_status, at FROM scitq.task_event_partitioned;
+ALTER SEQUENCE scitq.task_event_id_seq OWNED BY scitq.task_event.id;
+DROP TABLE scitq.execution_output_partitioned;
+DROP TABLE scitq.task_event_partitioned;
+DROP TABLE scitq.batch_task_count;
+"""
+
+
+def _upgrade_partitions() -> None:
+    op.execute(PARTITIONS_RENAME)
+    op.create_table(
+        "execution_output",
+        sa.Column("execution_id", sa.BigInteger(), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("retained", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("stream", postgresql.ENUM(name="output_stream", schema="scitq", create_type=False), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.CheckConstraint("seq >= 0", name=op.f("execution_output_seq_check")),
+        sa.ForeignKeyConstraint(["execution_id"], ["scitq.execution.id"],
+                                name=op.f("execution_output_execution_id_fkey"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("execution_id", "seq", "retained", name=op.f("execution_output_pkey")),
+        schema="scitq",
+        postgresql_partition_by="RANGE (execution_id)",
+    )  # fmt: skip
+    task_status = postgresql.ENUM(name="task_status", schema="scitq", create_type=False)
+    op.create_table(
+        "task_event",
+        sa.Column("id", sa.BigInteger(), server_default=sa.text("nextval('scitq.task_event_id_seq'::regclass)"),
+                  nullable=False),
+        sa.Column("task_id", sa.BigInteger(), nullable=False),
+        sa.Column("from_status", task_status, nullable=True),
+        sa.Column("to_status", task_status, nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", "at", name=op.f("task_event_pkey")),
+        schema="scitq",
+        postgresql_partition_by="RANGE (at)",
+    )  # fmt: skip
+    op.create_index("task_event_task_id_id_idx", "task_event", ["task_id", "id"], schema="scitq")
+    op.create_table(
+        "batch_task_count",
+        sa.Column("batch_id", sa.BigInteger(), nullable=False),
+        sa.Column("status", task_status, nullable=False),
+        sa.Column("slot", sa.Integer(), nullable=False),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(["batch_id"], ["scitq.batch.id"], name=op.f("batch_task_count_batch_id_fkey"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("batch_id", "status", "slot", name=op.f("batch_task_count_pkey")),
+        schema="scitq",
+    )  # fmt: skip
+# -- task edit, rerun and cache (issue 18 points 5, 6) -------------------------------------
+
+
+def _upgrade_task_edit_and_cache() -> None:
+    """scitq v1's use_cache (a key per task, the listings of an attempt, cache hits) and
+    the edits of tasks in the event log."""
+    op.add_column(
+        "task", sa.Column("use_cache", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        schema="scitq",
+    )  # fmt: skip
+    op.add_column("task", sa.Column("cache_key", sa.Text(), nullable=True), schema="scitq")
+    op.add_column("execution", sa.Column("cache_key", sa.Text(), nullable=True), schema="scitq")
+    op.create_index("execution_cache_key_idx", "execution", ["cache_key", "id"], schema="scitq",
+                    postgresql_where=sa.text("cache_key IS NOT NULL"))  # fmt: skip
+    op.add_column("execution", sa.Column("input_fingerprint", sa.Text(), nullable=True),
+                  schema="scitq")  # fmt: skip
+    op.add_column("execution", sa.Column("output_manifest", JSONB(), nullable=True),
+                  schema="scitq")  # fmt: skip
+    op.add_column("execution", sa.Column("cached_from_execution_id", sa.BigInteger(), nullable=True),
+                  schema="scitq")  # fmt: skip
+    op.create_foreign_key(
+        op.f("execution_cached_from_execution_id_fkey"), "execution", "execution",
+        ["cached_from_execution_id"], ["id"], source_schema="scitq", referent_schema="scitq",
+        ondelete="SET NULL",
+    )  # fmt: skip
+    op.add_column("task_event", sa.Column("change", JSONB(), nullable=True), schema="scitq")
+# -- worker metrics, runtime failures (issue 18 points 2, 4) -------------------------------
+
+
+def _upgrade_worker_metrics() -> None:
+    """The failure class of a container runtime that cannot run a task (committed on its
+    own: PostgreSQL refuses a new enum value in the transaction that adds it); the host
+    metrics the agents send with their heartbeats."""
+    with op.get_context().autocommit_block():
+        op.execute("ALTER TYPE scitq.failure_class ADD VALUE IF NOT EXISTS 'runtime'")
+    op.create_table(
+        "worker_metric",
+        sa.Column("worker_id", sa.BigInteger(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        *(sa.Column(name, sa.Double(), nullable=True) for name in ("load1", "cpu_percent", "iowait_percent")),
+        *(sa.Column(name, sa.BigInteger(), nullable=True) for name in (
+            "memory_used_bytes", "memory_total_bytes", "disk_free_bytes", "disk_total_bytes",
+            "disk_floor_bytes")),
+        *(sa.Column(name, sa.Double(), nullable=True) for name in (
+            "disk_read_bytes_per_second", "disk_write_bytes_per_second",
+            "network_receive_bytes_per_second", "network_send_bytes_per_second")),
+        sa.ForeignKeyConstraint(
+            ["worker_id"], ["scitq.worker.id"], name=op.f("worker_metric_worker_id_fkey"), ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("worker_id", "at", name=op.f("worker_metric_pkey")),
+        schema="scitq",
+    )  # fmt: skip

@@ -6,13 +6,12 @@ signals, names the executions that are no longer ours), the output flusher (all 
 executions' output in one round trip, about every second) and, when the server allows
 it, a LISTEN connection that wakes the claim loop early. Polling alone is correct.
 
-Slots: an execution is held from its claim to its finish; at most
-``concurrency + prefetch`` are held (the claim asks only for free slots, and the
-database enforces the same bound) and at most ``concurrency`` run their command at once;
-prefetched ones wait for a run slot. Stopping (SIGTERM/SIGINT, or a drain set in the
-database) stops claiming, lets running commands finish within the grace period, kills
-the rest, and hands back what did not finish (`worker_stop_v1`: requeued without using a
-retry).
+Slots: an execution is held from its claim to its finish; at most ``concurrency +
+prefetch`` are held (claims ask for the free slots and, riding on a report of results, for
+those it frees: `scitq.agent.reports`; the database enforces the same bound), at most
+``concurrency`` run at once. Stopping (SIGTERM/SIGINT, or a drain set in the database)
+stops claiming, lets running commands finish within the grace period, kills the rest and
+hands back what did not finish (`worker_stop_v1`: requeued without using a retry).
 """
 
 from __future__ import annotations
@@ -26,6 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 from scitq import errors
+from scitq.agent.diskpolicy import DiskPolicy
+from scitq.agent.download import download_phase, needs_download_phase
 from scitq.agent.held import (
     Held,
     command_spec,
@@ -35,17 +36,20 @@ from scitq.agent.held import (
     with_upload_failure,
 )
 from scitq.agent.identity import refuse_live_elsewhere
+from scitq.agent.images import ImagePuller
 from scitq.agent.link import DatabaseLink, DatabaseUnavailable
+from scitq.agent.metrics import HostSampler
 from scitq.agent.output import OutputBatcher
 from scitq.agent.polling import Backoff, listen_for_submissions, wait_any
 from scitq.agent.process import CommandResult, RunningCommand
-from scitq.agent.reports import Reporter
+from scitq.agent.reports import ClaimHook, Reporter
 from scitq.agent.stager import Stager
+from scitq.agent.task_cache import TaskCache
 from scitq.agent.workdirs import WorkFolders
 from scitq.config import AgentSettings, TransferSettings
 from scitq.db.task import task_claim
 from scitq.db.worker import worker_heartbeat, worker_register, worker_stop
-from scitq.states import ExecutionStatus, FailureClass
+from scitq.states import ExecutionStatus
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +71,12 @@ class Agent:
         self.settings = settings
         self._announce = announce
         self.stager = Stager(transfer or TransferSettings())
-        self.link = DatabaseLink(conninfo, application_name=f"scitq-agent {settings.name}")
+        name = f"scitq-agent {settings.name}"
+        self.link = DatabaseLink(conninfo, application_name=name)
+        self.task_cache = TaskCache(self.link, self.stager.settings)
         # reports have their own connection: their pipeline must not interleave with other
         # calls, and claims need not wait behind them (opened on first use)
-        self._report_link = DatabaseLink(
-            conninfo, application_name=f"scitq-agent {settings.name} reports"
-        )
+        self._report_link = DatabaseLink(conninfo, application_name=f"{name} reports")
         self._conninfo = conninfo
         self.worker_id: int = 0
         self.concurrency = settings.concurrency or 1
@@ -90,6 +94,9 @@ class Agent:
         self.batcher: OutputBatcher | None = None
         self.reporter: Reporter | None = None
         self.work_folders = WorkFolders(settings.work_dir)
+        self.disk = DiskPolicy(settings, self.stager.cache_if_any)
+        self.sampler = HostSampler(self.disk, settings.metrics_seconds)
+        self.images = ImagePuller.from_settings(settings)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -109,7 +116,8 @@ class Agent:
             cap_bytes=self.settings.output_cap_bytes,
             on_not_live=self._on_not_live,
         )
-        self.reporter = Reporter(self._report_link, self.worker_id, self._on_not_live)
+        hook = ClaimHook(size=self._free_slots, take=self._start)  # claims ride on reports
+        self.reporter = Reporter(self._report_link, self.worker_id, self._on_not_live, hook)
         logger.debug(  # the CLI prints the start line (announce)
             "worker %s (%d) serving", self.settings.name, self.worker_id,
             extra={"action": "agent_start", "worker_id": self.worker_id},
@@ -200,8 +208,12 @@ class Agent:
 
     # -- claiming -------------------------------------------------------------------
 
-    def _free_slots(self) -> int:
-        return self.concurrency + self.prefetch - len(self.held)
+    def _free_slots(self, finishing: int = 0) -> int:
+        """Slots a claim may fill, ``finishing`` (being reported) included; none when closed."""
+        closed = self.stopping.is_set() or self.is_paused or self.is_draining
+        if closed or self.disk.claim_refusal():  # below the disk floor (a cached statvfs)
+            return 0
+        return self.concurrency + self.prefetch - len(self.held) + finishing
 
     async def _claim_loop(self) -> None:
         backoff = Backoff(self.settings.poll_min_seconds, self.settings.poll_max_seconds)
@@ -210,7 +222,7 @@ class Agent:
                 self.stop()
                 break
             free = self._free_slots()
-            if self.is_paused or free <= 0:
+            if free <= 0:
                 await wait_any(self._wake, self.stopping, timeout=self.settings.poll_max_seconds)
                 self._wake.clear()
                 continue
@@ -218,8 +230,7 @@ class Agent:
                 claims = await self.link.call(task_claim.run_async, self.worker_id, free)
             except DatabaseUnavailable:
                 claims = []
-            for claim in claims:
-                self._start(claim)
+            self._start(claims)
             if claims:
                 backoff.reset()
                 continue
@@ -230,18 +241,16 @@ class Agent:
             await wait_any(self._wake, self.stopping, timeout=backoff.next())
             self._wake.clear()
 
-    def _start(self, claim: dict[str, Any]) -> None:
+    def _start(self, claims: list[dict[str, Any]]) -> None:
         assert self.batcher is not None
-        execution_id = int(claim["execution_id"])
-        held = Held(
-            claim=claim,
-            work_dir=self.settings.work_dir / f"execution-{execution_id}",
-            output=self.batcher.open(execution_id),
-        )
-        self.held[execution_id] = held
-        task = asyncio.create_task(self._execute(held), name=f"execution-{execution_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        for claim in claims:
+            execution_id = int(claim["execution_id"])
+            work_dir = self.settings.work_dir / f"execution-{execution_id}"
+            held = Held(claim, work_dir, self.batcher.open(execution_id))
+            self.held[execution_id] = held
+            task = asyncio.create_task(self._execute(held), name=f"execution-{execution_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     # -- one execution ----------------------------------------------------------------
 
@@ -249,9 +258,12 @@ class Agent:
         result: CommandResult | None = None
         try:
             failure = self._prepare_work_dir(held)
-            if failure is None and self.stager.needs_download(held.claim):
-                # before waiting for a run slot: a prefetched execution downloads ahead
-                failure = await self._download(held)
+            if failure is None and needs_download_phase(held.claim):  # before a run slot
+                assert self.reporter is not None
+                self.reporter.set_phase(held.execution_id, ExecutionStatus.DOWNLOADING)
+                failure = await download_phase(
+                    held, self.stager, self.images, self.disk, self.task_cache
+                )
             if failure is not None:
                 result = failure
             else:
@@ -266,7 +278,7 @@ class Agent:
                     await self._notify_slots()
             if held.dead or result is None:
                 return
-            if held.claim.get("output"):
+            if held.claim.get("output") and held.cached_from is None:
                 result = await self._upload(held, result)
             held.output.close()
             await self._deliver_output(held)
@@ -283,6 +295,8 @@ class Agent:
             )
             if succeeded or held.dead or not self.settings.keep_failed_work_dirs:
                 self._release_work_dir(held)
+            else:
+                self.disk.keep(held.work_dir)
             self._wake.set()
 
     def _prepare_work_dir(self, held: Held) -> CommandResult | None:
@@ -298,16 +312,6 @@ class Agent:
             held.staging.add_done_callback(lambda _: self.work_folders.release(held.work_dir))
         else:
             self.work_folders.release(held.work_dir)
-
-    async def _download(self, held: Held) -> CommandResult | None:
-        assert self.reporter is not None
-        self.reporter.set_phase(held.execution_id, ExecutionStatus.DOWNLOADING)
-        held.staging = self.stager.start_download(held.claim, held.work_dir, held.cancel_staging)
-        moved = await self.stager.download(held.claim, held.staging, held.cancel_staging)
-        held.bytes_in = moved.bytes
-        if moved.failure is None:
-            return None
-        return not_started(moved.failure, FailureClass.DOWNLOAD)
 
     async def _upload(self, held: Held, result: CommandResult) -> CommandResult:
         """Upload ``output/`` whatever the command's result; an upload failure fails it."""
@@ -352,14 +356,11 @@ class Agent:
                 await asyncio.sleep(backoff.next())
 
     async def _finish(self, held: Held, result: CommandResult | None) -> None:
-        assert result is not None
-        report = finish_report(held, result)
-        assert self.reporter is not None
-        await self.reporter.finish(report)  # waits while the database is away
-        logger.info(
-            "%s", describe_end(held.claim, result),
-            extra={"action": "task_end", "execution_id": held.execution_id},
-        )  # fmt: skip
+        assert result is not None and self.reporter is not None
+        await self.task_cache.record(held, self.worker_id, result)  # use_cache tasks only
+        await self.reporter.finish(finish_report(held, result))  # waits while the database is away
+        extra = {"action": "task_end", "execution_id": held.execution_id}
+        logger.info("%s", describe_end(held.claim, result), extra=extra)
 
     # -- side tasks ------------------------------------------------------------------
 
@@ -386,8 +387,9 @@ class Agent:
             acked, self._acked_signals = self._acked_signals, []
             try:
                 beat = await self.link.call(
-                    worker_heartbeat.run_async, self.worker_id, list(self.held), acked
-                )
+                    worker_heartbeat.run_async, self.worker_id, list(self.held), acked,
+                    metrics=self.sampler.at_heartbeat(),  # when due; a disk sweep when due
+                )  # fmt: skip
             except DatabaseUnavailable:
                 self._acked_signals = acked + self._acked_signals
                 continue

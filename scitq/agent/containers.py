@@ -11,8 +11,10 @@ Choices worth knowing:
 * The runtime is the configured one, else ``podman`` if found, else ``docker``: podman
   needs no daemon, so being installed means it works, whereas a ``docker`` client is
   often installed without a reachable daemon.
-* Images are never pulled (``--pull=never``); the image is looked up first so that a
-  missing image, or a runtime that cannot answer, is a clear failed execution.
+* The run itself never pulls (``--pull=never``): the agent pulls a missing image before,
+  in the execution's download phase (`scitq.agent.images`); the image is looked up first
+  (unless the agent did) so that a missing image, or a runtime that cannot answer, is a
+  clear failed execution.
 * ``--log-driver=none``: the output is read from the attached streams; a second copy in
   the runtime's own log file would only fill the disk.
 * Signals go through the runtime (``pause``, ``unpause``, ``kill --signal ...``) to the
@@ -140,13 +142,17 @@ async def prepare(
     cpu: int,
     env: Mapping[str, str],
     options: str | None,
+    check_image: bool = True,
 ) -> Container | str:
-    """The container to run, or why it cannot run (no runtime, missing image, bad options)."""
+    """The container to run, or why it cannot run (no runtime, missing image, bad options).
+
+    ``check_image`` False skips the image look-up (the agent found or pulled it already).
+    """
     runtime = find_runtime(runtime_setting)
     if runtime is None:
         wanted = runtime_setting or "podman or docker"
         return f"no container runtime found ({wanted} is not on PATH)"
-    problem = await missing_image_reason(runtime, image)
+    problem = await missing_image_reason(runtime, image) if check_image else None
     if problem:
         return problem
     name = container_name(env)
@@ -240,19 +246,30 @@ async def missing_image_reason(runtime: str, image: str) -> str | None:
     if code == 0:
         return None
     detail = output.splitlines()[-1] if output else f"exit code {code}"
-    if code is None or any(sign in output.lower() for sign in _NO_DAEMON):
-        return (
-            f"{runtime} does not answer, the image {image!r} could not be looked up "
-            f"({detail}): is the {runtime} daemon running on this worker?"
-        )
+    if code is None or is_daemon_down(output):
+        return daemon_down_reason(runtime, image, detail)
     return (
-        f"container image {image!r} is not available to {runtime} ({detail}); "
-        "scitq never pulls images: pull or load it on the worker first"
+        f"container image {image!r} is not available to {runtime} ({detail}): "
+        "pull or load it on the worker first"
+    )
+
+
+def is_daemon_down(output: str) -> bool:
+    """Whether a runtime's output says its daemon (or service socket) cannot be reached."""
+    lowered = output.lower()
+    return any(sign in lowered for sign in NO_DAEMON_SIGNS)
+
+
+def daemon_down_reason(runtime: str, image: str, detail: str) -> str:
+    """The failure reason of a runtime that does not answer."""
+    return (
+        f"{runtime} does not answer, the image {image!r} could not be looked up ({detail}): "
+        f"is the {runtime} daemon running on this worker?"
     )
 
 
 #: What docker and podman say when their daemon (or service socket) cannot be reached.
-_NO_DAEMON = (
+NO_DAEMON_SIGNS = (
     "cannot connect to the docker daemon",
     "is the docker daemon running",
     "error during connect",

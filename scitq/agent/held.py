@@ -30,6 +30,8 @@ class Held:
     bytes_in: int | None = None
     bytes_out: int | None = None
     applied_signals: set[int] = field(default_factory=set)
+    #: a cache hit (use_cache): the earlier execution whose output it reuses
+    cached_from: int | None = None
 
     @property
     def execution_id(self) -> int:
@@ -52,6 +54,7 @@ def command_spec(held: Held, settings: AgentSettings, concurrency: int) -> Comma
         container=claim["container"],
         container_options=claim["container_options"],
         container_runtime=settings.container_runtime,
+        image_ready=bool(claim["container"]),  # the agent's download phase made sure
     )
 
 

@@ -18,7 +18,7 @@ import psycopg
 from scitq import errors
 from scitq.agent.polling import Backoff
 from scitq.db.connection import translate_error
-from scitq.db.query import Statement, run_together
+from scitq.db.query import Row, Statement, run_together
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,13 @@ class DatabaseLink:
                     autocommit=True,
                     application_name=self._application_name,
                     connect_timeout=5,
+                    # over TCP, a server whose machine died (no RST) is noticed within about
+                    # 15 s, not the system's minutes to hours: a failover is waited out
+                    keepalives=1,
+                    keepalives_idle=5,
+                    keepalives_interval=2,
+                    keepalives_count=3,
+                    tcp_user_timeout=15000,
                     # no server-side prepared statements: behind PgBouncer in transaction
                     # pooling the next call may land on another server connection, where
                     # "_pg3_0" does not exist (the agent's calls are one-line function
@@ -85,16 +92,16 @@ class DatabaseLink:
                 raise DatabaseUnavailable(str(exc)) from exc
             raise
 
-    async def run_together(self, statements: Sequence[Statement]) -> None:
+    async def run_together(self, statements: Sequence[Statement]) -> list[list[Row]]:
         """Run bound named queries in one transaction and one round trip (pipeline mode).
 
         All or nothing: any error rolls every statement back and is raised translated
-        (`DatabaseUnavailable` when the connection is lost). Nothing else may use this
-        link's connection meanwhile: give the caller a link of its own.
+        (`DatabaseUnavailable` when the connection is lost). Returns each one's rows.
+        Nothing else may use this link's connection meanwhile: give it a link of its own.
         """
         conn = await self.connection()
         try:
-            await run_together(conn, statements)
+            return await run_together(conn, statements)
         except errors.ScitqError as exc:
             if conn.closed or conn.broken:
                 await self._discard(conn)

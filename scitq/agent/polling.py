@@ -13,6 +13,9 @@ import random
 import psycopg
 from psycopg import sql
 
+from scitq.db.pooler import behind_pooler_async
+from scitq.errors import ScitqError
+
 logger = logging.getLogger(__name__)
 
 #: The channel ``task_submit`` notifies (a hint: polling alone is correct).
@@ -49,18 +52,25 @@ async def wait_any(*events: asyncio.Event, timeout: float) -> None:
 
 
 async def listen_for_submissions(conninfo: str, wake: asyncio.Event) -> None:
-    """Set ``wake`` on every NOTIFY of a submission; give up quietly where LISTEN cannot work
-    (PgBouncer transaction pooling), retrying now and then."""
+    """Set ``wake`` on every NOTIFY of a submission, retrying now and then where LISTEN
+    fails; return at once behind a connection pooler (PgBouncer), where a LISTEN would stay
+    on a pooled server connection that no one reads: polling alone serves there."""
     backoff = Backoff(1.0, 60.0)
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(
-                conninfo, autocommit=True, connect_timeout=5
+                conninfo, autocommit=True, connect_timeout=5, prepare_threshold=None
             ) as conn:
+                if await behind_pooler_async(conn):
+                    logger.info(
+                        "behind a connection pooler: no LISTEN, polling only",
+                        extra={"action": "listen_off_pooler"},
+                    )
+                    return
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
                 backoff.reset()
                 async for _ in conn.notifies():
                     wake.set()
-        except psycopg.Error as exc:
+        except (psycopg.Error, ScitqError) as exc:
             logger.debug("LISTEN unavailable: %s", exc, extra={"action": "listen_error"})
         await asyncio.sleep(backoff.next())

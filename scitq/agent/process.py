@@ -16,11 +16,11 @@ the group, KILL after the grace period; the timeout counts wall time, paused or 
 ``canceled`` (``kill()``, or a term/kill signal), ``oom`` (see ``scitq.agent.usage`` for
 the heuristic) or ``exit`` (also for a command that could not start: no return code).
 
-A bare command is reaped here with ``os.wait4`` in a dedicated thread, to get
-its rusage (``scitq.agent.usage`` explains how usage is measured). It therefore spawns
-with ``subprocess.Popen`` rather than asyncio's subprocess API, whose child watcher
-would reap the process first; asyncio's default watchers wait for their own PIDs only,
-so both can live in one agent.
+A bare command is reaped here with ``os.wait4`` once its pidfd says it exited (in a
+thread of its own where there is no pidfd), to get its rusage (``scitq.agent.usage``
+explains how usage is measured). It is therefore spawned by `scitq.agent.spawn` rather
+than asyncio's subprocess API, whose child watcher would reap the process first;
+asyncio's default watchers wait for their own PIDs only, so both can live in one agent.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import os
 import resource
 import shlex
 import signal as signals
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -42,6 +41,7 @@ from typing import Any
 
 from scitq.agent import containers
 from scitq.agent.environment import inherited_environment, task_environment
+from scitq.agent.spawn import Spawned, spawn
 from scitq.agent.usage import (
     FIRST_SAMPLE_SECONDS,
     OOM_COUNT_MAX_AGE_SECONDS,
@@ -94,6 +94,8 @@ class CommandSpec:
     container: str | None = None
     container_options: str | None = None
     container_runtime: str | None = None
+    #: The agent found or pulled the image already: no look-up before the run.
+    image_ready: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,7 +118,7 @@ class RunningCommand:
         self,
         spec: CommandSpec,
         sink: OutputSink,
-        process: subprocess.Popen[bytes] | None,
+        process: Spawned | None,
         *,
         container: containers.Container | None = None,
         failure_reason: str | None = None,
@@ -161,6 +163,7 @@ class RunningCommand:
                 cpu=spec.cpu,
                 env=env,
                 options=spec.container_options,
+                check_image=not spec.image_ready,
             )
             if isinstance(prepared, str):
                 return cls(spec, sink, None, failure_reason=prepared)
@@ -175,15 +178,7 @@ class RunningCommand:
         if not arguments:
             return cls(spec, sink, None, failure_reason="the command is empty")
         try:
-            process = subprocess.Popen(
-                arguments,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env={**inherited_environment(), **env},
-                cwd=spec.work_dir,
-                start_new_session=True,
-            )
+            process = spawn(arguments, {**inherited_environment(), **env}, spec.work_dir)
         except ValueError as error:  # an environment the system cannot pass (old rows)
             return cls(spec, sink, None, failure_reason=f"cannot start the command: {error}")
         except OSError as error:
@@ -196,7 +191,7 @@ class RunningCommand:
         running._watch(process)
         return running
 
-    def _watch(self, process: subprocess.Popen[bytes]) -> None:
+    def _watch(self, process: Spawned) -> None:
         for stream, fd in zip(_STREAMS, self._pipe_fds(), strict=True):
             os.set_blocking(fd, False)
             self._loop.add_reader(fd, self._read, stream, fd)
@@ -216,8 +211,8 @@ class RunningCommand:
         self._reap(pid)
 
     def _pipe_fds(self) -> tuple[int, int]:
-        assert self._process is not None and self._process.stdout and self._process.stderr
-        return self._process.stdout.fileno(), self._process.stderr.fileno()
+        assert self._process is not None
+        return self._process.stdout, self._process.stderr
 
     def _reap(self, pid: int) -> None:
         # In the loop once the pidfd says the command exited, or in a thread of its own
@@ -388,16 +383,12 @@ class RunningCommand:
                 await asyncio.wait_for(self._streams_closed.wait(), DRAIN_SECONDS)
         for stream, fd in zip(_STREAMS, self._pipe_fds(), strict=True):
             self._close_stream(stream, fd)
-        assert self._process is not None and self._process.stdout and self._process.stderr
-        self._process.stdout.close()
-        self._process.stderr.close()
+        assert self._process is not None
+        self._process.close()
 
     def _classify(
         self, return_code: int | None, peak_rss: int | None
     ) -> tuple[FailureClass | None, str | None]:
-        assert self._process is not None
-        # Reaped here: Popen must never wait for it (the PID may be reused).
-        self._process.returncode = -1 if return_code is None else return_code
         if self._timed_out:
             return (
                 FailureClass.TIMEOUT,

@@ -8,6 +8,17 @@ the loop is idle; while a round trip is in flight the next reports gather, so un
 one call carries many executions (this is what makes short tasks cheap: a few
 transactions per batch of finished tasks instead of two per task).
 
+Claims ride along: a pass that carries results also claims, last in the same
+transaction, as many tasks as the slots those results free plus the slots already free
+(`ClaimHook`): one round trip reports a batch of finished tasks and refills their slots
+(River's batched completer does the same). The stored functions are the same ones the
+agent calls alone (``execution_finish_v1``, ``task_claim_v1``), so fencing, leases and
+the claim bound are theirs; if any part is refused the whole pass is rolled back (the
+claim with it) and the claim loop claims on its own. A pass of phases only waits up to
+``PHASE_DELAY_SECONDS`` for results to join it: a short task's ``running`` and its result
+then travel together (its ``run_started_at`` is the report's time; its wall time is the
+agent's measure either way), while a long task's phase is stored within that delay.
+
 Faults: while the database is unreachable, everything stays queued and the loop retries
 with back-off; nothing is dropped. An execution the database says is no longer ours
 (SQLSTATE SQ001, with its id) is left out, its copy stopped through ``on_not_live``, and
@@ -19,13 +30,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from scitq import errors
 from scitq.agent.link import DatabaseLink, DatabaseUnavailable
 from scitq.agent.polling import Backoff
 from scitq.db.execution import execution_finish, execution_set_phases
-from scitq.db.query import Statement
+from scitq.db.query import Row, Statement
+from scitq.db.task import task_claim
 from scitq.states import EXECUTION_PHASES, ExecutionStatus
 
 logger = logging.getLogger(__name__)
@@ -36,6 +49,20 @@ PHASES = EXECUTION_PHASES[1:]
 
 Report = Mapping[str, Any]
 Pending = dict[int, tuple[Report, "asyncio.Future[bool]"]]
+#: How long a pass of phases alone waits for results to join it.
+PHASE_DELAY_SECONDS = 0.05
+#: Once results come, how long without another ends the wait for them.
+QUIET_SECONDS = 0.002
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimHook:
+    """How a pass claims: ``size(finishing)`` is how many tasks to ask for when
+    ``finishing`` held executions are being reported (0: none); ``take(rows)`` gets the
+    claimed rows once the pass is stored."""
+
+    size: Callable[[int], int]
+    take: Callable[[list[Row]], None]
 
 
 class Reporter:
@@ -46,15 +73,20 @@ class Reporter:
         link: DatabaseLink,
         worker_id: int,
         on_not_live: Callable[[list[int]], None],
+        claims: ClaimHook | None = None,
     ) -> None:
         self._link = link
         self._worker_id = worker_id
         self._on_not_live = on_not_live
+        self._claims = claims
         self._phases: dict[ExecutionStatus, list[int]] = {phase: [] for phase in PHASES}
         self._results: Pending = {}
         self._pending = asyncio.Event()
+        self._result_arrived = asyncio.Event()
         #: Round trips made, for tests and benchmarks.
         self.calls = 0
+        #: Tasks claimed along with results.
+        self.claimed = 0
 
     def set_phase(self, execution_id: int, phase: ExecutionStatus) -> None:
         """Record that an execution reached ``phase`` (sent with the next batch)."""
@@ -72,6 +104,7 @@ class Reporter:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._results[execution_id] = (report, done)
         self._pending.set()
+        self._result_arrived.set()
         return await done
 
     async def run(self) -> None:
@@ -79,7 +112,10 @@ class Reporter:
         backoff = Backoff(0.5, 30.0)
         while True:
             await self._pending.wait()
+            if not self._results:  # phases only: let the results of short tasks join
+                await self._gather_results()
             self._pending.clear()
+            self._result_arrived.clear()
             try:
                 if not await self._send_together():
                     # Something was refused (an execution no longer ours...): nothing of
@@ -96,6 +132,20 @@ class Reporter:
                 await asyncio.sleep(backoff.next())
             else:
                 backoff.reset()
+
+    async def _gather_results(self) -> None:
+        """Wait up to `PHASE_DELAY_SECONDS` for results, and once they come, until none
+        has come for `QUIET_SECONDS`: the executions started together by one pass end
+        together, and their results then go in one pass, not one pass for the first."""
+        deadline = asyncio.get_running_loop().time() + PHASE_DELAY_SECONDS
+        timeout = PHASE_DELAY_SECONDS
+        while timeout > 0:
+            self._result_arrived.clear()
+            try:
+                await asyncio.wait_for(self._result_arrived.wait(), timeout)
+            except TimeoutError:
+                return
+            timeout = min(QUIET_SECONDS, deadline - asyncio.get_running_loop().time())
 
     async def _send_together(self) -> bool:
         """The whole pass in one transaction and one round trip, in the order of `run`.
@@ -118,9 +168,12 @@ class Reporter:
                 statements.append(execution_set_phases.bind(self._worker_id, ids, phase))
         if not statements:
             return True
+        claim = self._claims.size(len(results)) if self._claims and results else 0
+        if claim > 0:  # last: it sees the slots the results above freed
+            statements.append(task_claim.bind(self._worker_id, claim))
         try:
             self.calls += 1
-            await self._link.run_together(statements)
+            answers = await self._link.run_together(statements)
         except errors.ScitqError as exc:  # DatabaseUnavailable included: queue it all again
             for phase in PHASES:
                 self._phases[phase] = phases[phase] + self._phases[phase]
@@ -128,6 +181,9 @@ class Reporter:
             if isinstance(exc, DatabaseUnavailable):
                 raise
             return False
+        if claim > 0 and self._claims is not None:
+            self.claimed += len(answers[-1])
+            self._claims.take(answers[-1])  # before the results: their slots are refilled
         for _, done in results.values():
             _settle(done, True)
         return True

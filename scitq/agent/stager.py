@@ -48,9 +48,16 @@ class Stager:
             self._cache = ResourceCache(self.settings)
         return self._cache
 
+    def cache_if_any(self) -> ResourceCache | None:
+        """The resource cache, if this agent or another one of the machine made it."""
+        if self._cache is None and not self.settings.cache_dir.is_dir():
+            return None
+        return self.cache
+
     @staticmethod
     def needs_download(claim: dict[str, Any]) -> bool:
-        return bool(claim.get("inputs") or claim.get("resources"))
+        # use_cache: the cache check lists the inputs in the download phase (task_cache)
+        return bool(claim.get("inputs") or claim.get("resources") or claim.get("use_cache"))
 
     def start_download(
         self, claim: dict[str, Any], work_dir: Path, cancel: threading.Event

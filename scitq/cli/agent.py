@@ -13,7 +13,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from scitq.agent.identity import claim_identity
 from scitq.cli import CliState, mask_conninfo, pass_state
-from scitq.cli.options import INT_MAX
+from scitq.cli.options import BYTE_SIZE, INT_MAX
 from scitq.config import AgentSettings
 from scitq.config.secrets import LIBPQ_PASSWORD_VARIABLE, scrub_credentials
 from scitq.embedded import conninfo_for
@@ -65,7 +65,7 @@ def _positive(name: str, value: float | None, *, zero: bool = False) -> None:
 @click.option(
     "-w",
     "--work-dir",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, resolve_path=True),  # absolute: scitq.agent.spawn
     default=None,
     help="Scratch directory for executions, one agent at a time "
     "[default: the first free one of DATA_DIR/work, DATA_DIR/work-2...].",
@@ -117,6 +117,59 @@ def _positive(name: str, value: float | None, *, zero: bool = False) -> None:
 @click.option(
     "--container-runtime", default=None, help="docker or podman (default: whichever is installed)."
 )
+@click.option(
+    "--pull/--no-pull",
+    "pull_images",
+    default=None,
+    help="Pull a task's missing container image on first use (default), or never.",
+)
+@click.option(
+    "--registry-auth-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Registry credentials for pulls, as `podman login --authfile FILE` "
+    "writes them (docker: its config.json).",
+)
+@click.option(
+    "--min-free-disk",
+    "min_free_disk_bytes",
+    type=BYTE_SIZE,
+    default=None,
+    help="Claim nothing while the work dir's disk has less free (0: no floor) [default: 256M].",
+)
+@click.option(
+    "--keep-failed/--no-keep-failed",
+    "keep_failed_work_dirs",
+    default=None,
+    help="Keep the work dirs of failed executions (default), or remove them at once.",
+)
+@click.option(
+    "--keep-failed-hours",
+    type=float,
+    default=None,
+    help="Remove kept failed work dirs after this many hours [default: 24].",
+)
+@click.option(
+    "--keep-failed-min-free",
+    "keep_failed_min_free_bytes",
+    type=BYTE_SIZE,
+    default=None,
+    help="Remove the oldest kept failed work dirs while less is free [default: the floor].",
+)
+@click.option(
+    "--cache-max",
+    "resource_cache_max_bytes",
+    type=BYTE_SIZE,
+    default=None,
+    help="Evict least recently used resources past this cache size (0: no cap, the default).",
+)
+@click.option(
+    "--metrics-interval",
+    "metrics_seconds",
+    type=float,
+    default=None,
+    help="Seconds between host metrics samples sent with heartbeats (0: none) [default: 30].",
+)
 @pass_state
 def agent(state: CliState, /, **options: object) -> None:  # fmt: skip
     """Run tasks of the database's queue on this machine.
@@ -145,6 +198,11 @@ def agent(state: CliState, /, **options: object) -> None:  # fmt: skip
     for name in ("lease_seconds", "heartbeat_seconds", "poll_min_seconds", "poll_max_seconds"):
         _positive(name.removesuffix("_seconds").replace("_", "-"), given.get(name))  # type: ignore[arg-type]
     _positive("shutdown-grace", given.get("shutdown_grace_seconds"), zero=True)  # type: ignore[arg-type]
+    _positive("keep-failed-hours", given.get("keep_failed_hours"), zero=True)  # type: ignore[arg-type]
+    _positive("metrics-interval", given.get("metrics_seconds"), zero=True)  # type: ignore[arg-type]
+    for name in ("min_free_disk_bytes", "resource_cache_max_bytes"):
+        if given.get(name) == 0:
+            given[name] = None  # 0: no floor, no cap
     base = AgentSettings()
     poll_min = float(given.get("poll_min_seconds", base.poll_min_seconds))  # type: ignore[arg-type]
     poll_max = float(given.get("poll_max_seconds", base.poll_max_seconds))  # type: ignore[arg-type]

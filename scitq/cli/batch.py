@@ -75,7 +75,7 @@ def list_batches(state: CliState, as_json: bool, as_csv: bool) -> None:
 
     Exit codes: 0; 3 database unreachable.
     """
-    with open_client(state) as client:
+    with open_client(state, read_only=True) as client:
         found = client.batches()
     rows = found if not (as_json or as_csv) else [as_dict(b) for b in found]
     print_rows(rows, BATCH_COLUMNS, as_json=as_json, as_csv=as_csv, fields=BATCH_FIELDS)
@@ -90,7 +90,7 @@ def show(state: CliState, name: str, as_json: bool) -> None:
 
     Exit codes: 0; 3 database unreachable; 4 unknown batch.
     """
-    with open_client(state) as client:
+    with open_client(state, read_only=True) as client:
         progress = client.progress(name)
         stats = batch_execution_stats(client.connection, name)
         workers = batch_workers(client.connection, name)
@@ -218,8 +218,8 @@ def _counts(progress: BatchProgress) -> str:
 @batch.command()
 @batch_argument
 @click.option("--timeout", type=click.FloatRange(0), help="Give up after this many seconds.")
-@click.option("--interval", type=click.FloatRange(0.05), default=0.25, show_default=True,
-              help="Seconds between polls.")  # fmt: skip
+@click.option("--interval", type=click.FloatRange(0.05), default=1.0, show_default=True,
+              help="Seconds between reads of the counts (the end is heard at once).")  # fmt: skip
 @click.option("--explain-after", type=click.FloatRange(0), default=30.0, show_default=True,
               help="Say why after this many seconds without progress.")  # fmt: skip
 @click.option("--give-up-after", type=click.FloatRange(0), default=600.0, show_default=True,
@@ -267,7 +267,7 @@ def wait(
             bar.update(bar_task, total=progress.total, completed=progress.done, **fields)
 
     try:
-        with open_client(state) as client:
+        with open_client(state, read_only=True) as client:
             final = client.wait(
                 name, timeout=timeout, interval=interval, progress=show_progress,
                 explain_after=explain_after, unserved_timeout=give_up_after or None,

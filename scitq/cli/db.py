@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from scitq.cli import CliState, as_scitq_error, console, mask_conninfo, pass_state
+from scitq.cli.db_prune import prune
 from scitq.cli.db_serve import (
     PASSWORD_VARIABLE as PASSWORD_VARIABLE,
 )
@@ -47,11 +48,12 @@ GROUP_ROLES = {"admin": "scitq_admin", "reader": "scitq_reader", "agent": "scitq
 
 @click.group()
 def db() -> None:
-    """Manage the database: upgrade, status, serve, stop, create-role."""
+    """Manage the database: upgrade, status, serve, stop, create-role, prune."""
 
 
 db.add_command(serve)
 db.add_command(stop)
+db.add_command(prune)
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def fetch() -> None:
 def copy_command(state: CliState, src: str, dst: str, quiet: bool) -> None:
     """Copy SRC to DST (a trailing / makes a folder, copied recursively)."""
     settings = state.settings().transfer
-    source, target = to_uri(src), to_uri(dst)
+    source, target = to_uri(src, settings), to_uri(dst, settings)
     total = None if quiet else remote_size(source, settings)
     with progress_bar(not quiet, total, source.name or source.text) as advance:
         size = copy_uri(source, target, settings, advance)
@@ -77,7 +77,7 @@ def copy_command(state: CliState, src: str, dst: str, quiet: bool) -> None:
 def list_command(state: CliState, uri: str, recursive: bool, as_json: bool) -> None:
     """List a file or a folder (URI ending in /): path and size."""
     settings = state.settings().transfer
-    _resolved, entries = list_entries(to_uri(uri), settings, recursive)
+    _resolved, entries = list_entries(to_uri(uri, settings), settings, recursive)
     if as_json:
         print_json_array(
             {"path": e.path + ("/" if e.is_dir else ""), "size": e.size, "md5": e.md5}
@@ -106,7 +106,7 @@ def sync_command(state: CliState, src: str, dst: str, quiet: bool) -> None:
     trailing /.
     """
     settings = state.settings().transfer
-    source, target = resolve(to_uri(src), settings), to_uri(dst)
+    source, target = resolve(to_uri(src, settings), settings), to_uri(dst, settings)
     if not source.is_folder:
         raise InvalidUri("sync works on folders: SRC is a file (use scitq fetch copy)")
     total = None if quiet else remote_size(source, settings)

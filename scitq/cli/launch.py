@@ -102,6 +102,7 @@ def task_defaults(options: dict[str, Any]) -> dict[str, Any]:
         "priority": options["priority"],
         "env": parse_env(options["env"]) or None,
         "tags": list(options["tags"]) or None,
+        "use_cache": options["use_cache"] or None,
         **parse_requirements(options["requirements"]),
     }
     return {key: value for key, value in fields.items() if value is not None}
@@ -160,8 +161,8 @@ def _with_lines(error: InvalidArgument | NotFound, lines: array[int]) -> Excepti
               help="Batch to add the task(s) to (created if needed).")  # fmt: skip
 @click.option("-n", "--name", help="Task name (dependencies can refer to it).")
 @click.option("-d", "--docker", "--container", "container", metavar="IMAGE",
-              help="Run in this container image (docker or podman on the worker; scitq "
-              "never pulls images: pull or load it on each worker first).")  # fmt: skip
+              help="Run in this container image (docker or podman on the worker, which "
+              "pulls it on first use unless its agent runs with --no-pull).")  # fmt: skip
 @click.option("-O", "--option", "--container-options", "container_options", metavar="OPTIONS",
               help="Extra options for docker/podman run.")  # fmt: skip
 @click.option("-u", "--uid", type=int, callback=within(0, INT_MAX),
@@ -189,6 +190,9 @@ def _with_lines(error: InvalidArgument | NotFound, lines: array[int]) -> Excepti
               help="Higher is claimed first (default 0).")  # fmt: skip
 @click.option("-e", "--env", multiple=True, metavar="NAME=VALUE", help="Environment variable.")
 @click.option("--tag", "tags", multiple=True, help="A free label (repeatable).")
+@click.option("--use-cache", is_flag=True,
+              help="Succeed without running if an earlier task of the same command, container, "
+                   "inputs and output succeeded and its output is still there.")  # fmt: skip
 @click.option("--from-file", "from_file", type=click.File("r"), metavar="FILE",
               help="Submit the tasks of a JSON-lines file (- for stdin).")  # fmt: skip
 @click.option("-t", "--test", "--dry-run", "dry_run", is_flag=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -34,3 +35,26 @@ def output_options(function: F) -> F:
         function
     )
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(function)
+
+
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)i?b?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+class ByteSize(click.ParamType):  # type: ignore[type-arg]
+    """A size in bytes: ``1048576``, ``512M``, ``20G``, ``1.5T`` (units of 1024)."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        found = _SIZE.fullmatch(str(value).strip())
+        if found is None:
+            self.fail(
+                f"{value!r} is not a size: use bytes or a number with K, M, G or T", param, ctx
+            )
+        return int(float(found[1]) * _SIZE_UNITS[found[2].lower()])
+
+
+BYTE_SIZE = ByteSize()

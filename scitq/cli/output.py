@@ -148,5 +148,7 @@ def format_bytes(count: int | None) -> str:
     raise AssertionError("unreachable")
 
 
-def open_client(state: CliState) -> Client:
-    return Client(settings=state.settings())
+def open_client(state: CliState, *, read_only: bool = False) -> Client:
+    """The command's client; ``read_only`` commands read from the read replica if one is
+    set (``[database] read_url``) and answers, else from the primary."""
+    return Client(settings=state.settings(), read_only=read_only)

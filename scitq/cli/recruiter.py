@@ -113,7 +113,7 @@ def list_recruiters(state: CliState, batch: str | None, as_json: bool) -> None:
 
     Exit codes: 0; 3 database unreachable.
     """
-    with open_client(state) as client:
+    with open_client(state, read_only=True) as client:
         rows = recruiter_list(client.connection, batch)
     print_rows(rows, RECRUITER_COLUMNS, as_json=as_json)
 
@@ -207,7 +207,7 @@ def explain(state: CliState, ref: str, limit: int, as_json: bool) -> None:
 
     Exit codes: 0; 4 unknown recruiter.
     """
-    with open_client(state) as client:
+    with open_client(state, read_only=True) as client:
         found = find_recruiter(client, ref)
         decisions = recruiter_decisions(client.connection, found["recruiter_id"], limit)
     if as_json:
@@ -229,7 +229,7 @@ def instances(state: CliState, include_deleted: bool, as_json: bool) -> None:
 
     Exit codes: 0; 3 database unreachable.
     """
-    with open_client(state) as client:
+    with open_client(state, read_only=True) as client:
         rows = instance_list(client.connection, include_deleted)
     print_rows(rows, INSTANCE_COLUMNS, as_json=as_json)
 
@@ -247,7 +247,7 @@ def operations(
 
     Exit codes: 0; 3 database unreachable.
     """
-    with open_client(state) as client:
+    with open_client(state, read_only=True) as client:
         rows = cloud_operation_list(client.connection, include_old, limit)
     if as_json:
         print_json_array(rows)

@@ -33,7 +33,20 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
     "--output-retention-days",
     type=POSITIVE,
     default=None,
-    help="Delete the output of executions finished more than DAYS ago [keep it].",
+    help="Drop the output of succeeded attempts DAYS after their partition's last attempt "
+    "ended (whole partitions) [keep it].",
+)
+@click.option(
+    "--failed-output-retention-days",
+    type=POSITIVE,
+    default=None,
+    help="Keep the output of attempts that did not succeed DAYS [forever].",
+)
+@click.option(
+    "--event-retention-days",
+    type=POSITIVE,
+    default=None,
+    help="Drop the task event log by whole partitions older than DAYS [keep it].",
 )
 @click.option(
     "--decision-retention-days",
@@ -99,6 +112,6 @@ def scheduler(state: CliState, /, **options: object) -> None:  # fmt: skip
 
     from scitq.scheduler.app import Scheduler  # APScheduler only for this command
 
-    runner = Scheduler(settings, conninfo)
+    runner = Scheduler(settings, conninfo, transfer=state.settings().transfer)
     runner.install_signal_handlers()
     runner.run()

@@ -1,4 +1,5 @@
-"""``scitq task``: list, show, log, explain, retry, cancel, pause, resume and delete tasks."""
+"""``scitq task``: list, show, log, explain, retry, cancel, pause, resume and delete tasks
+(update and rerun: `scitq.cli.task_edit`)."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ TASK_CSV_FIELDS = [field for field in Task.__dataclass_fields__]
 
 @click.group()
 def task() -> None:
-    """Inspect and act on tasks: list, show, log, explain, retry, cancel, delete."""
+    """Inspect and act on tasks: list, show, log, explain, update, rerun, retry, delete."""
 
 
 @task.command("list")
@@ -121,7 +122,7 @@ def list_tasks(
         "batch": batch, "status": statuses, "name": name, "worker": worker,
         "since": None if since is None else parse_since(since),
     }  # fmt: skip
-    with open_client(state) as client:
+    with open_client(state, read_only=True) as client:
         if all_pages:
             found: Iterable[Task] = client.tasks(after=after, page_size=1000, **filters)
             more = False
@@ -147,6 +148,7 @@ EXECUTION_COLUMNS: list[Column] = [
     ("FINISHED", lambda e: e.finished_at), ("WALL", lambda e: format_seconds(e.wall_seconds)),
     ("RC", lambda e: e.return_code), ("FAILURE", lambda e: e.failure_class),
     ("REASON", lambda e: e.failure_reason),
+    ("CACHE", lambda e: e.cached_from_execution_id and f"hit: {e.cached_from_execution_id}"),
 ]  # fmt: skip
 
 
@@ -159,14 +161,16 @@ def show(state: CliState, task_id: int, as_json: bool) -> None:
 
     Exit codes: 0; 3 database unreachable; 4 unknown task.
     """
-    with open_client(state) as client:
+    with open_client(state, read_only=True) as client:
         found = client.get(task_id)
         dependencies = client.dependencies(task_id)
         executions = client.executions(task_id)
+        edits = client.edits(task_id)
     if as_json:
         deps = [as_dict(d) for d in dependencies]
         attempts = [as_dict(e) for e in executions]
-        print_json({**as_dict(found), "dependencies": deps, "executions": attempts})
+        print_json({**as_dict(found), "dependencies": deps, "executions": attempts,
+                    "edits": edits})  # fmt: skip
         return
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -180,6 +184,10 @@ def show(state: CliState, task_id: int, as_json: bool) -> None:
     out.print(grid)
     if executions:
         print_table(executions, EXECUTION_COLUMNS, title="attempts")
+    for edit in edits:  # task_update_v1's, oldest first
+        changed = ", ".join(f"{k} {json.dumps(v['from'])} -> {json.dumps(v['to'])}"
+                            for k, v in edit["fields"].items())  # fmt: skip
+        out.print(cell(f"edited {edit['at']:%Y-%m-%d %H:%M:%S} by {edit['by']}: {changed}"))
 
 
 def _shown(key: str, value: Any) -> Any:
@@ -230,7 +238,7 @@ def log(
     streams = [only] if only else []
     printed = False
     stdout, stderr = sys.stdout, sys.stderr
-    with open_client(state) as client:
+    with open_client(state, read_only=True) as client:
         chunks = client.log_chunks(
             task_id, attempt=attempt, streams=streams, tail=tail, follow=follow,
             interval=interval,
@@ -267,7 +275,7 @@ def explain(state: CliState, task_id: int, as_json: bool) -> None:
 
     Exit codes: 0; 3 database unreachable; 4 unknown task.
     """
-    with open_client(state) as client:
+    with open_client(state, read_only=True) as client:
         found = client.explain(task_id)
     if as_json:
         print_json(as_dict(found))

@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--retry", type=int, help="retries allowed")
     add("--run-timeout", type=int, help="seconds")
     add("--download-timeout", type=int, help="seconds")
-    add("--use-cache", action="store_true", help="accepted; scitq v2 keeps no task cache")
+    add("--use-cache", action="store_true", help="succeed at once if an identical task did")
     add("command", nargs=argparse.REMAINDER, help="the command (after -- if it starts with -)")
     return parser
 

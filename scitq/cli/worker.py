@@ -78,7 +78,7 @@ def list_workers(state: CliState, as_json: bool, as_csv: bool) -> None:
 
     Exit codes: 0; 3 database unreachable.
     """
-    with open_client(state) as client:
+    with open_client(state, read_only=True) as client:
         rows = worker_list(client.connection)
     if as_json:
         rows = [{field: row[field] for field in WORKER_FIELDS} for row in rows]

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from scitq.config.transfer import (
         EnaSettings,
         FtpSettings,
+        RcloneSettings,
         S3Settings,
         TransferSettings,
         netrc_login,
@@ -53,6 +54,7 @@ __all__ = [
     "LocalProviderSettings",
     "OpenStackSettings",
     "ProviderSettings",
+    "RcloneSettings",
     "S3Settings",
     "SchedulerSettings",
     "Settings",
@@ -73,6 +75,7 @@ _LAZY = {
     "AgentSettings": "agent",
     "EnaSettings": "transfer",
     "FtpSettings": "transfer",
+    "RcloneSettings": "transfer",
     "S3Settings": "transfer",
     "TransferSettings": "transfer",
     "netrc_login": "transfer",

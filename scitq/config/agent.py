@@ -41,5 +41,23 @@ class AgentSettings:
     exit_when_idle: bool = False
     container_runtime: str | None = None
     output_cap_bytes: int = 32 * 2**20
-    #: Keep the work dirs of failed executions (for debugging).
+    #: Keep the work dirs of failed executions (for debugging)...
     keep_failed_work_dirs: bool = True
+    #: ...for this many hours (None: until the disk policy needs the space)...
+    keep_failed_hours: float | None = 24.0
+    #: ...and while the work dir's file system has this much free (None: the claim floor);
+    #: below it the oldest kept work dirs are removed first.
+    keep_failed_min_free_bytes: int | None = None
+    #: Claim nothing while the work dir's file system has less free (None: no floor).
+    min_free_disk_bytes: int | None = 256 * 2**20
+    #: Evict the least recently used resources of the cache past this size (None: no cap).
+    resource_cache_max_bytes: int | None = None
+    #: Pull a task's missing container image before its command (False: ``--no-pull``,
+    #: the image must be on the worker).
+    pull_images: bool = True
+    #: Registry credentials: an auth file as ``podman login --authfile`` or ``docker login``
+    #: writes it (docker: a ``config.json``). Never stored in the database.
+    registry_auth_file: Path | None = None
+    pull_timeout_seconds: float = 1800.0
+    #: Seconds between the host metrics samples sent with heartbeats (0: none).
+    metrics_seconds: float = 30.0

@@ -24,6 +24,9 @@ class DatabaseSettings:
         url: a libpq connection string or URI; None means the embedded server, and the
             empty string means "libpq defaults" (the ``PG*`` environment variables).
         data_dir: where the embedded server keeps its files.
+        read_url: a read replica (a hot standby) for read-only commands and the
+            dashboard's reports (``SCITQ_DATABASE_READ_URL``); None or "": the primary.
+            Whoever reads from it falls back to the primary when it does not answer.
         application_name: reported to PostgreSQL in ``pg_stat_activity``.
         server: the scitq v1 server name (``SCITQ_SERVER``) that `scitq.lib.Server` and
             the v1 commands use when given none (see `server_database_url`).
@@ -31,6 +34,7 @@ class DatabaseSettings:
 
     # url = "" in the file is a value: libpq defaults
     url: str | None = field(default=None, metadata=key(empty_is_value=True))
+    read_url: str | None = None
     data_dir: Path = field(
         default_factory=lambda: default_data_dir(), metadata=key(env="SCITQ_DATA_DIR")
     )

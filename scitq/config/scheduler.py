@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scitq.config.paths import default_data_dir
-from scitq.config.source import NOT_A_KEY, ConfigSource
+from scitq.config.source import NOT_A_KEY, ConfigSource, key
 from scitq.errors import ConfigError, InvalidArgument
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,7 +56,20 @@ class OpenStackSettings:
         security_groups: names of security groups (optional).
         max_instances: servers it runs at most (its quota as scitq counts it).
         name_prefix: servers (and workers) are named ``<prefix>-<instance id>``.
-        install_command: run by cloud-init to install scitq on the server.
+        install_from: ``scheduler``: the wheel of the scheduler's own scitq, from its wheel
+            server (``[scheduler] wheel_listen``), its sha256 checked; ``index``:
+            ``scitq==<the scheduler's version>`` from ``pip_index_url`` (or PyPI).
+        pip_index_url: the package index pip uses on the instance (scitq's dependencies,
+            and scitq itself with ``install_from = "index"``); None: pip's default.
+        install_command: replaces the pip step of the install (run in ``sh`` after
+            ``python3 -m venv /opt/scitq``); ``scitq --version`` is checked after it all the
+            same. None: the install ``install_from`` says.
+        packages: distribution packages cloud-init installs first (Debian/Ubuntu names).
+        container_runtime: ``podman`` or ``docker`` (Debian's ``docker.io``) to install, for
+            container tasks; None: none.
+        forward_credentials: give instances this scheduler's storage credentials
+            (``[transfer.s3]``, ``[transfer.ftp]``, the rclone configuration) through their
+            user data (a 0600 file), so that their tasks reach the same stores.
         boot_seconds: how long to wait for a server to become ACTIVE.
         poll_seconds: how often to ask.
     """
@@ -64,7 +84,16 @@ class OpenStackSettings:
     security_groups: tuple[str, ...] = ()
     max_instances: int = 10
     name_prefix: str = "scitq"
-    install_command: str = "python3 -m pip install --break-system-packages scitq"
+    install_from: str = field(
+        default="scheduler", metadata=key(check=_one_of("scheduler", "index"))
+    )
+    pip_index_url: str | None = None
+    install_command: str | None = None
+    packages: tuple[str, ...] = ("python3-venv",)
+    container_runtime: str | None = field(
+        default=None, metadata=key(check=_one_of("podman", "docker"))
+    )
+    forward_credentials: bool = True
     boot_seconds: float = 600.0
     poll_seconds: float = 5.0
 
@@ -212,8 +241,23 @@ class SchedulerSettings:
     #: still live this long after the signal, it is marked timed out. Longer than the
     #: agent's own TERM-then-KILL sequence, which normally ends it first.
     timeout_grace_seconds: float = 60.0
-    #: Delete the output of executions finished more than this many days ago.
+    #: Drop the output of succeeded attempts this many days after the last attempt of its
+    #: partition (a range of execution ids) ended: a partition drop, never a DELETE.
     output_retention_days: float | None = None
+    #: Keep the output of attempts that did not succeed this long (None: forever); it is
+    #: copied aside when the rest of its partition is dropped. Shorter than
+    #: output_retention_days, it is kept as long as that anyway.
+    failed_output_retention_days: float | None = None
+    #: Drop the task event log by whole partitions older than this many days.
+    event_retention_days: float | None = None
+    #: Period of the partitions duty (create partitions ahead, fold batch counters).
+    partition_seconds: float = 60.0
+    #: Execution ids per partition of execution output.
+    output_partition_executions: int = 100_000
+    #: Days per partition of the task event log.
+    event_partition_days: int = 7
+    #: Partitions created ahead of the newest execution (and of today, for events).
+    partitions_ahead: int = 4
     #: Delete scheduler decisions older than this many days.
     decision_retention_days: float | None = 30.0
     #: Rows deleted per transaction by the retention duty.
@@ -244,6 +288,15 @@ class SchedulerSettings:
     #: The database address cloud agents connect to, without credentials (each gets its
     #: own role); None: the scheduler's own address.
     agent_database_url: str | None = None
+    #: Where the scheduler serves the wheel of its own scitq to the instances it recruits
+    #: (``host:port``, e.g. ``0.0.0.0:8470``); None: no wheel server.
+    wheel_listen: str | None = None
+    #: The base URL instances download it from (``http://<an address of this machine they
+    #: reach>:<port>``); None: ``http://<wheel_listen>``.
+    wheel_url: str | None = None
+    #: The wheel to serve (it must be of the running version); None: built from the
+    #: source tree scitq runs from (a development install).
+    agent_wheel: Path | None = None
     #: Read from ``[scheduler.local]`` and ``[scheduler.openstack]``.
     providers: ProviderSettings = field(
         default_factory=lambda: ProviderSettings(), metadata=NOT_A_KEY

@@ -1,5 +1,5 @@
-"""``[transfer]``, ``[transfer.s3]``, ``[transfer.ftp]``, ``[transfer.ena]``: how data is
-staged (``SCITQ_TRANSFER_*``, ``SCITQ_S3_*``, ``SCITQ_FTP_*``, ``SCITQ_ENA_*``;
+"""``[transfer]`` and its tables ``s3``, ``ftp``, ``ena``, ``rclone``: how data is staged
+(``SCITQ_TRANSFER_*``, ``SCITQ_S3_*``, ``SCITQ_FTP_*``, ``SCITQ_ENA_*``, ``SCITQ_RCLONE_*``;
 docs/transfer.md, docs/transfer-ena.md)."""
 
 from __future__ import annotations
@@ -83,12 +83,30 @@ class EnaSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RcloneSettings:
+    """rclone remotes as URI schemes (``[transfer.rclone]``, ``SCITQ_RCLONE_*``).
+
+    A URI ``<remote>://bucket/path`` is served by rclone when ``<remote>`` is a remote of
+    its configuration file and no built-in scheme of scitq has that name.
+
+    Attributes:
+        config: rclone's configuration file (``rclone config file``); None: rclone's own
+            default (``RCLONE_CONFIG``, ``~/.config/rclone/rclone.conf``).
+        command: the rclone program.
+    """
+
+    config: Path | None = None
+    command: str = "rclone"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TransferSettings:
     """How data is staged (``[transfer]``, ``SCITQ_TRANSFER_*``; docs/transfer.md)."""
 
     s3: S3Settings = field(default_factory=S3Settings, metadata=NOT_A_KEY)
     ftp: FtpSettings = field(default_factory=FtpSettings, metadata=NOT_A_KEY)
     ena: EnaSettings = field(default_factory=EnaSettings, metadata=NOT_A_KEY)
+    rclone: RcloneSettings = field(default_factory=RcloneSettings, metadata=NOT_A_KEY)
     #: Attempts after the first one, per item.
     retries: int = 3
     #: Back-off before retry n is min(max, base * 2**n) * a random factor in [0.5, 1].
@@ -114,7 +132,10 @@ def transfer_settings(source: ConfigSource, data_dir: Path | None = None) -> Tra
     """``[transfer]`` and its sub-tables, each key overridden by its variable; the resource
     cache defaults to ``<data_dir>/resources`` (the ``[database]`` data dir)."""
     values = source.read(
-        TransferSettings, "transfer", env_prefix="SCITQ_TRANSFER_", subsections=("s3", "ftp", "ena")
+        TransferSettings,
+        "transfer",
+        env_prefix="SCITQ_TRANSFER_",
+        subsections=("s3", "ftp", "ena", "rclone"),
     )
     if data_dir is not None:
         values.setdefault("cache_dir", data_dir / "resources")
@@ -122,6 +143,9 @@ def transfer_settings(source: ConfigSource, data_dir: Path | None = None) -> Tra
         s3=S3Settings(**source.read(S3Settings, "transfer.s3", env_prefix="SCITQ_S3_")),
         ftp=FtpSettings(**source.read(FtpSettings, "transfer.ftp", env_prefix="SCITQ_FTP_")),
         ena=EnaSettings(**source.read(EnaSettings, "transfer.ena", env_prefix="SCITQ_ENA_")),
+        rclone=RcloneSettings(
+            **source.read(RcloneSettings, "transfer.rclone", env_prefix="SCITQ_RCLONE_")
+        ),
         **values,
     )
 

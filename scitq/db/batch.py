@@ -64,3 +64,9 @@ def batch_execution_stats(batch: str) -> Params:
 def batch_workers(batch: str) -> Params:
     """Rows of ``scitq.worker_overview`` of the workers that serve a batch."""
     return {"batch": batch}
+
+
+@named_query(count)
+def batch_count_compact() -> Params:
+    """Fold the per-backend rows of the batch counters; how many rows were folded."""
+    return {}

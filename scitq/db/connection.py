@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -18,6 +20,10 @@ from psycopg import errors as pg_errors
 from scitq import errors
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: A connection as `connect` and `Reopening` give them.
+Connection = psycopg.Connection[Any]
 
 #: SQLSTATEs raised by scitq's functions (documented in scitq/sql/functions/00_common.sql).
 SQLSTATE_ERRORS: dict[str, type[errors.ScitqError]] = {
@@ -88,3 +94,86 @@ def translated() -> Iterator[None]:
         if isinstance(exc.orig, psycopg.Error):
             raise translate_error(exc.orig) from exc
         raise errors.DatabaseError(f"database error: {exc}") from exc
+
+
+class Reopening:
+    """One connection, reopened at its first use after it broke (a restart, a failover).
+
+    Given several conninfos, it uses the first that answers: a read replica, then the
+    primary (`scitq.embedded.read_conninfos`); a fallback is logged once per process.
+    With a multi-host conninfo (``host=a,b target_session_attrs=read-write``) libpq itself
+    finds the server that accepts writes, at each (re)connection.
+    """
+
+    _fell_back: set[str] = set()  # the conninfos already said to be unreachable
+
+    def __init__(
+        self,
+        conninfos: Sequence[str],
+        application_name: str = "scitq",
+        configure: Callable[[Connection], None] | None = None,
+    ) -> None:
+        if not conninfos:
+            raise errors.InvalidArgument("no database to connect to")
+        self._conninfos = list(conninfos)
+        self._application_name = application_name
+        #: applied to each new connection (`scitq.db.pooler.fit_for_pooler`)
+        self._configure = configure
+        self._conn: Connection | None = None
+        #: How long the last successful call of `outlasting` took (its outages excluded).
+        self.last_call_seconds = 0.0
+
+    @property
+    def lost(self) -> bool:
+        """Whether the connection broke (it is reopened at the next `get`)."""
+        return self._conn is None or self._conn.broken
+
+    def get(self) -> Connection:
+        """The open connection; a new one if it broke (`DatabaseError` if none answers)."""
+        if self._conn is not None and not self._conn.broken:
+            return self._conn
+        *preferred, last = self._conninfos
+        for conninfo in preferred:
+            try:
+                return self._open(conninfo)
+            except errors.DatabaseError as exc:
+                if conninfo not in Reopening._fell_back:
+                    Reopening._fell_back.add(conninfo)
+                    logger.warning(
+                        "the read replica is unreachable, reading from the primary: %s",
+                        " ".join(str(exc).split()), extra={"action": "replica_fallback"},
+                    )  # fmt: skip
+        return self._open(last)
+
+    def _open(self, conninfo: str) -> Connection:
+        conn = connect(conninfo, application_name=self._application_name)
+        if self._configure is not None:
+            try:
+                self._configure(conn)
+            except BaseException:
+                conn.close()
+                raise
+        self._conn = conn
+        return conn
+
+    def outlasting(self, call: Callable[[], T], give_up_at: float | None = None) -> T:
+        """``call()``, called again while the database is away (until ``give_up_at``, a
+        `time.monotonic` time): for the waits and follows that outlast a failover."""
+        pause = 0.25
+        while True:
+            started = time.monotonic()
+            try:
+                result = call()
+                self.last_call_seconds = time.monotonic() - started
+                return result
+            except errors.DatabaseError:
+                now = time.monotonic()
+                if not self.lost or (give_up_at is not None and now + pause > give_up_at):
+                    raise
+                logger.info("database unreachable: retrying", extra={"action": "db_retry"})
+                time.sleep(pause)
+                pause = min(5.0, pause * 2)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()

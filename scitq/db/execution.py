@@ -77,6 +77,22 @@ def execution_finish(
     return {"worker_id": worker_id, "results": json.dumps(list(results)), "now": now}
 
 
+@named_query(nothing)
+def execution_record_cache(
+    worker_id: int,
+    execution_id: int,
+    input_fingerprint: str,
+    output_manifest: Mapping[str, int] | None,
+    cached_from: int | None = None,
+    now: datetime | None = None,
+) -> Params:
+    """use_cache: record what an execution listed and left (see execution_record_cache_v1)."""
+    manifest = None if output_manifest is None else json.dumps(dict(output_manifest))
+    return {"worker_id": worker_id, "execution_id": execution_id,
+            "input_fingerprint": input_fingerprint, "output_manifest": manifest,
+            "cached_from": cached_from, "now": now}  # fmt: skip
+
+
 # -- the scheduler's duties ---------------------------------------------------------------
 
 

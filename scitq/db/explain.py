@@ -22,6 +22,11 @@ def _timestamp(value: datetime | str | None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
+def size_text(count: int) -> str:
+    """A byte count for people: ``12.3 MB``, ``4.56 GB``."""
+    return f"{count / 1e6:.1f} MB" if count < 10**9 else f"{count / 1e9:.2f} GB"
+
+
 def _attempt_outcome(facts: Mapping[str, Any]) -> str:
     outcome = facts["failure_class"] or facts["execution_status"]
     code = facts["return_code"]
@@ -42,6 +47,12 @@ def _worker_state(worker: Mapping[str, Any]) -> str | None:
         return f"{worker['name']} is paused"
     if worker["is_draining"]:
         return f"{worker['name']} is draining"
+    free, floor = worker.get("disk_free_bytes"), worker.get("disk_floor_bytes")
+    if free is not None and floor is not None and free < floor:
+        return (
+            f"{worker['name']} claims nothing: low disk ({size_text(free)} free on its work dir, "
+            f"below its floor of {size_text(floor)})"
+        )
     if worker["live"] >= worker["slots"]:
         return f"{worker['name']} is full ({worker['live']} of {worker['slots']} slots)"
     return None
@@ -108,6 +119,9 @@ def explain(facts: Mapping[str, Any]) -> Explanation:
         reasons = [(status, f"it {verb} worker {facts['worker_name']} ({phase})")]
     else:  # succeeded or failed
         message = _attempt_outcome(facts) if facts["execution_id"] else status
+        if facts.get("cached_from_execution_id") is not None:
+            message += (f" as a cache hit: nothing ran, the output of execution "
+                        f"{facts['cached_from_execution_id']} is still in place")  # fmt: skip
         if status == TaskStatus.FAILED:
             lost = facts["failure_class"] == FailureClass.LOST
             left = "no free requeue left" if lost else "no retry left"

@@ -199,15 +199,20 @@ def named_query(
     return decorate
 
 
-async def run_together(conn: AsyncConnection, statements: Iterable[Statement]) -> None:
+async def run_together(conn: AsyncConnection, statements: Iterable[Statement]) -> list[list[Row]]:
     """Run statements in one transaction and one round trip (pipeline mode).
 
     All or nothing: any error rolls every statement back and is raised translated.
+    Returns the rows of each statement, in order (dicts; [] for a statement without).
     """
+    cursors = []
     with translated():
         async with conn.pipeline(), conn.transaction():
             for statement in statements:
-                await conn.execute(statement.sql, statement.params)
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(statement.sql, statement.params)
+                cursors.append(cur)
+        return [await cur.fetchall() if cur.description else [] for cur in cursors]
 
 
 def wrappers(namespace: Mapping[str, object]) -> dict[str, NamedQuery[Any, Any]]:

@@ -58,6 +58,10 @@ class Task:
     failure_reason: str | None
     wall_seconds: float | None
     peak_rss_bytes: int | None
+    #: scitq v1's use_cache
+    use_cache: bool = False
+    #: the last attempt was a cache hit: the earlier execution whose output it reused
+    cached_from_execution_id: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -84,6 +88,8 @@ class Execution:
     peak_rss_bytes: int | None
     bytes_in: int | None
     bytes_out: int | None
+    #: a cache hit (use_cache): the earlier succeeded execution whose output it reused
+    cached_from_execution_id: int | None = None
 
     @property
     def is_live(self) -> bool:
@@ -160,6 +166,8 @@ def from_row(cls: type[_T], row: Mapping[str, Any]) -> _T:
     """A result dataclass from a query row (lists become tuples)."""
     values = {}
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if field.name not in row and field.default is not dataclasses.MISSING:
+            continue  # a column added later, absent from older reads
         value = row[field.name]
         values[field.name] = tuple(value) if isinstance(value, list) else value
     return cls(**values)
@@ -177,3 +185,21 @@ class TaskPage:
 
     tasks: list[Task]
     searched_to: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Submitted:
+    """A task as `scitq.Client.submit_many` returns it."""
+
+    id: int
+    name: str | None
+    status: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Deployed:
+    """A worker asked for with `scitq.Client.deploy`: its instance and deploy operation."""
+
+    instance_id: int
+    operation_id: int
+    name: str

@@ -119,6 +119,25 @@ def task_claim(worker_id: int, limit: int, now: datetime | None = None) -> Param
     return {"worker_id": worker_id, "limit": limit, "now": now}
 
 
+@named_query(rows)
+def task_update(
+    task_ids: Iterable[int],
+    changes: Mapping[str, Any],
+    rerun: bool | None = None,
+    by: str | None = None,
+    now: datetime | None = None,
+) -> Params:
+    """Edit tasks (see task_update_v1); rows ``id``, ``status``, ``rerun``."""
+    return {"task_ids": list(task_ids), "changes": json.dumps(dict(changes)), "rerun": rerun,
+            "by": by, "now": now}  # fmt: skip
+
+
+@named_query(rows)
+def task_rerun(task_ids: Iterable[int], now: datetime | None = None) -> Params:
+    """Run finished (or held) tasks again; rows ``id``, ``status`` of those rerun."""
+    return {"task_ids": list(task_ids), "now": now}
+
+
 # -- reads --------------------------------------------------------------------------------
 
 
@@ -258,6 +277,12 @@ def task_dependencies(task_id: int) -> Params:
 @named_query(rows_of(Execution), prepare=False)
 def task_executions(task_id: int) -> Params:
     """Every attempt of a task, oldest first."""
+    return {"task_id": task_id}
+
+
+@named_query(rows, prepare=False)
+def task_edits(task_id: int) -> Params:
+    """The edits of a task, oldest first: rows ``at``, ``by``, ``fields``."""
     return {"task_id": task_id}
 
 

@@ -4,8 +4,9 @@ administration, the scheduler's liveness tracking, and the reads."""
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from scitq.db.query import (
@@ -51,13 +52,16 @@ def worker_heartbeat(
     execution_ids: Iterable[int] = (),
     acked_signal_ids: Iterable[int] = (),
     now: datetime | None = None,
+    metrics: Mapping[str, float | int | None] | None = None,
 ) -> Params:
-    """Renew the leases of a worker's executions; returns its signals and settings."""
+    """Renew the leases of a worker's executions (and record its host ``metrics``, if
+    given: `scitq.agent.metrics`); returns its signals and settings."""
     return {
         "worker_id": worker_id,
         "execution_ids": list(execution_ids),
         "acked_signal_ids": list(acked_signal_ids),
         "now": now,
+        "metrics": None if metrics is None else json.dumps(dict(metrics)),
     }
 
 
@@ -142,3 +146,9 @@ def worker_find(ref: str) -> Params:
 def worker_liveness(name: str) -> Params:
     """The liveness and host of the worker called ``name`` (None: no such worker)."""
     return {"name": name}
+
+
+@named_query(rows, prepare=False)
+def worker_metrics_recent(seconds: float = 3600.0, worker_id: int | None = None) -> Params:
+    """Rows of ``scitq.worker_metrics`` of the last ``seconds``, per worker, oldest first."""
+    return {"seconds": seconds, "worker_id": worker_id}

@@ -36,3 +36,12 @@ def conninfo_for(settings: DatabaseSettings) -> str:
     if settings.url is not None:
         return settings.url
     return ensure_embedded(settings.data_dir)
+
+
+def read_conninfos(settings: DatabaseSettings) -> list[str]:
+    """Where read-only work connects, in order of preference: the read replica
+    (``[database] read_url``) when one is set, then the primary (`conninfo_for`)."""
+    primary = conninfo_for(settings)
+    if settings.read_url and settings.read_url != primary:
+        return [settings.read_url, primary]
+    return [primary]

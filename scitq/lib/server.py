@@ -37,7 +37,7 @@ from scitq.lib.shapes import (
     v1_execution,
     v1_task,
 )
-from scitq.states import FINAL_TASK_STATUSES, OutputStream, TaskStatus
+from scitq.states import FINAL_TASK_STATUSES, HELD_TASK_STATUSES, OutputStream, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +48,6 @@ GET_TIMEOUT = 150
 TASK_FILTERS = ("task_id", "status", "batch", "name")
 EXECUTION_FILTERS = ("task_id", "execution_id", "status", "latest", "batch", "task_name",
                      "limit", "reverse", "no_output", "trunc")  # fmt: skip
-#: Fields `task_update` cannot change once a task is submitted.
-_FROZEN_FIELDS = ("command", "name", "batch", "input", "output", "container",
-                  "container_options", "resource", "required_task_ids", "retry",
-                  "download_timeout", "run_timeout", "use_cache")  # fmt: skip
 
 
 class Server(AdminMethods):
@@ -124,14 +120,13 @@ class Server(AdminMethods):
             check_v1_status(status, V1_TASK_STATUSES, "task")
         if status == V1_DEBUG:
             raise InvalidArgument("status 'debug' (v1's debug mode) does not exist in scitq v2")
-        if use_cache:
-            logger.warning("use_cache: scitq v2 keeps no task cache; the task runs anew")
         fields: dict[str, Any] = {
             "name": name, "inputs": split_uris(input, "input") or None,
             "resources": split_uris(resource, "resource") or None, "output": output,
             "container": container, "container_options": container_options or None,
             "depends_on": list(required_task_ids or []) or None, "retries": retry,
             "download_timeout_seconds": download_timeout, "run_timeout_seconds": run_timeout,
+            "use_cache": use_cache or None,
         }  # fmt: skip
         if shell is True:
             fields["shell"] = True
@@ -153,25 +148,28 @@ class Server(AdminMethods):
         download_timeout: float | None = None, run_timeout: float | None = None,
         use_cache: bool | None = None, asynchronous: bool = True,
     ) -> Any:  # fmt: skip
-        """Change a task's status (v1's way to relaunch it: ``status='pending'``).
+        """Change a task's fields and status, as v1's ``PUT /tasks/<id>`` did.
 
-        ``pending`` retries a failed or canceled task and resumes a paused one;
-        ``paused`` pauses it; ``failed`` cancels it. The other fields of a submitted
-        task cannot change in scitq v2: giving one is refused.
+        The fields given change in place (`Client.update` with ``rerun=False``: a running
+        attempt goes on); then ``status='pending'`` runs the task again (a running one is
+        killed first, a finished one, succeeded too, is rerun), ``paused`` pauses it and
+        ``failed`` cancels it. Dependencies (``required_task_ids``) cannot change.
         """
-        given = {"command": command, "name": name, "batch": batch, "input": input,
-                 "output": output, "container": container,
-                 "container_options": container_options, "resource": resource,
-                 "required_task_ids": required_task_ids, "retry": retry,
-                 "download_timeout": download_timeout, "run_timeout": run_timeout,
-                 "use_cache": use_cache}  # fmt: skip
-        changed = [field for field in _FROZEN_FIELDS if given[field] is not None]
-        if changed:
+        if required_task_ids is not None:
             raise InvalidArgument(
-                f"task_update: scitq v2 cannot change the {changed[0]} of submitted task "
-                f"{id}: delete it and create it again"
+                f"task_update: scitq v2 cannot change the dependencies of submitted task {id}"
             )
+        given = {"command": command, "name": name, "batch": batch,
+                 "inputs": None if input is None else split_uris(input, "input"),
+                 "output": output, "container": container,
+                 "container_options": container_options,
+                 "resources": None if resource is None else split_uris(resource, "resource"),
+                 "retries": retry, "download_timeout_seconds": download_timeout,
+                 "run_timeout_seconds": run_timeout, "use_cache": use_cache}  # fmt: skip
+        changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         task = self.client.get(id)
+        if changes:
+            self.client.update([id], rerun=False, **changes)
         if status is not None:
             self._set_status(task, check_v1_status(status, V1_TASK_STATUSES, "task"))
         return self._out(v1_task(self.client.get(id)))
@@ -179,15 +177,10 @@ class Server(AdminMethods):
     def _set_status(self, task: Task, status: str) -> None:
         current = task.status
         if status == TaskStatus.PENDING:
-            if current in FINAL_TASK_STATUSES and current != TaskStatus.SUCCEEDED:
-                self.client.retry([task.id])
-            elif current == TaskStatus.PAUSED:
+            if current == TaskStatus.PAUSED:
                 task_resume(self.client.connection, [task.id])
-            elif current == TaskStatus.SUCCEEDED:
-                raise InvalidArgument(
-                    f"task {task.id} succeeded: scitq v2 does not run a succeeded task again; "
-                    "create a new task"
-                )
+            elif current in FINAL_TASK_STATUSES or current in HELD_TASK_STATUSES:
+                self.client.rerun([task.id])
         elif status == TaskStatus.PAUSED:
             task_pause(self.client.connection, [task.id])
         elif status == TaskStatus.FAILED:

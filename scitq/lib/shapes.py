@@ -96,7 +96,7 @@ def v1_task(task: Task) -> dict[str, Any]:
         "retry": max(left, 0),
         "download_timeout": _seconds(task.download_timeout_seconds),
         "run_timeout": _seconds(task.run_timeout_seconds),
-        "use_cache": False,
+        "use_cache": task.use_cache,
     }
 
 

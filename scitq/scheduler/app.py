@@ -11,6 +11,7 @@ returns. A database unreachable at start-up is an error; later outages are waite
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -25,7 +26,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor  # type: ignore[import
 from apscheduler.schedulers.blocking import BlockingScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
-from scitq.config import SchedulerSettings
+from scitq.config import SchedulerSettings, TransferSettings
 from scitq.db import migrate
 from scitq.db.scheduler import scheduler_record
 from scitq.errors import DatabaseError, PermissionDenied, ScitqError
@@ -33,7 +34,9 @@ from scitq.scheduler import duties, schedule
 from scitq.scheduler.duties import Recruitment
 from scitq.scheduler.leadership import LeadershipLost, SchedulerLock, open_connection
 from scitq.scheduler.operations import OperationRunner
+from scitq.scheduler.providers.cloudinit import Bootstrap
 from scitq.scheduler.recruit import provider_quotas
+from scitq.scheduler.wheel_server import WheelServer, agent_bootstrap
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +72,18 @@ def check_schema(conninfo: str) -> None:
 class Scheduler:
     """One scheduler process: active while it holds the lock, standing by otherwise."""
 
-    def __init__(self, settings: SchedulerSettings, conninfo: str, name: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: SchedulerSettings,
+        conninfo: str,
+        name: str | None = None,
+        transfer: TransferSettings | None = None,
+    ) -> None:
+        """A scheduler of the database at ``conninfo``; ``transfer``: the storage settings
+        forwarded to recruited instances (``forward_credentials`` of their provider)."""
         self.settings = settings
+        self._transfer = transfer
+        self._bootstrap: tuple[Bootstrap, WheelServer | None] | None = None
         #: Recorded with every decision and shown in pg_stat_activity.
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.application_name = f"scitq-scheduler {self.name}"
@@ -95,6 +108,8 @@ class Scheduler:
             self._take_turns(lock)
         finally:
             lock.close()
+            if self._bootstrap is not None and self._bootstrap[1] is not None:
+                self._bootstrap[1].stop()
         logger.info(
             "scheduler %s stopped (%s)", self.name, self._stop_reason,
             extra={"action": "scheduler_stop"},
@@ -234,7 +249,15 @@ class Scheduler:
         """The providers and the thread pool of cloud operations for this term."""
         from scitq.scheduler.providers import build_providers
 
-        providers = build_providers(self.settings.providers)
+        if self._bootstrap is None:  # once per process: the wheel server outlives terms
+            try:
+                self._bootstrap = agent_bootstrap(self.settings, self._transfer)
+            except ScitqError as exc:  # deploys that need the wheel fail and say why
+                logger.error("agents' wheel not served: %s", _one_line(exc))
+                self._bootstrap = agent_bootstrap(
+                    dataclasses.replace(self.settings, wheel_listen=None), self._transfer
+                )
+        providers = build_providers(self.settings.providers, self._bootstrap[0])
         runner = OperationRunner(self.settings, providers, self._conninfo, self.application_name)
         return Recruitment(runner=runner, quotas=provider_quotas(self.settings))
 

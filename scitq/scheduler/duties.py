@@ -23,14 +23,15 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from scitq.config import SchedulerSettings
+from scitq.db.batch import batch_count_compact
 from scitq.db.connection import translated
 from scitq.db.execution import (
     execution_expire_leases,
     execution_expiry_outcome,
-    execution_output_prune,
     execution_overdue,
     execution_timeout,
 )
+from scitq.db.partition import partition_ensure, partition_prune
 from scitq.db.scheduler import scheduler_decision_prune, scheduler_lock_held, scheduler_record
 from scitq.db.task import task_signal
 from scitq.db.worker import worker_track_liveness
@@ -262,21 +263,58 @@ def track_worker_liveness(ctx: DutyContext) -> int:
 
 
 def apply_retention(ctx: DutyContext) -> int:
-    """Delete old execution output and old decisions, as configured, in bounded batches."""
+    """Drop old execution output and events by whole partitions, and delete old
+    decisions, as configured. Returns the partitions dropped and decisions deleted."""
     settings = ctx.settings
-    deleted = 0
-    if settings.output_retention_days is not None:
-        deleted += _prune(
-            ctx, "execution_output", execution_output_prune,
-            settings.output_retention_days,
-            "output rows of executions finished more than {days:g} days ago",
-        )  # fmt: skip
+    done = 0
+    periods = (settings.output_retention_days, settings.failed_output_retention_days,
+               settings.event_retention_days)  # fmt: skip
+    if periods != (None, None, None):
+        with ctx.transaction() as conn:
+            acted = partition_prune(conn, *periods, now=ctx.now)
+            decisions = [
+                {"subject_kind": "partition", "decision": row["action"],
+                 "reason": f"{row['action']} {row['partition']} ({row['rows']} rows): "
+                           + _retention_reason(settings),
+                 "details": {"partition": row["partition"], "rows": row["rows"]}}
+                for row in acted
+            ]  # fmt: skip
+            ctx.record(conn, "retention", decisions)
+        done += sum(1 for row in acted if row["action"] == "dropped")
     if settings.decision_retention_days is not None:
-        deleted += _prune(
+        done += _prune(
             ctx, "scheduler_decision", scheduler_decision_prune,
             settings.decision_retention_days, "scheduler decisions older than {days:g} days",
         )  # fmt: skip
-    return deleted
+    return done
+
+
+def _retention_reason(settings: SchedulerSettings) -> str:
+    def days(value: float | None) -> str:
+        return "forever" if value is None else f"{value:g} days"
+
+    return (
+        f"output of succeeded attempts kept {days(settings.output_retention_days)}, "
+        f"of the others {days(settings.failed_output_retention_days)}, "
+        f"events {days(settings.event_retention_days)}"
+    )
+
+
+def maintain_partitions(ctx: DutyContext) -> int:
+    """Create the partitions that writes will need soon and fold the per-backend rows of
+    the batch counters. Returns the partitions created."""
+    settings = ctx.settings
+    with ctx.transaction() as conn:
+        created = partition_ensure(
+            conn, settings.output_partition_executions, settings.partitions_ahead,
+            settings.event_partition_days, settings.partitions_ahead, now=ctx.now,
+        )  # fmt: skip
+    with ctx.transaction() as conn:
+        batch_count_compact(conn)
+    for row in created:
+        logger.info("created partition %s (%d stray rows moved in)", row["partition"],
+                    row["moved_rows"], extra={"action": "partitions"})  # fmt: skip
+    return len(created)
 
 
 def _prune(

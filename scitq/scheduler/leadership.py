@@ -17,13 +17,14 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from scitq.db.connection import connect
+from scitq.db.pooler import behind_pooler
 from scitq.db.scheduler import (
     scheduler_lock_held,
     scheduler_lock_holder,
     scheduler_lock_release,
     scheduler_lock_try,
 )
-from scitq.errors import DatabaseError
+from scitq.errors import ConfigError, DatabaseError
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +79,28 @@ class SchedulerLock:
         return self._connection().info.backend_pid
 
     def connect(self) -> None:
-        """Open the lock connection (a `DatabaseError` if the database is unreachable)."""
+        """Open the lock connection (a `DatabaseError` if the database is unreachable).
+
+        Raises:
+            ConfigError: the connection goes through a connection pooler, which cannot
+                keep a session advisory lock (it would stay on a pooled server connection
+                that a second scheduler could land on and take again).
+        """
         self.close()
-        self._conn = open_connection(self._conninfo, self._application_name)
+        conn = open_connection(self._conninfo, self._application_name)
+        try:
+            pooled = behind_pooler(conn)
+        except BaseException:
+            conn.close()
+            raise
+        if pooled:
+            conn.close()
+            raise ConfigError(
+                "the scheduler's database connection goes through a connection pooler "
+                "(PgBouncer?): its lock needs a session of its own; connect the scheduler "
+                "to PostgreSQL directly (agents may stay behind the pooler)"
+            )
+        self._conn = conn
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free; True when this session holds it."""

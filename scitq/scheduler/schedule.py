@@ -1,7 +1,7 @@
 """Which duties the scheduler runs, and how often.
 
 The duties themselves are in `scitq.scheduler.duties` (lease expiry, timeouts, worker
-liveness, retention) and `scitq.scheduler.recruit` (cloud recruitment).
+liveness, partitions, retention) and `scitq.scheduler.recruit` (cloud recruitment).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from scitq.scheduler.duties import (
     apply_retention,
     enforce_timeouts,
     expire_leases,
+    maintain_partitions,
     track_worker_liveness,
 )
 from scitq.scheduler.recruit import recruit
@@ -32,8 +33,13 @@ class Duty:
 
 
 def _retention_period(settings: SchedulerSettings) -> float | None:
-    enabled = (settings.output_retention_days, settings.decision_retention_days)
-    return None if enabled == (None, None) else settings.retention_seconds
+    enabled = (settings.output_retention_days, settings.failed_output_retention_days,
+               settings.event_retention_days, settings.decision_retention_days)  # fmt: skip
+    return None if enabled == (None,) * 4 else settings.retention_seconds
+
+
+def _partition_period(settings: SchedulerSettings) -> float:
+    return settings.partition_seconds
 
 
 def _frequent(settings: SchedulerSettings) -> float:
@@ -48,7 +54,8 @@ DUTIES: tuple[Duty, ...] = (
     Duty("expire_leases", expire_leases, _frequent, "executions lost"),
     Duty("timeouts", enforce_timeouts, _frequent, "overdue executions killed or marked"),
     Duty("worker_liveness", track_worker_liveness, _frequent, "liveness changes"),
-    Duty("retention", apply_retention, _retention_period, "rows deleted"),
+    Duty("partitions", maintain_partitions, _partition_period, "partitions created"),
+    Duty("retention", apply_retention, _retention_period, "partitions dropped, decisions deleted"),
     Duty("recruit", recruit, _recruit_period, "instances recruited, reused or released"),
 )
 

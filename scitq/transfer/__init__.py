@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from scitq.config import TransferSettings
 from scitq.errors import InvalidUri
 from scitq.transfer.registry import (
     Progress,
@@ -75,7 +76,7 @@ __all__ = [
 ]
 
 
-def validate_uri(text: str, role: Role = "input") -> Uri:
+def validate_uri(text: str, role: Role = "input", settings: TransferSettings | None = None) -> Uri:
     """Parse ``text`` and check that it can serve as an input, a resource or an output.
 
     Checks the syntax, that the scheme is known, the scheme's own syntax rules (an S3
@@ -93,9 +94,9 @@ def validate_uri(text: str, role: Role = "input") -> Uri:
         InvalidUri: naming the URI (never a password) and what is wrong.
     """
     uri = parse_uri(text)
-    check_uri(uri)
+    check_uri(uri, settings)
     if role == "output":
-        if not scheme_info(uri).upload:
+        if not scheme_info(uri, settings).upload:
             uploadable = ", ".join(s for s in known_schemes() if _uploadable(s))
             raise InvalidUri(
                 f"output {text!r}: scheme {uri.scheme} is download-only "
@@ -110,7 +111,9 @@ def _uploadable(scheme: str) -> bool:
     return scheme_info(parse_uri(f"{scheme}://x/")).upload
 
 
-def check_task_uris(fields: Mapping[str, Any], task: str) -> None:
+def check_task_uris(
+    fields: Mapping[str, Any], task: str, settings: TransferSettings | None = None
+) -> None:
     """Refuse malformed URIs and unknown schemes of a task's fields before it is queued.
 
     Args:
@@ -139,6 +142,6 @@ def check_task_uris(fields: Mapping[str, Any], task: str) -> None:
                     "scitq.workflow.Workflow and scitq.lib accept)"
                 )
             try:
-                validate_uri(value, role)
+                validate_uri(value, role, settings)
             except InvalidUri as error:
                 raise InvalidUri(f"{task} {key}: {error}") from None

@@ -2,7 +2,8 @@
 
 Layout of the cache directory::
 
-    index.json          [scope] URI -> {"key", "bytes", "fetched_at"}, rewritten atomically
+    index.json          [scope] URI -> {"key", "bytes", "disk_bytes", "fetched_at"},
+                        rewritten atomically
     index.lock          serialises index updates (fcntl.flock)
     locks/<key>.lock    one per URI: the process holding it downloads, others wait
     items/<key>/        the resource, actions applied, files read-only
@@ -13,6 +14,11 @@ of the endpoint (and profile) it is read from (`cache_scope`): two setups using 
 URI on two S3 stores never serve each other's files from one cache. ``flock`` locks are
 held per open file, so they serialise threads of one process as well as processes;
 the index survives restarts, and an item whose directory vanished is fetched again.
+
+Eviction (`ResourceCache.evict`, the agent's disk policy): an item's directory mtime is
+its last use (touched by every `get`), and the least recently used items go first. An
+item is removed under its lock, never while it is being fetched or linked; tasks that
+linked it keep their hard links (the space is freed when their work dirs go).
 """
 
 from __future__ import annotations
@@ -45,14 +51,23 @@ _READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 
 @contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
+def _flock(path: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path``; without ``wait``, yields False if it is taken."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _tree_bytes(root: Path) -> int:
+    return sum(path.stat().st_size for path, _relative in walk_files(root))
 
 
 def cache_scope(uri: Uri, settings: TransferSettings) -> str:
@@ -138,30 +153,41 @@ class ResourceCache:
                 next call tries again.
         """
         parsed = as_uri(uri)
+        key = cache_key(parsed.text, cache_scope(parsed, self.settings))
+        with _flock(self.root / "locks" / f"{key}.lock"):
+            return self._get_locked(parsed, progress, cancel)
+
+    def _get_locked(
+        self, parsed: Uri, progress: Progress | None, cancel: StopFlag | None
+    ) -> tuple[Path, int]:
         scope = cache_scope(parsed, self.settings)
         key, name = cache_key(parsed.text, scope), index_name(parsed.text, scope)
         item = self._item_dir(key)
-        with _flock(self.root / "locks" / f"{key}.lock"):
-            entry = self._read_index().get(name)
-            if entry is not None and item.is_dir():
-                return item, 0
-            shutil.rmtree(item, ignore_errors=True)  # a half-removed or unindexed item
-            building = item.with_name(f".{key}.building")
-            if building.exists():
-                self._make_writable(building)
-                shutil.rmtree(building)  # left by a killed process
-            try:
-                size = fetch_with_retries(
-                    parsed, building, self.settings, progress=progress, stop=cancel
-                )
-                self._make_read_only(building)
-                os.replace(building, item)
-            except BaseException:
-                shutil.rmtree(building, ignore_errors=True)
-                raise
-            self._update_index(name, {"key": key, "bytes": size, "fetched_at": time.time()})
-            log.info("resource cached", extra={"uri": parsed.text, "bytes": size})
-            return item, size
+        # the caller holds the item's lock
+        entry = self._read_index().get(name)
+        if entry is not None and item.is_dir():
+            with contextlib.suppress(OSError):
+                os.utime(item)  # its last use, for eviction
+            return item, 0
+        shutil.rmtree(item, ignore_errors=True)  # a half-removed or unindexed item
+        building = item.with_name(f".{key}.building")
+        if building.exists():
+            self._make_writable(building)
+            shutil.rmtree(building)  # left by a killed process
+        try:
+            size = fetch_with_retries(
+                parsed, building, self.settings, progress=progress, stop=cancel
+            )
+            self._make_read_only(building)
+            os.replace(building, item)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        entry = {"key": key, "bytes": size, "disk_bytes": _tree_bytes(item),
+                 "fetched_at": time.time()}  # fmt: skip
+        self._update_index(name, entry)
+        log.info("resource cached", extra={"uri": parsed.text, "bytes": size})
+        return item, size
 
     @staticmethod
     def _make_read_only(root: Path) -> None:
@@ -207,8 +233,16 @@ class ResourceCache:
         Raises:
             TransferError: the download failed.
         """
-        item, downloaded = self.get(uri, progress=progress, cancel=cancel)
         parsed = as_uri(uri)
+        key = cache_key(parsed.text, cache_scope(parsed, self.settings))
+        # linked under the item's lock: eviction cannot remove it half-way
+        with _flock(self.root / "locks" / f"{key}.lock"):
+            item, downloaded = self._get_locked(parsed, progress, cancel)
+            self._link_files(parsed, item, task_resource_dir)
+        return downloaded
+
+    @staticmethod
+    def _link_files(parsed: Uri, item: Path, task_resource_dir: Path) -> None:
         try:
             for path, relative in walk_files(item):
                 target = task_resource_dir / relative
@@ -226,4 +260,46 @@ class ResourceCache:
                     os.chmod(target, _READ_ONLY)
         except OSError as exc:
             raise TransferError(parsed.text, f"cannot link the cached resource: {exc}") from exc
-        return downloaded
+
+    # -- eviction ------------------------------------------------------------------
+
+    def usage(self) -> list[tuple[str, int, float]]:
+        """The cached items as (index entry, bytes on disk, last use), oldest use first."""
+        found = []
+        for name, entry in self._read_index().items():
+            item = self._item_dir(str(entry.get("key")))
+            try:
+                last_use = item.stat().st_mtime
+            except OSError:
+                continue  # vanished: fetched again on next use
+            size = entry.get("disk_bytes")
+            found.append((name, int(size) if size is not None else _tree_bytes(item), last_use))
+        return sorted(found, key=lambda found_item: found_item[2])
+
+    def evict(self, max_bytes: int) -> int:
+        """Remove least recently used items until the cache holds at most ``max_bytes``;
+        items in use (locked) are skipped. Returns the bytes removed."""
+        items = self.usage()
+        total = sum(size for _name, size, _used in items)
+        removed = 0
+        for name, size, _used in items:
+            if total - removed <= max_bytes:
+                break
+            key = str(self._read_index().get(name, {}).get("key", ""))
+            if not key:
+                continue
+            with _flock(self.root / "locks" / f"{key}.lock", wait=False) as locked:
+                if not locked:
+                    continue  # being fetched or linked: in use, not least recently
+                self._update_index(name, None)
+                item = self._item_dir(key)
+                if item.exists():
+                    self._make_writable(item)
+                    shutil.rmtree(item, ignore_errors=True)
+            removed += size
+            log.info("resource evicted", extra={"resource": name, "bytes": size})
+        return removed
+
+    def size(self) -> int:
+        """Bytes the cached items hold on disk."""
+        return sum(size for _name, size, _used in self.usage())

@@ -47,7 +47,7 @@ def _ignore(_count: int) -> None:
     return None
 
 
-def to_uri(text: str) -> Uri:
+def to_uri(text: str, settings: TransferSettings | None = None) -> Uri:
     """A URI, or a local path turned into a ``file://`` URI (a directory gets a ``/``).
 
     Raises:
@@ -58,9 +58,9 @@ def to_uri(text: str) -> Uri:
         folder = text.endswith("/") or path.is_dir()
         return parse_uri(f"file://{path}{'/' if folder and str(path) != '/' else ''}")
     uri = parse_uri(text)
-    if not uri.is_folder and not uri.path.strip("/") and scheme_info(uri).upload:
+    if not uri.is_folder and not uri.path.strip("/") and scheme_info(uri, settings).upload:
         uri = as_folder(uri)  # s3://bucket, ftp://host: the root folder
-    return validate_uri(uri.text, "input")
+    return validate_uri(uri.text, "input", settings)
 
 
 def local_path(uri: Uri) -> Path | None:
@@ -100,7 +100,7 @@ def list_entries(
 def _upload(src: Path, dst: Uri, settings: TransferSettings, advance: Advance) -> int:
     if dst.actions:
         raise InvalidUri(f"{dst.text!r}: actions apply to downloads only")
-    if not scheme_info(dst).upload:
+    if not scheme_info(dst, settings).upload:
         raise InvalidUri(f"{dst.text!r}: scheme {dst.scheme} is download-only")
     transport = transport_for(dst, settings)
     return with_retries(lambda _n: transport.upload(src, dst, advance), settings, dst.text)

@@ -25,6 +25,9 @@ The protocol (`Transport`):
   ``retryable=False`` when trying again cannot help. Retries are the caller's job
   (`scitq.transfer.retry`), not the transport's.
 
+A scheme that is no registered one is served by the rclone transport when it names a
+remote of rclone's configuration (``[transfer.rclone]``): ``myremote://bucket/path``.
+
 Adding a scheme: write a module with a factory ``(TransferSettings) -> Transport``
 and add one line to `BUILTIN_SCHEMES` (``"run+fastq":
 SchemeInfo("scitq.transfer.transports.ena.run:RunTransport", upload=False)``); or call
@@ -38,17 +41,17 @@ from __future__ import annotations
 
 import importlib
 import re
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
+from scitq.config import RcloneSettings, TransferSettings
 from scitq.errors import InvalidUri
 from scitq.transfer.uri import Uri
-
-if TYPE_CHECKING:
-    from scitq.config import TransferSettings
 
 #: Receives byte increments as a transfer progresses.
 Progress = Callable[[int], None]
@@ -85,7 +88,7 @@ class Transport(Protocol):
 
 
 #: Builds a transport for some settings.
-TransportFactory = Callable[["TransferSettings"], Transport]
+TransportFactory = Callable[[TransferSettings], Transport]
 #: Checks the syntax of a parsed URI of one scheme (raises InvalidUri).
 UriCheck = Callable[[Uri], None]
 
@@ -175,7 +178,13 @@ BUILTIN_SCHEMES: dict[str, SchemeInfo] = {
     ),
 }
 
+#: Schemes that name no built-in transport are looked up among rclone's remotes.
+RCLONE = SchemeInfo("scitq.transfer.transports.rclone:RcloneTransport")
+#: How long a listing of rclone's remotes is reused (the file's change renews it too).
+_REMOTES_TTL_SECONDS = 30.0
+
 _registry: dict[str, SchemeInfo] = dict(BUILTIN_SCHEMES)
+_remotes: dict[tuple[str, Path | None], tuple[float, float | None, frozenset[str]]] = {}
 _instances: dict[tuple[str, TransferSettings], Transport] = {}
 _lock = threading.Lock()
 
@@ -207,18 +216,61 @@ def known_schemes() -> tuple[str, ...]:
     return tuple(sorted(_registry))
 
 
-def scheme_info(uri: Uri) -> SchemeInfo:
-    """The registration of ``uri``'s scheme.
+def rclone_config_options(config: Path | None) -> list[str]:
+    """rclone's options naming its configuration file (none: rclone's default)."""
+    return ["--config", str(config)] if config is not None else []
+
+
+def rclone_remotes(settings: RcloneSettings) -> frozenset[str]:
+    """The remote names (lower case) of rclone's configuration (``rclone listremotes``),
+    reused for a while; empty when rclone is missing or its file cannot be read."""
+    key = (settings.command, settings.config)
+    try:
+        mtime = settings.config.stat().st_mtime if settings.config is not None else None
+    except OSError:
+        mtime = None
+    now = time.monotonic()
+    with _lock:
+        cached = _remotes.get(key)
+    if cached is not None and cached[1] == mtime and now - cached[0] < _REMOTES_TTL_SECONDS:
+        return cached[2]
+    try:
+        done = subprocess.run(
+            [settings.command, *rclone_config_options(settings.config), "listremotes"],
+            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        names = frozenset(
+            line.strip().rstrip(":").lower()
+            for line in (done.stdout.splitlines() if done.returncode == 0 else [])
+            if line.strip()
+        )
+    except (OSError, subprocess.SubprocessError):
+        names = frozenset()
+    with _lock:
+        _remotes[key] = (now, mtime, names)
+    return names
+
+
+def scheme_info(uri: Uri, settings: TransferSettings | None = None) -> SchemeInfo:
+    """The registration of ``uri``'s scheme: a registered one, else the rclone transport
+    when the scheme names a remote of rclone's configuration (``settings.rclone``).
 
     Raises:
         InvalidUri: the scheme is unknown (the message lists the known ones).
     """
     info = _registry.get(uri.scheme)
-    if info is None:
-        raise InvalidUri(
-            f"unknown scheme {uri.scheme!r} in {uri.text!r} (known: {', '.join(known_schemes())})"
-        )
-    return info
+    if info is not None:
+        return info
+    rclone = (settings or TransferSettings()).rclone
+    found = rclone_remotes(rclone)
+    if uri.scheme in found:
+        return RCLONE
+    where = f"rclone's configuration {rclone.config}" if rclone.config else "rclone's configuration"
+    remotes = ", ".join(sorted(found)) if found else "none, or rclone is not installed"
+    raise InvalidUri(
+        f"unknown scheme {uri.scheme!r} in {uri.text!r} (known: {', '.join(known_schemes())}; "
+        f"remotes of {where}: {remotes})"
+    )
 
 
 def _resolve(name: str) -> Any:
@@ -227,13 +279,13 @@ def _resolve(name: str) -> Any:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def check_uri(uri: Uri) -> None:
+def check_uri(uri: Uri, settings: TransferSettings | None = None) -> None:
     """Run the syntax check of ``uri``'s scheme, if it has one.
 
     Raises:
         InvalidUri: the scheme is unknown, or its check refuses the URI.
     """
-    check = scheme_info(uri).check
+    check = scheme_info(uri, settings).check
     if isinstance(check, str):
         check = cast(UriCheck, _resolve(check))
     if check is not None:
@@ -246,7 +298,7 @@ def transport_for(uri: Uri, settings: TransferSettings) -> Transport:
     Raises:
         InvalidUri: the scheme is unknown.
     """
-    info = scheme_info(uri)
+    info = scheme_info(uri, settings)
     key = (uri.scheme, settings)
     with _lock:
         transport = _instances.get(key)

@@ -63,7 +63,7 @@ def folder_if_missing(uri: Uri, error: TransferError, settings: TransferSettings
     Only for schemes that store folders (those accepting uploads), and only after a
     failure that retrying cannot fix (a missing object).
     """
-    if uri.is_folder or error.retryable or not scheme_info(uri).upload:
+    if uri.is_folder or error.retryable or not scheme_info(uri, settings).upload:
         raise error
     folder = as_folder(uri)
     try:
@@ -123,7 +123,7 @@ def fetch(
     """
     uri = as_uri(uri)
     transport = transport_for(uri, settings)
-    if not uri.is_folder and not uri.path.strip("/") and scheme_info(uri).upload:
+    if not uri.is_folder and not uri.path.strip("/") and scheme_info(uri, settings).upload:
         uri = as_folder(uri)  # s3://bucket, ftp://host: the root folder
     target = dest_dir / check_subdir(uri.subdir, uri.text) if uri.subdir else dest_dir
     dest_dir.mkdir(parents=True, exist_ok=True)

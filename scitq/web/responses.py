@@ -17,7 +17,7 @@ logger = logging.getLogger("scitq.web.actions")
 
 #: What the message after an action says was done (the past participle of its verb).
 DONE = {"pause": "paused", "resume": "resumed", "retry": "retried", "cancel": "canceled",
-        "delete": "deleted"}  # fmt: skip
+        "delete": "deleted", "rerun": "runs again"}  # fmt: skip
 
 
 def audit(action: str, target: str) -> None:

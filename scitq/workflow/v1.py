@@ -23,7 +23,8 @@ What v1 did, and what this does:
   gets its trailing ``/``; ``rel_input``/``rel_output`` are relative to ``base_storage``.
 * Tasks are submitted when the workflow runs (or when a step's ``task_id`` is read);
   re-running a script makes new tasks, unless ``use_cache`` finds a succeeded task of
-  the same batch, name and command (v1's cache).
+  the same batch, name and command (v1's cache); a new task gets ``use_cache`` too (the
+  task cache: an earlier success of the same work, still in place, is reused).
 * ``run()`` shows live progress bars (not v1's urwid screen) and returns the summary;
   ``debug=True`` (v1's interactive debugger) is refused.
 """
@@ -260,6 +261,8 @@ class Workflow:
             "retries": given(retry, self.retry),
             "download_timeout_seconds": given(download_timeout, self.download_timeout),
             "run_timeout_seconds": given(run_timeout, self.run_timeout),
+            # the task cache too: a new task of the same work finds an earlier success
+            "use_cache": True if given(use_cache, self.use_cache) else None,
         }
         if isinstance(v1_shell, str) and v1_shell:  # shell="bash": v1 ran `bash -c command`
             command, fields["shell"] = shlex.join([v1_shell, "-c", command]), False

@@ -168,7 +168,7 @@ def test_missing_image_is_a_clear_failure(work_dir: Path) -> None:
     assert result.failure_class == "exit"
     assert result.failure_reason is not None
     assert "scitq-no-such-image" in result.failure_reason
-    assert "never pulls" in result.failure_reason
+    assert "pull or load it on the worker first" in result.failure_reason
 
 
 def test_missing_runtime_is_a_clear_failure(work_dir: Path) -> None:
@@ -259,4 +259,4 @@ def test_a_runtime_whose_daemon_is_down_is_not_a_missing_image(tmp_path: Path) -
         "is the " in result.failure_reason
         and "daemon running on this worker?" in result.failure_reason
     )
-    assert "never pulls" not in result.failure_reason
+    assert "pull or load it" not in result.failure_reason

@@ -227,6 +227,11 @@ AGENT: list[tuple[list[str], str]] = [
     (["--concurrency", "x"], "--concurrency"),
     (["--name", ""], "name"),
     (["--name", "a\tb"], "name"),
+    (["--min-free-disk", "lots"], "--min-free-disk"),
+    (["--cache-max", "-1G"], "--cache-max"),
+    (["--keep-failed-hours", "-1"], "--keep-failed-hours"),
+    (["--metrics-interval", "nan"], "--metrics-interval"),
+    (["--registry-auth-file", "/nonexistent/auth.json"], "--registry-auth-file"),
 ]
 
 

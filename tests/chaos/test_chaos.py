@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +73,17 @@ def chaos_server() -> Iterator[tuple[EmbeddedServer, str]]:
 class Fleet:
     """Four named agents (restarted under the same name) and one scheduler."""
 
-    def __init__(self, conninfo: str, work_dir: Path) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        work_dir: Path,
+        placement: Mapping[str, tuple[str, Sequence[str]]] | None = None,
+    ) -> None:
+        """``placement``: agent name -> (its conninfo, a command prefix), for agents on
+        other hosts with roles of their own; others use ``conninfo``, here."""
         self.conninfo = conninfo
         self.work_dir = work_dir
+        self.placement = placement or {}
         self.agents: dict[str, AgentProcess] = {}
         self.retired: list[AgentProcess] = []
         self.logs: dict[str, list[Path]] = {}
@@ -92,8 +100,9 @@ class Fleet:
         )
 
     def start(self, name: str) -> AgentProcess:
+        conninfo, prefix = self.placement.get(name, (self.conninfo, ()))
         agent = AgentProcess(
-            self.conninfo,
+            conninfo,
             self.work_dir,
             name,
             [
@@ -112,6 +121,7 @@ class Fleet:
                 "--poll-max",
                 "1",
             ],
+            prefix=prefix,
         )
         self.agents[name] = agent
         self.logs.setdefault(name, []).append(agent.log_path)
@@ -200,6 +210,78 @@ def _told_not_live(log: str, execution_ids: list[int]) -> bool:
     )
 
 
+def lost_when_settled(conn: psycopg.Connection[Any], ids: list[int]) -> list[int]:
+    """Wait until none of the executions ``ids`` of a frozen or cut-off agent is live; the
+    lost ones. (A call the agent had sent just before may still finish one: not lost.)"""
+    wait_for(
+        lambda: not _scalar(
+            conn, "SELECT bool_or(status = ANY(%s)) FROM scitq.execution WHERE id = ANY(%s)",
+            LIVE, ids,
+        ),
+        timeout=4 * LEASE + 20,
+        interval=0.2,
+    )  # fmt: skip
+    lost = [
+        row[0]
+        for row in conn.execute(
+            "SELECT id FROM scitq.execution WHERE id = ANY(%s) AND status = 'lost' ORDER BY id",
+            (ids,),
+        )
+    ]
+    assert lost, "none of the agent's executions was lost"
+    return lost
+
+
+def execution_states(conn: psycopg.Connection[Any], ids: list[int]) -> list[tuple[Any, ...]]:
+    """(id, status, finish time, output rows) of executions: unchanged after a loss when
+    the late agent's writes were refused."""
+    return conn.execute(
+        "SELECT e.id, e.status, e.finished_at, count(o.seq) FROM scitq.execution e "
+        "LEFT JOIN scitq.execution_output o ON o.execution_id = e.id "
+        "WHERE e.id = ANY(%s) GROUP BY e.id ORDER BY e.id",
+        (ids,),
+    ).fetchall()
+
+
+def assert_every_task_succeeded_once(
+    conn: psycopg.Connection[Any], tasks: int, expected: Callable[[int], str]
+) -> None:
+    """The end of a chaos run: ``tasks`` tasks, each succeeded with exactly one execution,
+    nothing still live, and each success's stdout is ``expected(task_id)``, whole, in order,
+    with ``seq`` 0..n-1."""
+    statuses = conn.execute("SELECT status, count(*) FROM scitq.task GROUP BY status").fetchall()
+    assert statuses == [("succeeded", tasks)]
+    # exactly one succeeded execution per task
+    per_task = conn.execute(
+        "SELECT count(*) FILTER (WHERE status = 'succeeded') AS n FROM scitq.execution "
+        "GROUP BY task_id HAVING count(*) FILTER (WHERE status = 'succeeded') <> 1"
+    ).fetchall()
+    assert per_task == []
+    assert _scalar(conn, "SELECT count(DISTINCT task_id) FROM scitq.execution") == tasks
+    # nothing is still live
+    assert _scalar(conn, "SELECT count(*) FROM scitq.execution WHERE status = ANY(%s)", LIVE) == 0
+
+    # every succeeded execution's output is complete and in order, with no gap in seq
+    rows = conn.execute(
+        "SELECT e.task_id, array_agg(o.seq ORDER BY o.seq), string_agg(o.text, '' ORDER BY o.seq)"
+        " FROM scitq.execution e JOIN scitq.execution_output o ON o.execution_id = e.id"
+        " WHERE e.status = 'succeeded' AND o.stream = 'stdout' GROUP BY e.task_id"
+    ).fetchall()
+    assert len(rows) == tasks
+    wrong = [task for task, seqs, text in rows if text != expected(task)]
+    assert wrong == []
+    gaps = [
+        e
+        for e, seqs in conn.execute(
+            "SELECT e.id, array_agg(o.seq ORDER BY o.seq) FROM scitq.execution e "
+            "JOIN scitq.execution_output o ON o.execution_id = e.id "
+            "WHERE e.status = 'succeeded' GROUP BY e.id"
+        )
+        if seqs != list(range(len(seqs)))
+    ]
+    assert gaps == []
+
+
 #: The variant with retries 0 (the default): every loss must be a free requeue. Fewer tasks
 #: keep its run short; a task is lost at most a few times over the run, within its 3 free
 #: requeues.
@@ -266,22 +348,9 @@ def test_chaos(chaos_server: tuple[EmbeddedServer, str], tmp_path: Path, retries
         assert held
         time.sleep(1.0)
         fleet.kill_and_restart(names[1])
-        wait_for(
-            lambda: _scalar(
-                conn,
-                "SELECT bool_and(status = 'lost') FROM scitq.execution WHERE id = ANY(%s)",
-                held,
-            ),
-            timeout=4 * LEASE + 20,
-            interval=0.2,
-        )
+        held = lost_when_settled(conn, held)
         # what the frozen agent had written when it lost its executions
-        at_loss = conn.execute(
-            "SELECT e.id, e.status, e.finished_at, count(o.seq) FROM scitq.execution e "
-            "LEFT JOIN scitq.execution_output o ON o.execution_id = e.id "
-            "WHERE e.id = ANY(%s) GROUP BY e.id ORDER BY e.id",
-            (held,),
-        ).fetchall()
+        at_loss = execution_states(conn, held)
         time.sleep(max(0.0, frozen_at + LEASE + 2 - time.monotonic()))  # past the lease
         os.kill(frozen.process.pid, signal.SIGCONT)
         frozen_log = frozen.log_path
@@ -318,45 +387,10 @@ def test_chaos(chaos_server: tuple[EmbeddedServer, str], tmp_path: Path, retries
     # no process of the tasks is left behind (killed agents' commands end on their own)
     wait_for(lambda: not _task_processes(marker), timeout=30, interval=0.5)
 
-    statuses = conn.execute("SELECT status, count(*) FROM scitq.task GROUP BY status").fetchall()
-    assert statuses == [("succeeded", tasks)]
-    # exactly one succeeded execution per task
-    per_task = conn.execute(
-        "SELECT count(*) FILTER (WHERE status = 'succeeded') AS n FROM scitq.execution "
-        "GROUP BY task_id HAVING count(*) FILTER (WHERE status = 'succeeded') <> 1"
-    ).fetchall()
-    assert per_task == []
-    assert _scalar(conn, "SELECT count(DISTINCT task_id) FROM scitq.execution") == tasks
-    # nothing is still live
-    assert _scalar(conn, "SELECT count(*) FROM scitq.execution WHERE status = ANY(%s)", LIVE) == 0
-
-    # every succeeded execution's output is complete and in order, with no gap in seq
-    rows = conn.execute(
-        "SELECT e.task_id, array_agg(o.seq ORDER BY o.seq), string_agg(o.text, '' ORDER BY o.seq)"
-        " FROM scitq.execution e JOIN scitq.execution_output o ON o.execution_id = e.id"
-        " WHERE e.status = 'succeeded' AND o.stream = 'stdout' GROUP BY e.task_id"
-    ).fetchall()
-    assert len(rows) == tasks
-    wrong = [task for task, seqs, text in rows if text != expected_output(task)]
-    assert wrong == []
-    gaps = [
-        e
-        for e, seqs in conn.execute(
-            "SELECT e.id, array_agg(o.seq ORDER BY o.seq) FROM scitq.execution e "
-            "JOIN scitq.execution_output o ON o.execution_id = e.id "
-            "WHERE e.status = 'succeeded' GROUP BY e.id"
-        )
-        if seqs != list(range(len(seqs)))
-    ]
-    assert gaps == []
+    assert_every_task_succeeded_once(conn, tasks, expected_output)
 
     # the frozen agent's executions stayed lost: no output row and no finish after the loss
-    after = conn.execute(
-        "SELECT e.id, e.status, e.finished_at, count(o.seq) FROM scitq.execution e "
-        "LEFT JOIN scitq.execution_output o ON o.execution_id = e.id "
-        "WHERE e.id = ANY(%s) GROUP BY e.id ORDER BY e.id",
-        (held,),
-    ).fetchall()
+    after = execution_states(conn, held)
     assert after == at_loss
     assert all(status == "lost" for _, status, _, _ in after)
     # lost executions carry their class and reason; every killed agent left some behind

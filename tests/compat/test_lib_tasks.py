@@ -110,7 +110,7 @@ def test_task_status_keeps_the_order_of_the_ids(server):
         server.task_status([a["task_id"], 999999])
 
 
-def test_task_update_changes_status_and_refuses_other_fields(server):
+def test_task_update_changes_status_and_fields(server):
     task = server.task_create("true", batch="u")
     assert server.task_update(task["task_id"], status="paused")["status"] == "paused"
     assert server.task_update(task["task_id"], status="pending")["status"] == "pending"
@@ -119,8 +119,29 @@ def test_task_update_changes_status_and_refuses_other_fields(server):
     assert server.client.get(task["task_id"]).status == "canceled"
     # and v1's relaunch (status='pending') restores it
     assert server.task_update(task["task_id"], status="pending")["status"] == "pending"
-    with pytest.raises(InvalidArgument, match="cannot change the command of submitted task"):
-        server.task_update(task["task_id"], command="false")
+    # fields change in place, as v1's PUT did; dependencies cannot change
+    updated = server.task_update(task["task_id"], command="false", retry=2, input="s3://b/x s3://b/y",
+                                 use_cache=True)  # fmt: skip
+    assert (updated["command"], updated["retry"], updated["status"]) == ("false", 2, "pending")
+    assert updated["input"] == "s3://b/x s3://b/y" and updated["use_cache"] is True
+    with pytest.raises(InvalidArgument, match="cannot change the dependencies"):
+        server.task_update(task["task_id"], required_task_ids=[1])
+
+
+def test_task_update_pending_reruns_a_succeeded_task(server):
+    task = server.task_create("true", batch="u2")
+    worker = server.client.connection.execute(
+        "SELECT (scitq.worker_register_v1('w', p_batches => '{u2}')).id"
+    ).fetchone()[0]
+    (claimed,) = server.client.connection.execute(
+        "SELECT execution_id FROM scitq.task_claim_v1(%s, 1)", (worker,)
+    ).fetchall()
+    server.client.connection.execute(
+        "SELECT scitq.execution_finish_v1(%s, jsonb_build_array(jsonb_build_object("
+        "'execution_id', %s::bigint, 'return_code', 0)))", (worker, claimed[0]),
+    )  # fmt: skip
+    assert server.task_get(task["task_id"])["status"] == "succeeded"
+    assert server.task_update(task["task_id"], status="pending")["status"] == "pending"
 
 
 def test_task_get_and_delete(server):

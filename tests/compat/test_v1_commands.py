@@ -111,8 +111,11 @@ def test_task_batch_recruiter_flavor_and_db_commands(v1_env, capsys):
     run(capsys, manage, "task", "update", "-n", "first", "-S", "paused")
     assert table(run(capsys, manage, "task", "list", "-S", "paused", "-H"))[0][1] == "first"
     run(capsys, manage, "task", "relaunch", "-i", str(first["task_id"]))
-    with pytest.raises(InvalidArgument, match="cannot change the command"):
-        manage(["task", "update", "-i", str(first["task_id"]), "-c", "echo"])
+    # v1's task update changes the fields (scitq.lib.Server.task_update); not dependencies
+    manage(["task", "update", "-i", str(first["task_id"]), "-c", "echo updated"])
+    assert run(capsys, manage, "task", "list", "-L", "-b", "m", "-H")[0].count("echo updated") == 1
+    with pytest.raises(InvalidArgument, match="cannot change the dependencies"):
+        manage(["task", "update", "-i", str(first["task_id"]), "-R", "1"])
     with pytest.raises(NotFound, match="No execution for this task"):
         manage(["task", "output", "-n", "first"])
 

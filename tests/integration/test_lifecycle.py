@@ -480,6 +480,50 @@ def test_set_phases_moves_many_forward_only_and_names_every_dead_one(conn):
         execution_set_phases(conn, worker, ids[:1], "succeeded", now=at(10))
 
 
+def test_a_cancel_racing_a_finish_waits_for_it_instead_of_deadlocking(db, conn):
+    """An agent's finish locks its executions, then their tasks; a cancel of the same task
+    must take them in that order too. Here the finish has locked its execution (as
+    execution_finish_v1 does first) when the cancel starts: before the fix the cancel
+    locked the task and waited for the execution, the finish then waited for the task,
+    and PostgreSQL broke the deadlock by failing one of them."""
+    import threading
+
+    task_id, worker = setup_one(conn)
+    (claim,) = task_claim(conn, worker, 1, now=at(1))
+    execution = claim["execution_id"]
+    outcome: dict[str, object] = {}
+
+    def cancel() -> None:
+        with psycopg.connect(db, autocommit=True) as other:
+            try:
+                outcome["canceled"] = task_cancel(other, [task_id], now=at(2))
+            except Exception as exc:  # the failure is the result here
+                outcome["error"] = exc
+
+    with psycopg.connect(db) as agent:  # one transaction, as the agent's finish
+        agent.execute("SELECT 1 FROM scitq.execution WHERE id = %s FOR UPDATE", (execution,))
+        canceller = threading.Thread(target=cancel)
+        canceller.start()
+        deadline = datetime.now(UTC) + timedelta(seconds=30)
+        while datetime.now(UTC) < deadline:  # until the cancel waits for a lock
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE %s",
+                ("%task_cancel_v1%",),
+            ).fetchone()
+            if waiting == (1,):
+                break
+        else:
+            pytest.fail("the cancel never waited for the finish's lock")
+        with translated():
+            execution_finish(agent, worker, [{"execution_id": execution, "return_code": 0}], at(2))
+        agent.commit()
+    canceller.join(timeout=30)
+    assert "error" not in outcome, outcome
+    assert outcome["canceled"] == []  # the finish came first: nothing left to cancel
+    assert task_row(conn, task_id)[0] == "succeeded"
+
+
 def test_a_signal_racing_an_agent_call_neither_waits_nor_deadlocks(db, conn):
     """An agent's call locks its worker row (worker_check_v1), then its executions; a
     signal inserts rows referencing both (foreign key checks: FOR KEY SHARE). With the

@@ -69,13 +69,24 @@ def test_migrated_database_equals_the_sources(db, empty_db):
 
 
 def test_models_match_the_migrated_database(db):
+    # the partitions of the partitioned tables are made by 65_retention.sql, not models
+    with psycopg.connect(db) as conn:
+        partitions = {
+            name
+            for (name,) in conn.execute(
+                "SELECT relname FROM pg_class WHERE relnamespace = 'scitq'::regnamespace "
+                "AND relispartition"
+            )
+        }
     engine = migrate.engine_for(db)
     with engine.connect() as connection:
         context = MigrationContext.configure(
             connection,
             opts={
                 "include_schemas": True,
-                "include_name": lambda name, type_, parent: type_ != "schema" or name == "scitq",
+                "include_name": lambda name, type_, parent: (
+                    (type_ != "schema" or name == "scitq") and name not in partitions
+                ),
                 "compare_type": True,
                 "version_table_schema": "scitq",
             },
@@ -146,6 +157,8 @@ def test_downgrade_one_revision_then_upgrade_gives_the_same_catalog(empty_db, db
     assert migrate.current_revision(empty_db) == previous
     downgraded = catalog(empty_db)
     for part in CATALOG_QUERIES:
+        if part == "enums" and downgraded[part] == catalog(db)[part]:
+            continue  # PostgreSQL cannot drop an enum value: a downgrade leaves the head's
         assert downgraded[part] == at_previous[part], f"{part} differ after the downgrade"
     command.upgrade(config, "head")
     again, head = catalog(empty_db), catalog(db)

@@ -141,7 +141,12 @@ def never_analyzed(server_conninfo: str, template_db: str) -> Iterator[dict[str,
     try:
         with psycopg.connect(conninfo, autocommit=True) as cached:
             for table in ("task", "execution", "batch", "task_event", "worker", "execution_output"):
-                cached.execute(f"ALTER TABLE scitq.{table} SET (autovacuum_enabled = false)")
+                # a partitioned table takes the setting on its leaves (itself when plain)
+                for (leaf,) in cached.execute(
+                    "SELECT relid::text FROM pg_partition_tree(%s) WHERE isleaf",
+                    (f"scitq.{table}",),
+                ).fetchall():
+                    cached.execute(f"ALTER TABLE {leaf} SET (autovacuum_enabled = false)")
             cached.execute("SELECT scitq.batch_ensure_v1('b0'), scitq.batch_ensure_v1('b1')")
             cached.execute("SET plan_cache_mode = force_generic_plan")
             statements = {

@@ -1,6 +1,6 @@
 """`scitq db serve` over TLS (issue 15, point 6), seen from another machine: a network
-namespace joined to this one by a veth pair, so that connections come from an address
-other than the loopback. A real agent process in it runs a task with the URL that
+namespace on a bridge of this one (`tests.fixtures.netns`), so that connections come
+from an address other than the loopback. A real agent process in it runs a task with the URL that
 `scitq db create-role` prints (``sslmode=verify-full`` and the CA); clear text from it
 is refused, and so is a server the agent cannot verify."""
 
@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +22,7 @@ import pytest
 from scitq.db.task import task_get, task_submit
 from scitq.embedded.server import EmbeddedServer
 from scitq.embedded.tls import ensure_certificates
+from tests.fixtures.netns import Host, Topology
 from tests.integration.test_cli_db import (
     _free_port,
     _read_until,
@@ -34,65 +33,10 @@ from tests.integration.test_cli_db import (
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-class Namespace:
-    """A network namespace with address ``remote``, reaching this host at ``local``."""
-
-    def __init__(self) -> None:
-        suffix = uuid.uuid4().hex[:6]
-        self.name, self.host_if, self.ns_if = f"scitq-{suffix}", f"sq{suffix}a", f"sq{suffix}b"
-        octet = int(suffix[:2], 16) % 200 + 20
-        self.local, self.remote = f"10.{octet}.77.1", f"10.{octet}.77.2"
-
-    def up(self) -> None:
-        for command in (
-            ["ip", "netns", "add", self.name],
-            ["ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if],
-            ["ip", "link", "set", self.ns_if, "netns", self.name],
-            ["ip", "addr", "add", f"{self.local}/24", "dev", self.host_if],
-            ["ip", "link", "set", self.host_if, "up"],
-            [
-                "ip",
-                "netns",
-                "exec",
-                self.name,
-                "ip",
-                "addr",
-                "add",
-                f"{self.remote}/24",
-                "dev",
-                self.ns_if,
-            ],
-            ["ip", "netns", "exec", self.name, "ip", "link", "set", self.ns_if, "up"],
-            ["ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up"],
-        ):
-            subprocess.run(command, check=True, capture_output=True, timeout=30)
-
-    def down(self) -> None:
-        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, timeout=30)
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)
-
-    def command(self, *args: str) -> list[str]:
-        return ["ip", "netns", "exec", self.name, *args]
-
-
 @pytest.fixture
-def namespace() -> Iterator[Namespace]:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        _unavailable("network namespaces need root and iproute2")
-    found = Namespace()
-    try:
-        found.up()
-    except subprocess.CalledProcessError as error:
-        found.down()
-        _unavailable(f"cannot make a network namespace: {error.stderr!r}")
-    yield found
-    found.down()
+def topology(netns: Callable[[int], Topology]) -> Topology:
+    """This host at ``db_address`` and one other machine, ``hosts[0]``."""
+    return netns(1)
 
 
 PROBE = """
@@ -106,10 +50,10 @@ except psycopg.OperationalError as error:
 """
 
 
-def _probe(namespace: Namespace, url: str) -> str:
+def _probe(host: Host, url: str) -> str:
     """Connect from the namespace; what happened, in one line."""
     result = subprocess.run(
-        namespace.command(sys.executable, "-c", PROBE, url),
+        host.command(sys.executable, "-c", PROBE, url),
         capture_output=True,
         text=True,
         timeout=60,
@@ -132,9 +76,10 @@ def _at(url: str, host: str, **query: str) -> str:
 
 def test_an_agent_on_another_address_works_over_verified_tls_and_clear_text_is_refused(
     embedded_env: dict[str, str],  # noqa: F811
-    namespace: Namespace,
+    topology: Topology,
     tmp_path: Path,
 ) -> None:
+    host = topology.hosts[0]
     env = {**embedded_env, "SCITQ_DB_PASSWORD": "serve-secret"}
     assert _scitq(env, "db", "upgrade").returncode == 0
     port = _free_port()
@@ -155,21 +100,21 @@ def test_an_agent_on_another_address_works_over_verified_tls_and_clear_text_is_r
         assert "sslmode=verify-full" in url
         ca = Path(urlsplit(url).query.split("sslrootcert=")[1].split("&")[0])
         assert ca.is_file() and "BEGIN CERTIFICATE" in ca.read_text()
-        remote_url = _at(url, namespace.local)  # the name this host has on the veth
+        remote_url = _at(url, topology.db_address)  # the database host's name on the bridge
 
         # verified TLS from the other address
-        seen = _probe(namespace, remote_url)
+        seen = _probe(host, remote_url)
         assert seen == "OK scitq_worker_remote-1 True", seen
         # clear text from there: refused by the server, whatever the password
-        refused = _probe(namespace, _at(url, namespace.local, sslmode="disable"))
+        refused = _probe(host, _at(url, topology.db_address, sslmode="disable"))
         assert refused.startswith("REFUSED") and "must use TLS" in refused, refused
         # a server the client cannot verify (another CA): the client refuses it
         other_ca = ensure_certificates(tmp_path / "other", ["localhost"]).ca
         assert other_ca is not None
-        unverified = _probe(namespace, _at(url, namespace.local, sslrootcert=str(other_ca)))
+        unverified = _probe(host, _at(url, topology.db_address, sslrootcert=str(other_ca)))
         assert unverified.startswith("REFUSED") and "SSL error" in unverified, unverified
         # the same server by a name the certificate does not hold: refused by verify-full
-        wrong_name = _probe(namespace, _at(url, "10.255.255.254"))
+        wrong_name = _probe(host, _at(url, "10.255.255.254"))
         assert wrong_name.startswith("REFUSED"), wrong_name
         # from the loopback, clear text stays possible (local tools)
         with psycopg.connect(
@@ -183,7 +128,7 @@ def test_an_agent_on_another_address_works_over_verified_tls_and_clear_text_is_r
         with psycopg.connect(local_db, dbname="scitq", autocommit=True) as conn:
             task_id = task_submit(conn, "remote", [{"command": "echo over-tls"}])[0]["id"]
             agent = subprocess.Popen(
-                namespace.command(
+                host.command(
                     sys.executable,
                     "-m",
                     "scitq",

@@ -236,23 +236,33 @@ def run_with_output(conn, worker: int, when: float, lines: int, *, finish: bool 
     return execution
 
 
-def test_retention_deletes_only_old_finished_output_in_batches(conn):
+def test_retention_drops_old_output_by_partitions_and_records_it(conn):
     day = 86400
     worker = worker_register(conn, "w1", concurrency=5, lease_seconds=100 * day, now=at(0))
     worker = worker["id"]
-    old = run_with_output(conn, worker, 0, lines=5)
-    live = run_with_output(conn, worker, 0, lines=3, finish=False)  # old, but still running
-    recent = run_with_output(conn, worker, 20 * day, lines=4)
+    # ranges of 2 execution ids instead of the fresh database's 100,000
+    for (name,) in conn.execute(
+        "SELECT name FROM scitq.partition_bounds('scitq.execution_output')"
+    ).fetchall():
+        conn.execute(psycopg.sql.SQL("DROP TABLE scitq.{}").format(psycopg.sql.Identifier(name)))
+    ctx = context(conn, 0, output_partition_executions=2, partitions_ahead=2)
+    assert duties.maintain_partitions(ctx) == 3  # ids 0-5
+    old = run_with_output(conn, worker, 0, lines=5)  # 1: range 0-1
+    live = run_with_output(conn, worker, 0, lines=3, finish=False)  # 2: old, still running
+    recent = run_with_output(conn, worker, 20 * day, lines=4)  # 3
+    run_with_output(conn, worker, 0, lines=1)  # 4: range 4-5, keeps 2-3 incomplete
 
-    ctx = context(conn, 40 * day, output_retention_days=30, retention_batch=2)
-    assert duties.apply_retention(ctx) == 5  # three transactions: 2 + 2 + 1
+    ctx = context(conn, 40 * day, output_retention_days=30)
+    assert duties.apply_retention(ctx) == 2  # the _all leaf of 0-1, then 0-1 itself
     assert (output_rows(conn, old), output_rows(conn, live), output_rows(conn, recent)) == (0, 3, 4)
-    (pruned,) = [d for d in decisions(conn, "retention") if d["subject_kind"] == "execution_output"]
-    assert pruned["decision"] == "pruned"
-    assert pruned["details"] == {"rows": 5, "older_than_days": 30}
+    dropped = [d for d in decisions(conn, "retention") if d["subject_kind"] == "partition"]
+    assert [d["details"]["partition"] for d in dropped] == [
+        "execution_output_e0_all", "execution_output_e0"
+    ]  # fmt: skip
+    assert "output of succeeded attempts kept 30 days" in dropped[0]["reason"]
 
-    assert duties.apply_retention(ctx) == 0  # nothing left to delete, nothing recorded
-    assert len(decisions(conn, "retention")) == 1
+    assert duties.apply_retention(ctx) == 0  # nothing left to drop, nothing recorded
+    assert len(decisions(conn, "retention")) == 2
 
 
 def test_output_is_kept_unless_retention_is_configured(conn):
@@ -278,9 +288,11 @@ def test_enabled_duties_follow_the_settings():
 
     assert names(duty_seconds=5) == {
         "expire_leases": 5, "timeouts": 5, "worker_liveness": 5, "retention": 3600, "recruit": 10,
+        "partitions": 60,
     }  # fmt: skip
     assert "retention" not in names(decision_retention_days=None)
     assert names(decision_retention_days=None, output_retention_days=7)["retention"] == 3600
+    assert names(decision_retention_days=None, event_retention_days=7)["retention"] == 3600
 
 
 # -- the lock fence and the decision log ------------------------------------------------------

@@ -19,8 +19,12 @@ pytestmark = pytest.mark.sql
 AGENT_FUNCTIONS = {
     "worker_register_v1",
     "worker_heartbeat_v1",
+    "worker_heartbeat_v2",
     "worker_stop_v1",
     "task_claim_v1",
+    # the claim with the task cache's candidates, and the cache record (issue 18)
+    "task_claim_v2",
+    "execution_record_cache_v1",
     "execution_set_phase_v1",
     "execution_set_phase_v2",
     "execution_append_output_v1",
@@ -30,6 +34,7 @@ READER_VIEWS = {
     "batch_progress",
     "task_overview",
     "worker_overview",
+    "worker_metrics",
     "execution_overview",
     "execution_stats",
     "task_log",
@@ -151,6 +156,9 @@ def test_agent_cannot_shadow_objects_through_its_own_schema(
         "SELECT scitq.execution_output_prune_v1(now())",
         "SELECT * FROM scitq.execution_check_live_v1(1, ARRAY[1::bigint], now())",
         "SELECT scitq.task_settle_failure_v1(ARRAY[1::bigint], now())",
+        # editing and rerunning tasks are for people (admins), never agents
+        "SELECT * FROM scitq.task_update_v1(ARRAY[1::bigint], '{\"retries\": 1}')",
+        "SELECT * FROM scitq.task_rerun_v1(ARRAY[1::bigint])",
     ],
 )
 def test_agent_cannot_call_admin_or_internal_functions(

@@ -12,12 +12,13 @@ from scitq.errors import ConfigError, InvalidArgument
 
 #: Each table of the file and its keys (sub-tables included): what users may write.
 KEYS: dict[str, set[str]] = {
-    "database": {"url", "data_dir", "server"},
+    "database": {"url", "read_url", "data_dir", "server"},
     "transfer": {
         "retries", "backoff_base_seconds", "backoff_max_seconds", "parallel",
         "timeout_base_seconds", "timeout_min_rate_bytes", "connect_timeout_seconds",
-        "read_timeout_seconds", "cache_dir", "s3", "ftp", "ena",
+        "read_timeout_seconds", "cache_dir", "s3", "ftp", "ena", "rclone",
     },
+    "transfer.rclone": {"config", "command"},
     "transfer.s3": {"endpoint_url", "region", "profile", "access_key_id", "secret_access_key"},
     "transfer.ftp": {"user", "password", "netrc"},
     "transfer.ena": {
@@ -32,12 +33,17 @@ KEYS: dict[str, set[str]] = {
         "lock_check_seconds", "shutdown_grace_seconds", "recruit_seconds",
         "idle_grace_seconds", "boot_timeout_seconds", "operation_threads",
         "operation_attempts", "operation_retry_seconds", "deploy_backoff_seconds",
-        "agent_database_url", "local", "openstack", "providers",
+        "agent_database_url", "wheel_listen", "wheel_url", "agent_wheel", "local",
+        "openstack", "providers",
+        # partitions and retention (issue 16)
+        "failed_output_retention_days", "event_retention_days", "partition_seconds",
+        "output_partition_executions", "event_partition_days", "partitions_ahead",
     },
     "scheduler.local": {"state_dir", "max_agents", "agent_options", "stop_grace_seconds"},
     "scheduler.openstack": {
         "cloud", "region", "flavor", "image", "network", "key_name", "security_groups",
-        "max_instances", "name_prefix", "install_command", "boot_seconds", "poll_seconds",
+        "max_instances", "name_prefix", "install_from", "pip_index_url", "install_command",
+        "packages", "container_runtime", "forward_credentials", "boot_seconds", "poll_seconds",
         "auth",
     },
     "scheduler.openstack.auth": {

@@ -157,6 +157,13 @@ def test_browser_end_to_end(
     wait_for(lambda: _running_on(conn, agent.name) == 3, timeout=60)
     # the row's live cell shows it without a reload
     page.locator(f"tr:has-text('{agent.name}') .load[data-running='3']").wait_for(timeout=15_000)
+    # the host cell: the metrics the agent's heartbeats carry, drawn as an inline SVG chart
+    page.reload()
+    host = page.locator(f"tr:has-text('{agent.name}') td.host-cell")
+    host.locator("svg.spark").wait_for(timeout=15_000)
+    assert host.locator("polyline.cpu").count() == 1
+    figures = host.locator(".figures").inner_text()
+    assert "load " in figures and "free of" in figures and "net in" in figures
 
     # a screenshot of the overview
     page.goto(f"{server}/")

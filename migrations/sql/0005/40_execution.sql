@@ -204,18 +204,79 @@ BEGIN
     END IF;
     PERFORM scitq.execution_check_live_v1(p_worker_id, p_execution_ids, p_now);
 
-    INSERT INTO scitq.execution_output (execution_id, seq, stream, at, text)
-    SELECT c.execution_id, c.seq, c.stream, p_now, c.text
+    -- retained is false for every row an agent writes (65_retention.sql), so the key
+    -- (execution_id, seq, retained) still stores a chunk sent twice once
+    INSERT INTO scitq.execution_output (execution_id, seq, retained, stream, at, text)
+    SELECT c.execution_id, c.seq, false, c.stream, p_now, c.text
     FROM unnest(p_execution_ids, p_seqs, p_streams, p_texts) AS c (execution_id, seq, stream, text)
-    ON CONFLICT (execution_id, seq) DO NOTHING;
+    ON CONFLICT (execution_id, seq, retained) DO NOTHING;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END;
 $$;
 
+-- scitq v1's use_cache, agent side: before it finishes an execution of a task with
+-- use_cache, the agent records the digest of its inputs' listing, the files it left in
+-- the output folder ({relative path: size}) and, for a cache hit, the earlier succeeded
+-- execution of the same cache key whose output it found in place (then the execution is
+-- finished as a success without running). The execution keeps the task's cache key as it
+-- is now: what it ran, whatever later edits of the task change. Fenced like every agent
+-- call.
+CREATE OR REPLACE FUNCTION scitq.execution_record_cache_v1(
+    p_worker_id bigint,
+    p_execution_id bigint,
+    p_input_fingerprint text,
+    p_output_manifest jsonb,
+    p_cached_from_execution_id bigint DEFAULT NULL,
+    p_now timestamptz DEFAULT now()
+)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = scitq, pg_temp
+AS $$
+DECLARE
+    v_cache_key text;
+BEGIN
+    p_now := scitq.effective_now_v1(p_now);
+    PERFORM scitq.worker_check_v1(p_worker_id);
+    PERFORM scitq.execution_check_live_v1(p_worker_id, ARRAY[p_execution_id], p_now);
+    IF p_output_manifest IS NOT NULL AND (
+        jsonb_typeof(p_output_manifest) <> 'object'
+        OR EXISTS (SELECT 1 FROM jsonb_each(p_output_manifest) f WHERE jsonb_typeof(f.value) <> 'number')
+    ) THEN
+        RAISE EXCEPTION 'the output manifest must be a JSON object of file sizes' USING ERRCODE = 'SQ004';
+    END IF;
+    SELECT t.cache_key INTO v_cache_key
+    FROM scitq.execution e
+    JOIN scitq.task t ON t.id = e.task_id
+    WHERE e.id = p_execution_id;
+    IF v_cache_key IS NULL THEN
+        RAISE EXCEPTION 'execution % is not of a task with use_cache', p_execution_id
+            USING ERRCODE = 'SQ004';
+    END IF;
+    IF p_cached_from_execution_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1
+        FROM scitq.execution e
+        WHERE e.id = p_cached_from_execution_id
+          AND e.status = 'succeeded'
+          AND e.cache_key = v_cache_key
+    ) THEN
+        RAISE EXCEPTION 'execution % is not a success of a task of the same cache key', p_cached_from_execution_id
+            USING ERRCODE = 'SQ004';
+    END IF;
+    UPDATE scitq.execution e
+    SET cache_key = v_cache_key,
+        input_fingerprint = p_input_fingerprint,
+        output_manifest = p_output_manifest,
+        cached_from_execution_id = p_cached_from_execution_id
+    WHERE e.id = p_execution_id;
+END;
+$$;
+
 -- Finish executions in one call. p_results is a JSON array of objects with
 -- execution_id (required), return_code, failure_class (exit, timeout, oom, download,
--- upload, canceled), failure_reason, wall_seconds, cpu_user_seconds, cpu_system_seconds,
+-- upload, canceled, runtime), failure_reason, wall_seconds, cpu_user_seconds, cpu_system_seconds,
 -- peak_rss_bytes, bytes_in, bytes_out. Success is return_code 0 with no failure_class.
 -- A success promotes the task's dependents; a failure retries the task after a back-off
 -- or fails it (and cancels its dependents) when no retry is left.
@@ -247,6 +308,7 @@ DECLARE
     v_succeeded bigint[];
     v_succeeded_executions bigint[];
     v_failed bigint[];
+    v_replayed bigint[];
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
     PERFORM scitq.worker_check_v1(p_worker_id);
@@ -265,16 +327,49 @@ BEGIN
             failure_class text, wall_seconds double precision, cpu_user_seconds double precision,
             cpu_system_seconds double precision, peak_rss_bytes bigint, bytes_in bigint, bytes_out bigint
         )
-        WHERE r.failure_class NOT IN ('exit', 'timeout', 'oom', 'download', 'upload', 'canceled')
+        WHERE r.failure_class NOT IN ('exit', 'timeout', 'oom', 'download', 'upload', 'canceled', 'runtime')
            OR r.wall_seconds < 0 OR r.cpu_user_seconds < 0 OR r.cpu_system_seconds < 0
            OR r.peak_rss_bytes < 0 OR r.bytes_in < 0 OR r.bytes_out < 0
     ) THEN
-        RAISE EXCEPTION 'invalid result: failure_class must be exit, timeout, oom, download, upload or canceled, and resource figures must not be negative'
+        RAISE EXCEPTION 'invalid result: failure_class must be exit, timeout, oom, download, upload, canceled or runtime, and resource figures must not be negative'
             USING ERRCODE = 'SQ004';
     END IF;
 
+    -- A result sent again because the answer to its first sending was lost (the
+    -- connection broke after the commit: a failover, a restart) is a replay: an
+    -- execution of this worker that already ended with that very result is returned as
+    -- it is instead of being refused as no longer live.
+    v_replayed := ARRAY(
+        SELECT e.id
+        FROM jsonb_to_recordset(p_results) AS r (execution_id bigint, return_code integer, failure_class text)
+        JOIN scitq.execution e ON e.id = r.execution_id
+        WHERE e.worker_id = p_worker_id
+          AND NOT scitq.execution_is_live(e.status)
+          AND e.return_code IS NOT DISTINCT FROM r.return_code
+          AND e.status::text = CASE
+                WHEN r.failure_class IS NULL AND r.return_code = 0 THEN 'succeeded'
+                WHEN r.failure_class IN ('timeout', 'canceled') THEN r.failure_class
+                ELSE 'failed'
+              END
+    );
     v_ids := ARRAY(SELECT (r.v ->> 'execution_id')::bigint FROM jsonb_array_elements(p_results) r (v));
-    PERFORM scitq.execution_check_live_v1(p_worker_id, v_ids, p_now);
+    p_results := coalesce((
+        SELECT jsonb_agg(r.v ORDER BY r.n)
+        FROM jsonb_array_elements(p_results) WITH ORDINALITY AS r (v, n)
+        WHERE (r.v ->> 'execution_id')::bigint <> ALL (v_replayed)
+    ), '[]'::jsonb);
+    PERFORM scitq.execution_check_live_v1(
+        p_worker_id, ARRAY(SELECT x.id FROM unnest(v_ids) AS x (id) WHERE x.id <> ALL (v_replayed)), p_now
+    );
+    IF p_results = '[]'::jsonb THEN  -- nothing but replays
+        RETURN QUERY
+        SELECT e.id, e.status, t.id, t.status
+        FROM scitq.execution e
+        JOIN scitq.task t ON t.id = e.task_id
+        WHERE e.id = ANY (v_ids)
+        ORDER BY e.id;
+        RETURN;
+    END IF;
 
     SELECT array_agg(r.execution_id),
            array_agg(CASE

@@ -35,6 +35,7 @@ REVOKE EXECUTE ON FUNCTION
     scitq.task_set_status(bigint[], scitq.task_status[], timestamptz, scitq.task_status[], timestamptz[], text[], bigint[], boolean),
     scitq.execution_set_status(bigint[], scitq.execution_status[], timestamptz, scitq.execution_status[], scitq.failure_class[], text[], integer[], double precision[], double precision[], double precision[], bigint[], bigint[], bigint[]),
     scitq.task_requeue(bigint[], scitq.task_status[], timestamptz),
+    scitq.task_restart(bigint[], text, timestamptz),
     scitq.execution_end(bigint[], scitq.execution_status, text, timestamptz, boolean),
     scitq.execution_end_of_worker(bigint, text, timestamptz, boolean),
     scitq.execution_check_phase(bigint, bigint[], scitq.execution_status, timestamptz),
@@ -44,8 +45,11 @@ FROM scitq_admin;
 GRANT EXECUTE ON FUNCTION
     scitq.worker_register_v1(text, text, text[], integer, integer, integer, double precision, timestamptz),
     scitq.worker_heartbeat_v1(bigint, bigint[], bigint[], timestamptz),
+    scitq.worker_heartbeat_v2(bigint, bigint[], bigint[], jsonb, timestamptz),
     scitq.worker_stop_v1(bigint, timestamptz),
     scitq.task_claim_v1(bigint, integer, timestamptz),
+    scitq.task_claim_v2(bigint, integer, timestamptz),
+    scitq.execution_record_cache_v1(bigint, bigint, text, jsonb, bigint, timestamptz),
     scitq.execution_set_phase_v1(bigint, bigint, scitq.execution_status, timestamptz),
     scitq.execution_set_phase_v2(bigint, bigint[], scitq.execution_status, timestamptz),
     scitq.execution_append_output_v1(bigint, bigint[], integer[], scitq.output_stream[], text[], timestamptz),
@@ -56,6 +60,7 @@ GRANT SELECT ON
     scitq.batch_progress,
     scitq.task_overview,
     scitq.worker_overview,
+    scitq.worker_metrics,
     scitq.execution_overview,
     scitq.execution_stats,
     scitq.task_log

@@ -14,16 +14,24 @@ from scitq.db.model_base import metadata as metadata
 from scitq.db.models.cloud import CloudOperation, Instance, Recruiter
 from scitq.db.models.execution import Execution, ExecutionOutput, Signal
 from scitq.db.models.scheduler import SchedulerDecision
-from scitq.db.models.task import Batch, BatchDuration, Task, TaskDependency, TaskEvent
+from scitq.db.models.task import (
+    Batch,
+    BatchDuration,
+    BatchTaskCount,
+    Task,
+    TaskDependency,
+    TaskEvent,
+)
 from scitq.db.models.web_session import WebLoginAttempt, WebSession
 from scitq.db.models.web_user import WebUser
-from scitq.db.models.worker import AgentRole, Worker, WorkerLiveness
+from scitq.db.models.worker import AgentRole, Worker, WorkerLiveness, WorkerMetric
 
 __all__ = [
     "SCHEMA",
     "AgentRole",
     "Batch",
     "BatchDuration",
+    "BatchTaskCount",
     "CloudOperation",
     "Execution",
     "ExecutionOutput",
@@ -39,5 +47,6 @@ __all__ = [
     "WebUser",
     "Worker",
     "WorkerLiveness",
+    "WorkerMetric",
     "metadata",
 ]

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Double,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Text,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from scitq import states
@@ -63,6 +65,17 @@ class Execution(Base):
     peak_rss_bytes: Mapped[int | None] = mapped_column(BigInteger)
     bytes_in: Mapped[int | None] = mapped_column(BigInteger)
     bytes_out: Mapped[int | None] = mapped_column(BigInteger)
+    #: Tasks with use_cache: the task's cache key when this attempt ran it (a later edit
+    #: of the task does not change what this attempt did), a digest of the listing
+    #: (size, MD5 or time) of the inputs and resources it used, and the files it left in
+    #: the output folder ({relative path: size}); a later task of the same key compares.
+    cache_key: Mapped[str | None] = mapped_column(Text)
+    input_fingerprint: Mapped[str | None] = mapped_column(Text)
+    output_manifest: Mapped[dict[str, int] | None] = mapped_column(JSONB)
+    #: A cache hit: the earlier succeeded execution whose output this one reused.
+    cached_from_execution_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("execution.id", ondelete="SET NULL")
+    )
 
     __table_args__ = (
         # At most one live attempt per task.
@@ -93,12 +106,25 @@ class Execution(Base):
             "finished_at",
             postgresql_where=text("finished_at IS NOT NULL"),
         ),
+        # the cache candidates of a claim (task_claim_v2): the latest of a key
+        Index(
+            "execution_cache_key_idx",
+            "cache_key",
+            "id",
+            postgresql_where=text("cache_key IS NOT NULL"),
+        ),
         CheckConstraint("attempt >= 1", name="attempt"),
     )
 
 
 class ExecutionOutput(Base):
-    """Append-only output chunks of an execution, in order of ``seq``."""
+    """Append-only output chunks of an execution, in order of ``seq``.
+
+    Partitioned by ranges of execution ids (all the output of an attempt in one
+    partition), each range by ``retained``: its ``_all`` leaf holds what agents wrote, its
+    ``_failed`` leaf the output of the attempts that did not succeed, copied there when
+    the retention drops the ``_all`` leaf (``scitq.partition_prune_v1``, 65_retention.sql).
+    """
 
     __tablename__ = "execution_output"
 
@@ -106,11 +132,16 @@ class ExecutionOutput(Base):
         BigInteger, ForeignKey("execution.id", ondelete="CASCADE"), primary_key=True
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: False as written; true for the output of a failed attempt kept past its range.
+    retained: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("false"))
     stream: Mapped[str] = mapped_column(OUTPUT_STREAM)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     text: Mapped[str] = mapped_column(Text)
 
-    __table_args__ = (CheckConstraint("seq >= 0", name="seq"),)
+    __table_args__ = (
+        CheckConstraint("seq >= 0", name="seq"),
+        {"postgresql_partition_by": "RANGE (execution_id)"},
+    )
 
 
 class Signal(Base):

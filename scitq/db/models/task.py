@@ -98,6 +98,11 @@ class Task(Base):
     #: For a task canceled because a dependency failed: the task that failed.
     canceled_by_task_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    #: scitq v1's use_cache: an earlier success with the same cache key, the same input
+    #: listing and its output still in place makes the task succeed without running.
+    use_cache: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    #: For a task with use_cache: scitq.task_cache_key of what it runs (10_task.sql).
+    cache_key: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint("command <> ''", name="command"),
@@ -152,19 +157,45 @@ class TaskDependency(Base):
     )
 
 
+class BatchTaskCount(Base):
+    """How many tasks of a batch are in each status: the sum of ``n`` over the slots,
+    kept by the task triggers in the transaction of each change (10_task.sql), so that
+    ``scitq.batch_progress`` and the dashboard read a few rows per batch whatever its
+    size. A transaction writes the rows of its own backend (``slot`` = its pid), so that
+    agents claiming and finishing tasks of one batch never wait for each other's row;
+    ``scitq.batch_count_compact_v1`` folds them into slot 0."""
+
+    __tablename__ = "batch_task_count"
+
+    batch_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("batch.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(TASK_STATUS, primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
 class TaskEvent(Base):
-    """Every status transition of a task, written by a trigger.
+    """Every status transition of a task, written by a trigger, and every edit of a task
+    (``change`` set, from_status = to_status), written by task_update_v1.
 
     No foreign key to task: checking one per event doubles the cost of a bulk submit;
-    task_delete_v1 deletes a task's events with it.
+    task_delete_v1 deletes a task's events with it. Partitioned by time (``at``): events
+    are written at the time they record and dropped by age (65_retention.sql).
     """
 
     __tablename__ = "task_event"
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     task_id: Mapped[int] = mapped_column(BigInteger)
     from_status: Mapped[str | None] = mapped_column(TASK_STATUS)
     to_status: Mapped[str] = mapped_column(TASK_STATUS)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    #: An edit: {"by": role, "fields": {field: {"from": old, "to": new}}}; NULL for a
+    #: status transition.
+    change: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
-    __table_args__ = (Index("task_event_task_id_id_idx", "task_id", "id"),)
+    __table_args__ = (
+        Index("task_event_task_id_id_idx", "task_id", "id"),
+        {"postgresql_partition_by": "RANGE (at)"},
+    )

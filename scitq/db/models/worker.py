@@ -88,3 +88,29 @@ class WorkerLiveness(Base):
     __table_args__ = (
         CheckConstraint("liveness IN ('online', 'offline', 'stopped')", name="liveness"),
     )
+
+
+class WorkerMetric(Base):
+    """One sample of a worker's host figures, sent with a heartbeat; a bounded history
+    (`scitq.worker_record_metrics` keeps one day, one sample per 5 seconds at most)."""
+
+    __tablename__ = "worker_metric"
+
+    worker_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("worker.id", ondelete="CASCADE"), primary_key=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    load1: Mapped[float | None] = mapped_column(Double)
+    cpu_percent: Mapped[float | None] = mapped_column(Double)
+    iowait_percent: Mapped[float | None] = mapped_column(Double)
+    memory_used_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    memory_total_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    #: of the file system of the agent's work dir
+    disk_free_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    disk_total_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    #: the agent claims nothing while disk_free_bytes is below this (NULL: no floor)
+    disk_floor_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    disk_read_bytes_per_second: Mapped[float | None] = mapped_column(Double)
+    disk_write_bytes_per_second: Mapped[float | None] = mapped_column(Double)
+    network_receive_bytes_per_second: Mapped[float | None] = mapped_column(Double)
+    network_send_bytes_per_second: Mapped[float | None] = mapped_column(Double)

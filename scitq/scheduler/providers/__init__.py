@@ -19,6 +19,7 @@ from scitq.scheduler.providers.base import (
     ProviderError,
     Report,
 )
+from scitq.scheduler.providers.cloudinit import Bootstrap
 
 __all__ = [
     "ERROR_CLASSES",
@@ -31,9 +32,12 @@ __all__ = [
 ]
 
 
-def build_providers(settings: ProviderSettings) -> dict[str, Provider]:
+def build_providers(
+    settings: ProviderSettings, bootstrap: Bootstrap | None = None
+) -> dict[str, Provider]:
     """The providers configured in ``settings`` by name (``local`` always, ``openstack``
-    when configured, and each ``[scheduler.providers.<name>]`` of its kind)."""
+    when configured, and each ``[scheduler.providers.<name>]`` of its kind); cloud ones
+    give their instances ``bootstrap`` (the scheduler's wheel, forwarded credentials)."""
     # imported here: loading the interface (for the operations, the tests) loads no provider
     from scitq.scheduler.providers.local import LocalProvider
 
@@ -48,5 +52,5 @@ def build_providers(settings: ProviderSettings) -> dict[str, Provider]:
         elif found.openstack is not None:
             from scitq.scheduler.providers.openstack import OpenStackProvider
 
-            providers[name] = OpenStackProvider(found.openstack, name=name)
+            providers[name] = OpenStackProvider(found.openstack, name=name, bootstrap=bootstrap)
     return providers

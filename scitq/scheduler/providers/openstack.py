@@ -1,12 +1,15 @@
 """The ``openstack`` provider: one server per worker, through openstacksdk.
 
 A server gets the flavor, image and network of its recruiter (or the provider's
-defaults), an optional keypair, and cloud-init user data that installs scitq and starts
-``scitq agent`` as a systemd service. The agent's database URL, with the password of the
-worker's own login role, is written by cloud-init to ``/etc/scitq/agent.env`` (mode
-0600); the only other copy is the server's user data at the cloud (readable through the
-metadata service by the server itself and by the project's API users). scitq keeps no
-copy: the database holds the role's SCRAM verifier only.
+defaults), an optional keypair, and the cloud-init user data of `cloudinit.user_data`:
+it installs exactly the scheduler's scitq (the wheel it serves, sha256 checked, or
+``scitq==<version>`` from an index), a container runtime when asked, and starts ``scitq
+agent`` as a systemd service. The agent's database URL, with the password of the
+worker's own login role, and the forwarded storage credentials are written by cloud-init
+to ``/etc/scitq/agent.env`` (mode 0600); the only other copy is the server's user data at
+the cloud (readable through the metadata service by the server itself and by the
+project's API users). scitq keeps no copy: the database holds the role's SCRAM verifier
+only.
 
 Servers carry the metadata ``scitq=<name prefix>`` so that `list` finds scitq's servers
 (orphans included). Failures are classified: ``auth`` (401), ``quota`` (403/413 naming a
@@ -18,78 +21,40 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
-import shlex
+import re
 import time
 from typing import Any
 
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
 from scitq.config import OpenStackSettings
 from scitq.scheduler.providers.base import CreatedInstance, InstanceSpec, ProviderError, Report
+from scitq.scheduler.providers.cloudinit import Bootstrap, user_data
+from scitq.version import __version__
 
 logger = logging.getLogger(__name__)
 
+#: The user data in a request or response body, as keystoneauth logs them at DEBUG level.
+_USER_DATA = re.compile(r'("(?:OS-EXT-SRV-ATTR:)?user_data"\s*:\s*)"[^"]*"')
+
+
+class _RedactUserData(logging.Filter):
+    """Keeps the user data (the agent's password, the storage credentials) out of the
+    SDK's debug log of request and response bodies."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "user_data" in message:
+            record.msg, record.args = _USER_DATA.sub(r'\1"<redacted by scitq>"', message), ()
+        return True
+
+
+def _redact_sdk_logs() -> None:
+    for name in ("keystoneauth.session", "keystoneauth.session.body", "openstack"):
+        found = logging.getLogger(name)
+        if not any(isinstance(f, _RedactUserData) for f in found.filters):
+            found.addFilter(_RedactUserData())
+
+
 _STATUS = {"BUILD": "building", "ACTIVE": "active", "ERROR": "error", "DELETED": "deleted"}
-
-
-#: Where cloud-init puts the CA the agent verifies the database with.
-CA_PATH = "/etc/scitq/ca.crt"
-
-
-def _with_ca(database_url: str) -> tuple[str, str | None]:
-    """The agent's URL and the CA it names (``sslrootcert``, read here), moved to
-    `CA_PATH` on the instance; the URL as is when it names no CA file."""
-    params = conninfo_to_dict(database_url)
-    root = params.get("sslrootcert")
-    if not isinstance(root, str) or root == "system" or not os.path.isfile(root):
-        return database_url, None
-    with open(root, encoding="ascii") as stream:
-        pem = stream.read()
-    return make_conninfo(database_url, sslrootcert=CA_PATH), pem
-
-
-def user_data(spec: InstanceSpec, install_command: str) -> str:
-    """The cloud-init document that installs scitq and starts the agent (and the CA of
-    the database, when its URL names one: ``sslmode=verify-full sslrootcert=...``)."""
-    database_url, ca_pem = _with_ca(spec.database_url)
-    command = (
-        f"/usr/local/bin/scitq agent --name {shlex.quote(spec.name)} "
-        f"--batch {shlex.quote(spec.batch)} --concurrency {spec.concurrency} "
-        f"--prefetch {spec.prefetch} --work-dir /var/lib/scitq/work"
-    )
-    env = f"SCITQ_DATABASE_URL={shlex.quote(database_url)}\n"
-    unit = (
-        "[Unit]\nDescription=scitq agent\nAfter=network-online.target\n\n"
-        "[Service]\nEnvironmentFile=/etc/scitq/agent.env\n"
-        f"ExecStart={command}\nRestart=on-failure\nRestartSec=10\nKillMode=mixed\n"
-        "TimeoutStopSec=90\n\n[Install]\nWantedBy=multi-user.target\n"
-    )
-
-    def block(text: str) -> str:
-        return "\n".join("      " + line for line in text.splitlines())
-
-    return (
-        "#cloud-config\n"
-        "write_files:\n"
-        "  - path: /etc/scitq/agent.env\n"
-        "    permissions: '0600'\n"
-        "    content: |\n" + block(env) + "\n"
-        "  - path: /etc/systemd/system/scitq-agent.service\n"
-        "    permissions: '0644'\n"
-        "    content: |\n"
-        + block(unit)
-        + "\n"
-        + (
-            f"  - path: {CA_PATH}\n    permissions: '0644'\n    content: |\n" + block(ca_pem) + "\n"
-            if ca_pem
-            else ""
-        )
-        + "runcmd:\n"
-        f"  - [sh, -c, {shlex.quote(install_command)}]\n"
-        "  - [systemctl, daemon-reload]\n"
-        "  - [systemctl, enable, --now, scitq-agent.service]\n"
-    )
 
 
 def classify(error: BaseException) -> ProviderError:
@@ -124,9 +89,17 @@ class OpenStackProvider:
     name = "openstack"
     needs_agent_role = True
 
-    def __init__(self, settings: OpenStackSettings, name: str = "openstack") -> None:
+    def __init__(
+        self,
+        settings: OpenStackSettings,
+        name: str = "openstack",
+        bootstrap: Bootstrap | None = None,
+    ) -> None:
         self.name = name
         self.settings = settings
+        #: what instances install and receive besides their spec (`scitq.scheduler.wheel_server`)
+        self.bootstrap = bootstrap or Bootstrap(version=__version__)
+        _redact_sdk_logs()
         self._connection: Any = None
 
     def _conn(self) -> Any:
@@ -193,7 +166,7 @@ class OpenStackProvider:
     def create(self, spec: InstanceSpec, report: Report) -> CreatedInstance:
         conn = self._conn()
         flavor, image, network = self._resolve(spec.flavor, spec.image)
-        document = user_data(spec, self.settings.install_command)
+        document = user_data(spec, self.bootstrap, self.settings)
         arguments: dict[str, Any] = {
             "name": spec.name, "flavor_id": flavor.id, "image_id": image.id,
             "user_data": base64.b64encode(document.encode()).decode(),

@@ -84,6 +84,8 @@ FROM (
         ('pending', 'assigned', 'task_claim_v1'),
         ('pending', 'paused', 'task_pause_v1'),
         ('pending', 'canceled', 'task_cancel_v1, or a dependency failed for good'),
+        -- not started yet, and a dependency runs again (task_rerun_v1, task_update_v1)
+        ('pending', 'waiting', 'task_rerun_v1: a dependency runs again'),
         ('assigned', 'running', 'execution_set_phase_v2: the command started'),
         ('assigned', 'succeeded', 'execution_finish_v1'),
         ('assigned', 'failed', 'its execution ended without success and no retry is left'),
@@ -98,8 +100,13 @@ FROM (
         ('paused', 'canceled', 'task_cancel_v1, or a dependency failed for good'),
         -- a task that ran had its dependencies succeeded: a retry makes it pending
         ('failed', 'pending', 'task_retry_v1'),
+        -- ... unless one of them was rerun meanwhile (task_rerun_v1)
+        ('failed', 'waiting', 'task_retry_v1: a dependency runs again'),
         ('canceled', 'waiting', 'task_retry_v1: a dependency has not succeeded yet'),
-        ('canceled', 'pending', 'task_retry_v1')
+        ('canceled', 'pending', 'task_retry_v1'),
+        -- a user runs a succeeded task again (task_rerun_v1, task_update_v1)
+        ('succeeded', 'pending', 'task_rerun_v1'),
+        ('succeeded', 'waiting', 'task_rerun_v1: a dependency runs again')
 ) AS x (from_status, to_status, made_by);
 
 -- The transitions an execution may make. A NULL from_status is the status it is created
@@ -158,7 +165,7 @@ $$;
 --   available_at         a task that becomes waiting or pending is claimable from
 --                        p_available_at (one per task, or one for all), p_now by default
 --   attempt_count        + 1 when the task becomes assigned: an attempt starts
---   retry_floor,         leaving failed or canceled (a retry by a user) gives a fresh retry
+--   retry_floor,         leaving a final status (a retry or rerun by a user) gives a fresh retry
 --   requeue_count        budget and a fresh count of free requeues; p_give_back makes a task
 --                        that becomes pending a free requeue (its execution was lost or
 --                        handed back): the attempt is given back, so that it does not count
@@ -259,6 +266,23 @@ BEGIN
                 USING ERRCODE = 'SQ006',
                       HINT = 'scitq.task_transition lists the transitions a task may make';
         END IF;
+    END IF;
+
+    -- Waiters (scitq.Client.wait: scitq/db/completion.py) hear that a batch has no live
+    -- task left: one notification per batch and transaction (PostgreSQL folds equal
+    -- ones), sent only by the change that ends the batch's last live tasks, as every
+    -- NOTIFY serializes commits server-wide. Two transactions ending a batch's last tasks
+    -- at the same moment may each see the other's as live: then none is sent, and
+    -- waiters see the end at their fallback poll.
+    IF EXISTS (SELECT 1 FROM unnest(p_to) AS s (status) WHERE NOT scitq.task_is_live(s.status)) THEN
+        PERFORM pg_notify('scitq_batch_ended_v1', b.batch_id::text)
+        FROM (SELECT DISTINCT t.batch_id FROM scitq.task t WHERE t.id = ANY (p_task_ids)) b
+        WHERE NOT EXISTS (
+            SELECT 1
+            FROM scitq.task l
+            WHERE l.batch_id = b.batch_id
+              AND l.status = ANY (scitq.task_live_statuses())
+        );
     END IF;
 END;
 $$;

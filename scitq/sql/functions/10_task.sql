@@ -3,12 +3,118 @@
 -- event log of status transitions. Statuses change through scitq.task_set_status only
 -- (05_states.sql).
 
+-- The checks of task_submit_v1 on its JSON array of tasks (and of task_update_v1 on its
+-- changes): the first problem raises SQ004, naming the task by its position (1-based),
+-- or as p_label when given.
+CREATE OR REPLACE FUNCTION scitq.task_check_submission(p_tasks jsonb, p_label text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = scitq, pg_temp
+AS $$
+DECLARE
+    v_bad record;
+BEGIN
+    -- Validation, first problem reported with the task's position (1-based).
+    SELECT e.pos, e.t INTO v_bad
+    FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
+    WHERE jsonb_typeof(e.t) <> 'object'
+       OR jsonb_typeof(e.t -> 'command') IS DISTINCT FROM 'string'
+       OR btrim(e.t ->> 'command') = ''
+    ORDER BY e.pos
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '% has no command: a non-empty "command" string is required', coalesce(p_label, 'task #' || v_bad.pos)
+            USING ERRCODE = 'SQ004';
+    END IF;
+    SELECT e.pos, k.key INTO v_bad
+    FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
+    CROSS JOIN LATERAL jsonb_object_keys(e.t) AS k (key)
+    WHERE k.key NOT IN (
+        'command', 'name', 'shell', 'container', 'container_options', 'inputs', 'resources',
+        'output', 'retries', 'requeues', 'retry_delay_seconds', 'download_timeout_seconds',
+        'run_timeout_seconds', 'priority', 'env', 'tags', 'depends_on', 'depends_on_names',
+        'use_cache'
+    )
+    ORDER BY e.pos
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '% has an unknown field %', coalesce(p_label, 'task #' || v_bad.pos), quote_literal(v_bad.key)
+            USING ERRCODE = 'SQ004';
+    END IF;
+    SELECT e.pos INTO v_bad
+    FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
+    WHERE (e.t ? 'env' AND (
+              jsonb_typeof(e.t -> 'env') <> 'object'
+              OR EXISTS (SELECT 1 FROM jsonb_each(e.t -> 'env') v WHERE jsonb_typeof(v.value) <> 'string')
+              -- names a process can receive: no '=', not empty, no NUL or control character
+              OR EXISTS (SELECT 1 FROM jsonb_object_keys(CASE jsonb_typeof(e.t -> 'env') WHEN 'object' THEN e.t -> 'env' ELSE '{}' END) k (name)
+                         WHERE k.name !~ '^[A-Za-z_][A-Za-z0-9_]*$')))
+       OR EXISTS (
+           SELECT 1 FROM unnest(ARRAY['inputs', 'resources', 'tags', 'depends_on', 'depends_on_names']) f
+           WHERE e.t ? f AND jsonb_typeof(e.t -> f) <> 'array')
+    ORDER BY e.pos
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '%: env must be an object of strings named like shell variables (letters, digits, _); inputs, resources, tags, depends_on and depends_on_names must be arrays', coalesce(p_label, 'task #' || v_bad.pos)
+            USING ERRCODE = 'SQ004';
+    END IF;
+
+    SELECT e.pos, f.field, f.expected INTO v_bad
+    FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
+    CROSS JOIN LATERAL (
+        VALUES ('name', 'string'), ('container', 'string'), ('container_options', 'string'),
+               ('output', 'string'), ('shell', 'boolean'), ('use_cache', 'boolean'), ('retries', 'number'),
+               ('requeues', 'number'),
+               ('priority', 'number'), ('retry_delay_seconds', 'number'),
+               ('download_timeout_seconds', 'number'), ('run_timeout_seconds', 'number')
+    ) AS f (field, expected)
+    WHERE e.t ? f.field
+      AND jsonb_typeof(e.t -> f.field) NOT IN (f.expected, 'null')
+    ORDER BY e.pos
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '%: % must be a %', coalesce(p_label, 'task #' || v_bad.pos), v_bad.field, v_bad.expected
+            USING ERRCODE = 'SQ004';
+    END IF;
+    SELECT e.pos, r.retries, r.retry_delay_seconds, r.download_timeout_seconds, r.run_timeout_seconds,
+           r.priority
+    INTO v_bad
+    FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
+    CROSS JOIN LATERAL jsonb_to_record(e.t) AS r (
+        retries numeric, requeues numeric, retry_delay_seconds numeric,
+        download_timeout_seconds numeric, run_timeout_seconds numeric, priority numeric
+    )
+    WHERE r.retries < 0 OR r.retries <> trunc(r.retries) OR r.retries > 1000000
+       OR r.requeues < 0 OR r.requeues <> trunc(r.requeues) OR r.requeues > 1000000
+       OR r.priority <> trunc(r.priority) OR abs(r.priority) > 2147483647
+       OR r.retry_delay_seconds < 0
+       OR r.download_timeout_seconds <= 0 OR r.run_timeout_seconds <= 0
+    ORDER BY e.pos
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '%: retries must be a whole number from 0 (requeues too), priority a whole number, retry_delay_seconds 0 or more and timeouts more than 0 seconds', coalesce(p_label, 'task #' || v_bad.pos)
+            USING ERRCODE = 'SQ004';
+    END IF;
+    SELECT e.pos INTO v_bad
+    FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
+    CROSS JOIN LATERAL jsonb_array_elements(coalesce(e.t -> 'depends_on', '[]')) AS d (v)
+    WHERE jsonb_typeof(d.v) <> 'number' OR (d.v #>> '{}')::numeric <> trunc((d.v #>> '{}')::numeric)
+    ORDER BY e.pos
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '%: depends_on must list task ids (whole numbers)', coalesce(p_label, 'task #' || v_bad.pos)
+            USING ERRCODE = 'SQ004';
+    END IF;
+END;
+$$;
+
 -- Submit many tasks to one batch in one call. p_tasks is a JSON array of objects:
 --   command (required), name, shell, container, container_options, inputs, resources,
 --   output, retries, requeues, retry_delay_seconds, download_timeout_seconds,
 --   run_timeout_seconds, priority, env (object of strings), tags, depends_on (task ids),
 --   depends_on_names (names of tasks of the same batch, including this call's; a name
---   matching several tasks means all of them).
+--   matching several tasks means all of them), use_cache (scitq v1's: see task_claim_v2).
 -- The batch is created if missing. Returns the new tasks in the order given.
 CREATE OR REPLACE FUNCTION scitq.task_submit_v1(
     p_batch text,
@@ -35,96 +141,7 @@ BEGIN
     END IF;
     v_count := jsonb_array_length(p_tasks);
 
-    -- Validation, first problem reported with the task's position (1-based).
-    SELECT e.pos, e.t INTO v_bad
-    FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
-    WHERE jsonb_typeof(e.t) <> 'object'
-       OR jsonb_typeof(e.t -> 'command') IS DISTINCT FROM 'string'
-       OR btrim(e.t ->> 'command') = ''
-    ORDER BY e.pos
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'task #% has no command: a non-empty "command" string is required', v_bad.pos
-            USING ERRCODE = 'SQ004';
-    END IF;
-    SELECT e.pos, k.key INTO v_bad
-    FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
-    CROSS JOIN LATERAL jsonb_object_keys(e.t) AS k (key)
-    WHERE k.key NOT IN (
-        'command', 'name', 'shell', 'container', 'container_options', 'inputs', 'resources',
-        'output', 'retries', 'requeues', 'retry_delay_seconds', 'download_timeout_seconds',
-        'run_timeout_seconds', 'priority', 'env', 'tags', 'depends_on', 'depends_on_names'
-    )
-    ORDER BY e.pos
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'task #% has an unknown field %', v_bad.pos, quote_literal(v_bad.key)
-            USING ERRCODE = 'SQ004';
-    END IF;
-    SELECT e.pos INTO v_bad
-    FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
-    WHERE (e.t ? 'env' AND (
-              jsonb_typeof(e.t -> 'env') <> 'object'
-              OR EXISTS (SELECT 1 FROM jsonb_each(e.t -> 'env') v WHERE jsonb_typeof(v.value) <> 'string')
-              -- names a process can receive: no '=', not empty, no NUL or control character
-              OR EXISTS (SELECT 1 FROM jsonb_object_keys(CASE jsonb_typeof(e.t -> 'env') WHEN 'object' THEN e.t -> 'env' ELSE '{}' END) k (name)
-                         WHERE k.name !~ '^[A-Za-z_][A-Za-z0-9_]*$')))
-       OR EXISTS (
-           SELECT 1 FROM unnest(ARRAY['inputs', 'resources', 'tags', 'depends_on', 'depends_on_names']) f
-           WHERE e.t ? f AND jsonb_typeof(e.t -> f) <> 'array')
-    ORDER BY e.pos
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'task #%: env must be an object of strings named like shell variables (letters, digits, _); inputs, resources, tags, depends_on and depends_on_names must be arrays', v_bad.pos
-            USING ERRCODE = 'SQ004';
-    END IF;
-
-    SELECT e.pos, f.field, f.expected INTO v_bad
-    FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
-    CROSS JOIN LATERAL (
-        VALUES ('name', 'string'), ('container', 'string'), ('container_options', 'string'),
-               ('output', 'string'), ('shell', 'boolean'), ('retries', 'number'),
-               ('requeues', 'number'),
-               ('priority', 'number'), ('retry_delay_seconds', 'number'),
-               ('download_timeout_seconds', 'number'), ('run_timeout_seconds', 'number')
-    ) AS f (field, expected)
-    WHERE e.t ? f.field
-      AND jsonb_typeof(e.t -> f.field) NOT IN (f.expected, 'null')
-    ORDER BY e.pos
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'task #%: % must be a %', v_bad.pos, v_bad.field, v_bad.expected
-            USING ERRCODE = 'SQ004';
-    END IF;
-    SELECT e.pos, r.retries, r.retry_delay_seconds, r.download_timeout_seconds, r.run_timeout_seconds,
-           r.priority
-    INTO v_bad
-    FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
-    CROSS JOIN LATERAL jsonb_to_record(e.t) AS r (
-        retries numeric, requeues numeric, retry_delay_seconds numeric,
-        download_timeout_seconds numeric, run_timeout_seconds numeric, priority numeric
-    )
-    WHERE r.retries < 0 OR r.retries <> trunc(r.retries) OR r.retries > 1000000
-       OR r.requeues < 0 OR r.requeues <> trunc(r.requeues) OR r.requeues > 1000000
-       OR r.priority <> trunc(r.priority) OR abs(r.priority) > 2147483647
-       OR r.retry_delay_seconds < 0
-       OR r.download_timeout_seconds <= 0 OR r.run_timeout_seconds <= 0
-    ORDER BY e.pos
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'task #%: retries must be a whole number from 0 (requeues too), priority a whole number, retry_delay_seconds 0 or more and timeouts more than 0 seconds', v_bad.pos
-            USING ERRCODE = 'SQ004';
-    END IF;
-    SELECT e.pos INTO v_bad
-    FROM jsonb_array_elements(p_tasks) WITH ORDINALITY AS e (t, pos)
-    CROSS JOIN LATERAL jsonb_array_elements(coalesce(e.t -> 'depends_on', '[]')) AS d (v)
-    WHERE jsonb_typeof(d.v) <> 'number' OR (d.v #>> '{}')::numeric <> trunc((d.v #>> '{}')::numeric)
-    ORDER BY e.pos
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'task #%: depends_on must list task ids (whole numbers)', v_bad.pos
-            USING ERRCODE = 'SQ004';
-    END IF;
+    PERFORM scitq.task_check_submission(p_tasks);
 
     v_batch_id := scitq.batch_ensure_v1(p_batch);
     v_ids := ARRAY(SELECT nextval('scitq.task_id_seq') FROM generate_series(1, v_count));
@@ -224,7 +241,7 @@ BEGIN
         id, batch_id, name, command, shell, container, container_options, inputs, resources,
         output, retries, requeues, retry_delay_seconds, download_timeout_seconds,
         run_timeout_seconds, priority, env, tags, status, status_changed_at, available_at,
-        created_at, cancel_reason, canceled_by_task_id
+        created_at, cancel_reason, canceled_by_task_id, use_cache
     )
     SELECT v_ids[r.ordinality], v_batch_id, r.name, r.command, coalesce(r.shell, false), r.container,
            r.container_options, coalesce(r.inputs, '{}'), coalesce(r.resources, '{}'),
@@ -242,13 +259,14 @@ BEGIN
            p_now, p_now, p_now,
            CASE WHEN dep.blocker IS NOT NULL
                 THEN format('dependency task %s %s', dep.blocker, dep.blocker_what) END,
-           dep.blocker
+           dep.blocker, coalesce(r.use_cache, false)
     FROM ROWS FROM (
         jsonb_to_recordset(p_tasks) AS (
             name text, command text, shell boolean, container text, container_options text,
             inputs text[], resources text[], output text, retries integer, requeues integer,
             retry_delay_seconds double precision, download_timeout_seconds double precision,
-            run_timeout_seconds double precision, priority integer, env jsonb, tags text[]
+            run_timeout_seconds double precision, priority integer, env jsonb, tags text[],
+            use_cache boolean
         )
     ) WITH ORDINALITY AS r
     LEFT JOIN dep ON dep.task = v_ids[r.ordinality];
@@ -748,6 +766,14 @@ DECLARE
     v_canceled bigint[];
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
+    -- the live executions first, then the tasks: the order an agent's finish locks them
+    -- in (execution_finish_v1), so that a cancel racing a finish waits instead of deadlocking
+    PERFORM 1
+    FROM scitq.execution e
+    WHERE e.task_id = ANY (p_task_ids)
+      AND scitq.execution_is_live(e.status)
+    ORDER BY e.id
+    FOR UPDATE;
     SELECT array_agg(t.id) INTO v_canceled
     FROM scitq.task_set_status(
         p_task_ids,
@@ -858,6 +884,422 @@ BEGIN
 END;
 $$;
 
+-- Tasks of p_task_ids run again from the start: a held one (assigned or running) has its
+-- live execution canceled with p_reason (its agent learns it at its next heartbeat, kills
+-- its copy and is refused when it reports: the fencing of execution_check_live_v1) and
+-- becomes pending; a finished one (succeeded, failed, canceled) is requeued, pending or
+-- waiting while a dependency has not succeeded (failed and canceled ones as task_retry_v1
+-- does, with the tasks canceled because of them). Each gets a fresh retry budget and a
+-- fresh count of free requeues; attempts are numbered on (the old ones are kept). Waiting
+-- dependents stay waiting, and those not started yet go back to waiting: a task that runs
+-- again is not a succeeded dependency. Returns the tasks moved.
+CREATE OR REPLACE FUNCTION scitq.task_restart(
+    p_task_ids bigint[],
+    p_reason text,
+    p_now timestamptz
+)
+RETURNS bigint[]
+LANGUAGE plpgsql
+SET search_path = scitq, pg_temp
+AS $$
+DECLARE
+    v_held bigint[];
+    v_ended bigint[];
+    v_succeeded bigint[];
+    v_moved bigint[];
+BEGIN
+    SELECT array_agg(t.id ORDER BY t.id) FILTER (WHERE scitq.task_is_held(t.status)),
+           array_agg(t.id ORDER BY t.id) FILTER (WHERE t.status IN ('failed', 'canceled')),
+           array_agg(t.id ORDER BY t.id) FILTER (WHERE t.status = 'succeeded')
+    INTO v_held, v_ended, v_succeeded
+    FROM scitq.task t
+    WHERE t.id = ANY (p_task_ids);
+
+    IF v_held IS NOT NULL THEN
+        PERFORM scitq.execution_set_status(
+            ARRAY(
+                SELECT e.id
+                FROM scitq.execution e
+                WHERE e.task_id = ANY (v_held)
+                  AND scitq.execution_is_live(e.status)
+            ),
+            '{canceled}',
+            p_now,
+            p_from => scitq.execution_phases(),
+            p_failure_reasons => ARRAY[p_reason]
+        );
+        v_held := ARRAY(
+            SELECT s.id
+            FROM scitq.task_set_status(v_held, '{pending}', p_now, p_from => scitq.task_held_statuses()) s
+        );
+        -- the attempt killed does not count: a fresh budget, as a retry by a user gives
+        -- (task_set_status gives it to the tasks that leave a final status)
+        UPDATE scitq.task t
+        SET retry_floor = t.attempt_count,
+            requeue_count = 0
+        WHERE t.id = ANY (v_held);
+    END IF;
+    IF v_ended IS NOT NULL THEN
+        v_ended := ARRAY(SELECT r.id FROM scitq.task_retry_v1(v_ended, p_now) r);
+    END IF;
+    IF v_succeeded IS NOT NULL THEN
+        v_succeeded := ARRAY(SELECT r.id FROM scitq.task_requeue(v_succeeded, '{succeeded}', p_now) r);
+        -- their dependents that have not started wait for them again
+        PERFORM scitq.task_set_status(
+            ARRAY(
+                SELECT d.task_id
+                FROM scitq.task_dependency d
+                WHERE d.depends_on_id = ANY (v_succeeded)
+                ORDER BY d.task_id
+            ),
+            '{waiting}',
+            p_now,
+            p_from => '{pending}'
+        );
+    END IF;
+    v_moved := coalesce(v_held, '{}') || coalesce(v_ended, '{}') || coalesce(v_succeeded, '{}');
+    IF cardinality(v_moved) > 0 THEN
+        PERFORM pg_notify('scitq_task_pending_v1', '');
+    END IF;
+    RETURN v_moved;
+END;
+$$;
+
+-- Run tasks again (scitq v1's relaunch, v2's rerun): finished ones (succeeded, failed,
+-- canceled) and held ones (assigned, running: their attempt is killed first), as
+-- task_restart does; waiting, pending and paused ones are left as they are. Returns the
+-- tasks that run again, with their status now.
+CREATE OR REPLACE FUNCTION scitq.task_rerun_v1(p_task_ids bigint[], p_now timestamptz DEFAULT now())
+RETURNS TABLE (id bigint, status scitq.task_status)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = scitq, pg_temp
+AS $$
+DECLARE
+    v_moved bigint[];
+BEGIN
+    p_now := scitq.effective_now_v1(p_now);
+    v_moved := scitq.task_restart(
+        ARRAY(
+            SELECT t.id
+            FROM scitq.task t
+            WHERE t.id = ANY (p_task_ids)
+              AND (scitq.task_is_held(t.status) OR NOT scitq.task_is_live(t.status))
+            ORDER BY t.id
+            FOR UPDATE
+        ),
+        'rerun by ' || session_user,
+        p_now
+    );
+    RETURN QUERY SELECT t.id, t.status FROM scitq.task t WHERE t.id = ANY (v_moved) ORDER BY t.id;
+END;
+$$;
+
+-- Edit tasks (scitq v1's task update and modify). p_changes is a JSON object of the fields
+-- to change, as task_submit_v1 takes them: command, name, shell, container,
+-- container_options, inputs, resources, output, retries, requeues, retry_delay_seconds,
+-- download_timeout_seconds, run_timeout_seconds, priority, env, tags, use_cache, and
+-- batch (a batch name; created if missing). null clears an optional field (name,
+-- container, container_options, output, the timeouts) and gives the others their
+-- default. Dependencies cannot be changed.
+--
+-- Changing what runs (command, shell, container, container_options, inputs, resources,
+-- output, env, timeouts, use_cache) makes the task run again with it (p_rerun NULL): a
+-- held one is killed and requeued, a finished one is rerun (task_restart: a fresh retry
+-- budget); waiting, pending and paused ones just take the change. Other fields (name,
+-- batch, priority, retries, requeues, retry_delay_seconds, tags) change in place.
+-- p_rerun true reruns whatever changed, false never (a running attempt then goes on with
+-- what it was given). Every task whose fields change gets one event in task_event
+-- (change: who, and each field's old and new value; from_status = to_status). Tasks that
+-- do not exist raise SQ003. Returns each task with its status now and whether it runs again.
+CREATE OR REPLACE FUNCTION scitq.task_update_v1(
+    p_task_ids bigint[],
+    p_changes jsonb,
+    p_rerun boolean DEFAULT NULL,
+    p_by text DEFAULT NULL,
+    p_now timestamptz DEFAULT now()
+)
+RETURNS TABLE (id bigint, status scitq.task_status, rerun boolean)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = scitq, pg_temp
+AS $$
+DECLARE
+    v_bad text;
+    v_batch_id bigint;
+    v_changed bigint[];
+    v_rerun bigint[];
+    v_missing bigint;
+    v_fields text[] := ARRAY[
+        'command', 'name', 'shell', 'container', 'container_options', 'inputs', 'resources',
+        'output', 'retries', 'requeues', 'retry_delay_seconds', 'download_timeout_seconds',
+        'run_timeout_seconds', 'priority', 'env', 'tags', 'use_cache'
+    ];
+    -- the fields that change what runs
+    v_run_fields text[] := ARRAY[
+        'command', 'shell', 'container', 'container_options', 'inputs', 'resources', 'output',
+        'env', 'download_timeout_seconds', 'run_timeout_seconds', 'use_cache'
+    ];
+BEGIN
+    p_now := scitq.effective_now_v1(p_now);
+    IF jsonb_typeof(p_changes) IS DISTINCT FROM 'object' OR p_changes = '{}' THEN
+        RAISE EXCEPTION 'changes must be a non-empty JSON object of task fields' USING ERRCODE = 'SQ004';
+    END IF;
+    SELECT k.key INTO v_bad
+    FROM jsonb_object_keys(p_changes) AS k (key)
+    WHERE k.key <> ALL (v_fields || '{batch}'::text[])
+    ORDER BY k.key
+    LIMIT 1;
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'a task update cannot change %: the fields are %, batch', quote_literal(v_bad),
+            array_to_string(v_fields, ', ')
+            USING ERRCODE = 'SQ004',
+                  HINT = CASE WHEN v_bad LIKE 'depends_on%' THEN 'dependencies are set at submit time' END;
+    END IF;
+    IF p_changes ? 'command' AND jsonb_typeof(p_changes -> 'command') IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION 'the new command must be a non-empty string' USING ERRCODE = 'SQ004';
+    END IF;
+    IF p_changes ? 'batch' AND jsonb_typeof(p_changes -> 'batch') IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION 'the new batch must be a batch name' USING ERRCODE = 'SQ004';
+    END IF;
+    -- the checks of a submission, on the changes (a placeholder command when unchanged)
+    PERFORM scitq.task_check_submission(
+        jsonb_build_array(jsonb_build_object('command', 'unchanged') || (p_changes - 'batch')),
+        'the update'
+    );
+    SELECT x.id INTO v_missing
+    FROM unnest(p_task_ids) AS x (id)
+    WHERE NOT EXISTS (SELECT 1 FROM scitq.task t WHERE t.id = x.id)
+    LIMIT 1;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'task % does not exist', v_missing USING ERRCODE = 'SQ003';
+    END IF;
+    IF p_changes ? 'batch' THEN
+        v_batch_id := scitq.batch_ensure_v1(p_changes ->> 'batch');
+    END IF;
+
+    -- lock the tasks (in id order, against deadlocks) and record what changes
+    WITH locked AS (
+        SELECT t.*
+        FROM scitq.task t
+        WHERE t.id = ANY (p_task_ids)
+        ORDER BY t.id
+        FOR UPDATE
+    ),
+    diff AS (
+        SELECT l.id, l.status, f.key,
+               (to_jsonb(l) -> f.key) AS old_value,
+               f.value AS new_value
+        FROM locked l
+        CROSS JOIN LATERAL jsonb_each(p_changes - 'batch') AS f (key, value)
+        -- a null gives a field its default: compare with what the update writes
+        WHERE (to_jsonb(l) -> f.key) IS DISTINCT FROM coalesce(nullif(f.value, 'null'), CASE f.key
+                  WHEN 'shell' THEN 'false' WHEN 'use_cache' THEN 'false' WHEN 'retries' THEN '0'
+                  WHEN 'priority' THEN '0' WHEN 'inputs' THEN '[]' WHEN 'resources' THEN '[]'
+                  WHEN 'tags' THEN '[]' WHEN 'env' THEN '{}' WHEN 'retry_delay_seconds' THEN '10'
+                  WHEN 'requeues' THEN '3' ELSE 'null' END::jsonb)
+        UNION ALL
+        SELECT l.id, l.status, 'batch', to_jsonb(b.name), p_changes -> 'batch'
+        FROM locked l
+        JOIN scitq.batch b ON b.id = l.batch_id
+        WHERE v_batch_id IS NOT NULL
+          AND l.batch_id <> v_batch_id
+    ),
+    event AS (
+        INSERT INTO scitq.task_event (task_id, from_status, to_status, at, change)
+        SELECT diff.id, diff.status, diff.status, p_now, jsonb_build_object(
+                   'by', coalesce(p_by, session_user::text),
+                   'fields', jsonb_object_agg(diff.key, jsonb_build_object(
+                       'from', diff.old_value, 'to', diff.new_value)))
+        FROM diff
+        GROUP BY diff.id, diff.status
+        RETURNING task_id, change
+    )
+    SELECT array_agg(event.task_id ORDER BY event.task_id),
+           array_agg(event.task_id ORDER BY event.task_id) FILTER (
+               WHERE p_rerun OR (p_rerun IS NULL
+                                 AND (SELECT array_agg(k) FROM jsonb_object_keys(event.change -> 'fields') k)
+                                     && v_run_fields))
+    INTO v_changed, v_rerun
+    FROM event;
+    IF v_changed IS NULL THEN
+        RETURN QUERY
+        SELECT t.id, t.status, false FROM scitq.task t WHERE t.id = ANY (p_task_ids) ORDER BY t.id;
+        RETURN;
+    END IF;
+
+    UPDATE scitq.task t
+    SET command = coalesce(r.command, t.command),
+        name = CASE WHEN p_changes ? 'name' THEN r.name ELSE t.name END,
+        shell = CASE WHEN p_changes ? 'shell' THEN coalesce(r.shell, false) ELSE t.shell END,
+        container = CASE WHEN p_changes ? 'container' THEN r.container ELSE t.container END,
+        container_options = CASE WHEN p_changes ? 'container_options' THEN r.container_options
+                                 ELSE t.container_options END,
+        inputs = CASE WHEN p_changes ? 'inputs' THEN coalesce(r.inputs, '{}') ELSE t.inputs END,
+        resources = CASE WHEN p_changes ? 'resources' THEN coalesce(r.resources, '{}') ELSE t.resources END,
+        output = CASE WHEN p_changes ? 'output' THEN r.output ELSE t.output END,
+        retries = CASE WHEN p_changes ? 'retries' THEN coalesce(r.retries, 0) ELSE t.retries END,
+        requeues = CASE WHEN p_changes ? 'requeues' THEN coalesce(r.requeues, 3) ELSE t.requeues END,
+        retry_delay_seconds = CASE WHEN p_changes ? 'retry_delay_seconds'
+                                   THEN coalesce(r.retry_delay_seconds, 10) ELSE t.retry_delay_seconds END,
+        download_timeout_seconds = CASE WHEN p_changes ? 'download_timeout_seconds'
+                                        THEN r.download_timeout_seconds ELSE t.download_timeout_seconds END,
+        run_timeout_seconds = CASE WHEN p_changes ? 'run_timeout_seconds'
+                                   THEN r.run_timeout_seconds ELSE t.run_timeout_seconds END,
+        priority = CASE WHEN p_changes ? 'priority' THEN coalesce(r.priority, 0) ELSE t.priority END,
+        env = CASE WHEN p_changes ? 'env' THEN coalesce(r.env, '{}') ELSE t.env END,
+        tags = CASE WHEN p_changes ? 'tags' THEN coalesce(r.tags, '{}') ELSE t.tags END,
+        use_cache = CASE WHEN p_changes ? 'use_cache' THEN coalesce(r.use_cache, false) ELSE t.use_cache END,
+        batch_id = coalesce(v_batch_id, t.batch_id)
+    FROM jsonb_to_record(p_changes) AS r (
+        command text, name text, shell boolean, container text, container_options text,
+        inputs text[], resources text[], output text, retries integer, requeues integer,
+        retry_delay_seconds double precision, download_timeout_seconds double precision,
+        run_timeout_seconds double precision, priority integer, env jsonb, tags text[],
+        use_cache boolean
+    )
+    WHERE t.id = ANY (v_changed);
+
+    IF v_rerun IS NOT NULL THEN
+        v_rerun := scitq.task_restart(v_rerun, 'task updated by ' || coalesce(p_by, session_user::text), p_now);
+    END IF;
+    RETURN QUERY
+    SELECT t.id, t.status, t.id = ANY (coalesce(v_rerun, '{}'))
+    FROM scitq.task t
+    WHERE t.id = ANY (p_task_ids)
+    ORDER BY t.id;
+END;
+$$;
+
+-- The cache key of a task with use_cache (scitq v1's): a digest of what it runs and where
+-- its output goes. Tasks of the same key, whose inputs list the same, make the same output.
+CREATE OR REPLACE FUNCTION scitq.task_cache_key(
+    p_command text,
+    p_shell boolean,
+    p_container text,
+    p_container_options text,
+    p_inputs text[],
+    p_resources text[],
+    p_output text,
+    p_env jsonb
+)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+    SELECT md5(jsonb_build_array(
+        p_command, p_shell, p_container, p_container_options, to_jsonb(p_inputs),
+        to_jsonb(p_resources), p_output, p_env
+    )::text);
+$$;
+
+-- Keeps task.cache_key: set for a task with use_cache, NULL otherwise. A row trigger
+-- called only for such tasks (its WHEN clause), so that a bulk submit without use_cache,
+-- and the updates of status, never pay for it.
+CREATE OR REPLACE FUNCTION scitq.task_cache_key_set_v1()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = scitq, pg_temp
+AS $$
+BEGIN
+    NEW.cache_key := CASE WHEN NEW.use_cache THEN scitq.task_cache_key(
+        NEW.command, NEW.shell, NEW.container, NEW.container_options, NEW.inputs,
+        NEW.resources, NEW.output, NEW.env
+    ) END;
+    RETURN NEW;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER task_cache_key
+BEFORE INSERT OR UPDATE OF command, shell, container, container_options, inputs, resources, output, env, use_cache
+ON scitq.task
+FOR EACH ROW
+WHEN (NEW.use_cache OR NEW.cache_key IS NOT NULL)
+EXECUTE FUNCTION scitq.task_cache_key_set_v1();
+
+-- The cache candidates of a task (task_claim_v2): the latest 3 succeeded executions of
+-- other tasks that ran the key, as JSON. Planned at each call (plan_cache_mode): a plan
+-- cached while the execution table was small would scan it whole once it has grown,
+-- where execution_cache_key_idx reads a few entries.
+CREATE OR REPLACE FUNCTION scitq.execution_cache_candidates(p_cache_key text, p_task_id bigint)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = scitq, pg_temp
+SET plan_cache_mode = force_custom_plan
+AS $$
+    SELECT jsonb_agg(jsonb_build_object(
+               'execution_id', x.id, 'task_id', x.task_id,
+               'input_fingerprint', x.input_fingerprint, 'output_manifest', x.output_manifest)
+           ORDER BY x.id DESC)
+    FROM (
+        SELECT e.id, e.task_id, e.input_fingerprint, e.output_manifest
+        FROM scitq.execution e
+        WHERE e.cache_key = p_cache_key
+          AND e.task_id <> p_task_id
+          AND e.status = 'succeeded'
+        ORDER BY e.id DESC
+        LIMIT 3
+    ) x;
+$$;
+
+-- task_claim_v1's claim, with what an agent needs for scitq v1's use_cache: for each
+-- claimed task, use_cache, and cache_candidates: up to 3 earlier succeeded executions of
+-- other tasks that ran the same cache key (latest first) and recorded the listing of
+-- their inputs and the files of their output (execution_record_cache_v1), as a JSON array
+-- of {execution_id, task_id, input_fingerprint, output_manifest}. The agent lists the
+-- inputs and the output, and reports a hit or runs the task (scitq/agent/task_cache.py).
+-- Per claimed task: one primary-key read of its key (a scalar subquery, so that it stays
+-- an index look-up whatever the planner guesses of the claim's rows), and for a task with
+-- use_cache a range of execution_cache_key_idx (execution_cache_candidates).
+CREATE OR REPLACE FUNCTION scitq.task_claim_v2(
+    p_worker_id bigint,
+    p_limit integer,
+    p_now timestamptz DEFAULT now()
+)
+RETURNS TABLE (
+    execution_id bigint,
+    task_id bigint,
+    attempt integer,
+    lease_expires_at timestamptz,
+    batch text,
+    name text,
+    command text,
+    shell boolean,
+    container text,
+    container_options text,
+    inputs text[],
+    resources text[],
+    output text,
+    download_timeout_seconds double precision,
+    run_timeout_seconds double precision,
+    env jsonb,
+    use_cache boolean,
+    cache_candidates jsonb
+)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = scitq, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH claimed AS MATERIALIZED (
+        SELECT c.*,
+               (SELECT t.cache_key FROM scitq.task t WHERE t.id = c.task_id) AS cache_key
+        FROM scitq.task_claim_v1(p_worker_id, p_limit, p_now) WITH ORDINALITY AS c
+    )
+    SELECT c.execution_id, c.task_id, c.attempt, c.lease_expires_at, c.batch, c.name, c.command,
+           c.shell, c.container, c.container_options, c.inputs, c.resources, c.output,
+           c.download_timeout_seconds, c.run_timeout_seconds, c.env,
+           c.cache_key IS NOT NULL,
+           CASE WHEN c.cache_key IS NOT NULL
+                THEN scitq.execution_cache_candidates(c.cache_key, c.task_id) END
+    FROM claimed c
+    ORDER BY c.ordinality;
+END;
+$$;
+
 -- Event log: one row per status transition, written once per statement.
 CREATE OR REPLACE FUNCTION scitq.task_event_insert_v1()
 RETURNS trigger
@@ -868,6 +1310,11 @@ BEGIN
     INSERT INTO scitq.task_event (task_id, from_status, to_status, at)
     SELECT n.id, NULL, n.status, n.status_changed_at
     FROM new_rows n;
+    PERFORM scitq.batch_count_add(
+        ARRAY(SELECT n.batch_id FROM new_rows n),
+        ARRAY(SELECT n.status FROM new_rows n),
+        '{}', '{}'
+    );
     RETURN NULL;
 END;
 $$;
@@ -877,14 +1324,74 @@ RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = scitq, pg_temp
 AS $$
+DECLARE
+    v_changed record;
 BEGIN
-    INSERT INTO scitq.task_event (task_id, from_status, to_status, at)
-    SELECT n.id, o.status, n.status, n.status_changed_at
+    -- the rows whose status (or batch) changed, once for the events and the counts
+    SELECT array_agg(n.id) AS ids, array_agg(o.status) AS from_statuses,
+           array_agg(n.status) AS to_statuses, array_agg(n.status_changed_at) AS ats,
+           array_agg(o.batch_id) AS from_batches, array_agg(n.batch_id) AS to_batches
+    INTO v_changed
     FROM new_rows n
     JOIN old_rows o ON o.id = n.id
-    WHERE o.status IS DISTINCT FROM n.status;
+    WHERE o.status IS DISTINCT FROM n.status OR o.batch_id <> n.batch_id;
+    IF v_changed.ids IS NULL THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO scitq.task_event (task_id, from_status, to_status, at)
+    SELECT c.id, c.from_status, c.to_status, c.at
+    FROM unnest(v_changed.ids, v_changed.from_statuses, v_changed.to_statuses, v_changed.ats)
+         AS c (id, from_status, to_status, at)
+    WHERE c.from_status IS DISTINCT FROM c.to_status;
+    PERFORM scitq.batch_count_add(
+        v_changed.to_batches, v_changed.to_statuses, v_changed.from_batches, v_changed.from_statuses
+    );
     RETURN NULL;
 END;
+$$;
+
+CREATE OR REPLACE FUNCTION scitq.task_count_delete_v1()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = scitq, pg_temp
+AS $$
+BEGIN
+    PERFORM scitq.batch_count_add(
+        '{}', '{}', ARRAY(SELECT o.batch_id FROM old_rows o), ARRAY(SELECT o.status FROM old_rows o)
+    );
+    RETURN NULL;
+END;
+$$;
+
+-- Add one per task of (p_add_batches, p_add_statuses) and take one away per task of
+-- (p_sub_batches, p_sub_statuses) in batch_task_count, in the rows of this backend (slot:
+-- its pid), locked in (batch, status) order: two transactions never write the same row,
+-- so counting adds no wait between agents (one backend runs one transaction at a time).
+CREATE OR REPLACE FUNCTION scitq.batch_count_add(
+    p_add_batches bigint[],
+    p_add_statuses scitq.task_status[],
+    p_sub_batches bigint[],
+    p_sub_statuses scitq.task_status[]
+)
+RETURNS void
+LANGUAGE sql
+SET search_path = scitq, pg_temp
+AS $$
+    INSERT INTO scitq.batch_task_count AS c (batch_id, status, slot, n)
+    SELECT d.batch_id, d.status, pg_backend_pid(), sum(d.delta)
+    FROM (
+        SELECT a.batch_id, a.status, 1 AS delta
+        FROM unnest(p_add_batches, p_add_statuses) AS a (batch_id, status)
+        UNION ALL
+        SELECT s.batch_id, s.status, -1
+        FROM unnest(p_sub_batches, p_sub_statuses) AS s (batch_id, status)
+    ) d
+    -- a batch deleted in this statement (batch_delete_v1 deletes its tasks first)
+    WHERE EXISTS (SELECT 1 FROM scitq.batch b WHERE b.id = d.batch_id)
+    GROUP BY d.batch_id, d.status
+    HAVING sum(d.delta) <> 0
+    ORDER BY d.batch_id, d.status
+    ON CONFLICT (batch_id, status, slot) DO UPDATE SET n = c.n + excluded.n;
 $$;
 
 CREATE OR REPLACE TRIGGER task_event_insert
@@ -896,3 +1403,8 @@ CREATE OR REPLACE TRIGGER task_event_update
 AFTER UPDATE ON scitq.task
 REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
 FOR EACH STATEMENT EXECUTE FUNCTION scitq.task_event_update_v1();
+
+CREATE OR REPLACE TRIGGER task_count_delete
+AFTER DELETE ON scitq.task
+REFERENCING OLD TABLE AS old_rows
+FOR EACH STATEMENT EXECUTE FUNCTION scitq.task_count_delete_v1();

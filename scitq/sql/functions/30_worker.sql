@@ -101,7 +101,9 @@ BEGIN
 END;
 $$;
 
--- Heartbeat: renews the leases of the worker's live executions, acknowledges the
+-- Heartbeat: renews the leases of the worker's live executions that the agent holds
+-- (p_execution_ids: the others, such as a claim whose answer was lost with the
+-- connection at a failover, expire and are rescued as lost), acknowledges the
 -- signals the agent has applied (p_acked_signal_ids) and returns the worker's current
 -- configuration, the signals still to apply, and which of the executions the agent holds
 -- (p_execution_ids) are no longer live: the agent must kill its copies of those.
@@ -138,6 +140,7 @@ BEGIN
         UPDATE scitq.execution e
         SET lease_expires_at = p_now + make_interval(secs => v_worker.lease_seconds)
         WHERE e.worker_id = p_worker_id
+          AND e.id = ANY (p_execution_ids)
           AND scitq.execution_is_live(e.status)
           -- an expired lease is not renewed: the execution is as good as lost
           AND e.lease_expires_at > p_now

@@ -2,10 +2,10 @@
 -- SELECT on these views and on nothing else.
 
 -- The tasks of one batch per status: counts (status -> n, statuses without tasks absent),
--- total and remaining (live statuses, scitq.task_is_live). One range of
--- task_batch_id_status_idx (index-only once vacuumed), planned at each call with the
--- batch and the table's actual size: a plan cached while the table was empty, or
--- statistics never gathered, cannot turn it into a scan per task (issue 20). A function
+-- total and remaining (live statuses, scitq.task_is_live). Read from batch_task_count,
+-- which the task triggers keep in the transaction of every change (10_task.sql): a few
+-- rows per batch (one per status and backend that changed it since the last
+-- batch_count_compact_v1), whatever the batch's size and plan (issues 16, 20). A function
 -- so that no plan of the view that calls it can join it to anything else; SECURITY
 -- DEFINER so that scitq_reader, who reads the view, needs no privilege on the table.
 CREATE OR REPLACE FUNCTION scitq.batch_count_tasks_v1(p_batch_id bigint)
@@ -22,10 +22,11 @@ BEGIN
            coalesce(sum(s.n), 0)::bigint,
            coalesce(sum(s.n) FILTER (WHERE scitq.task_is_live(s.status)), 0)::bigint
     FROM (
-        SELECT t.status, count(*) AS n
-        FROM scitq.task t
-        WHERE t.batch_id = p_batch_id
-        GROUP BY t.status
+        SELECT c.status, sum(c.n)::bigint AS n
+        FROM scitq.batch_task_count c
+        WHERE c.batch_id = p_batch_id
+        GROUP BY c.status
+        HAVING sum(c.n) <> 0
     ) s;
 END;
 $$;
@@ -91,7 +92,11 @@ SELECT t.id AS task_id,
        -- back executions) used of the task's allowance
        t.attempt_count - t.retry_floor AS attempts_used,
        t.requeue_count,
-       t.requeues
+       t.requeues,
+       -- scitq v1's use_cache; a last attempt that reused an earlier one's output (a
+       -- cache hit) names it
+       t.use_cache,
+       e.cached_from_execution_id
 FROM scitq.task t
 JOIN scitq.batch b ON b.id = t.batch_id
 LEFT JOIN LATERAL (
@@ -149,7 +154,9 @@ SELECT e.id AS execution_id,
        e.cpu_system_seconds,
        e.peak_rss_bytes,
        e.bytes_in,
-       e.bytes_out
+       e.bytes_out,
+       -- a cache hit: the earlier success whose output it reused, without running
+       e.cached_from_execution_id
 FROM scitq.execution e
 JOIN scitq.task t ON t.id = e.task_id
 JOIN scitq.batch b ON b.id = t.batch_id;

@@ -37,3 +37,6 @@ SELECT w.*
 FROM scitq.worker_overview w
 WHERE cardinality(w.batches) = 0 OR %(batch)s::text = ANY (w.batches)
 ORDER BY w.worker_id;
+
+-- name: batch_count_compact
+SELECT scitq.batch_count_compact_v1() AS count;

@@ -21,6 +21,13 @@ SELECT scitq.execution_append_output_v1(
 -- name: execution_finish
 SELECT * FROM scitq.execution_finish_v1(%(worker_id)s, %(results)s::jsonb, %(now)s);
 
+-- name: execution_record_cache
+-- use_cache: the listing digest, the output's files and a cache hit's source, before finish
+SELECT scitq.execution_record_cache_v1(
+    %(worker_id)s, %(execution_id)s, %(input_fingerprint)s, %(output_manifest)s::jsonb,
+    %(cached_from)s::bigint, %(now)s
+);
+
 -- name: execution_expire_leases
 -- Mark executions whose lease expired as lost and retry or fail their tasks.
 SELECT execution_id, task_id FROM scitq.execution_expire_leases_v1(%(now)s);
@@ -83,7 +90,8 @@ SELECT scitq.execution_output_prune_v1(
 SELECT e.id, e.task_id, e.attempt, e.status, e.worker_name, e.assigned_at,
        e.download_started_at, e.run_started_at, e.upload_started_at, e.finished_at,
        e.lease_expires_at, e.return_code, e.failure_class, e.failure_reason, e.wall_seconds,
-       e.cpu_user_seconds, e.cpu_system_seconds, e.peak_rss_bytes, e.bytes_in, e.bytes_out
+       e.cpu_user_seconds, e.cpu_system_seconds, e.peak_rss_bytes, e.bytes_in, e.bytes_out,
+       e.cached_from_execution_id
 FROM scitq.execution e
 WHERE e.id = %(execution_id)s;
 

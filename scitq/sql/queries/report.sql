@@ -8,17 +8,17 @@ ORDER BY batch_id;
 
 -- name: batch_counts
 -- The counts of scitq.batch_progress, read for the dashboard at a cost that stays low
--- on millions of tasks: per (batch, status) from task_batch_id_status_idx (an
--- index-only scan once autovacuum has passed), and durations from the newest
+-- on millions of tasks: per (batch, status) from batch_task_count (a few rows per
+-- batch, kept by the task triggers), and durations from the newest
 -- %(sample)s attempts that succeeded in the last %(window_seconds)s (a range of
 -- execution_finished_at_idx) instead of every attempt ever. %(batch)s: one batch, or
 -- all when NULL.
 WITH counts AS (
-    SELECT t.batch_id, t.status, count(*) AS n
-    FROM scitq.task t
+    SELECT c.batch_id, c.status, sum(c.n) AS n
+    FROM scitq.batch_task_count c
     WHERE %(batch)s::text IS NULL
-       OR t.batch_id = (SELECT x.id FROM scitq.batch x WHERE x.name = %(batch)s::text)
-    GROUP BY t.batch_id, t.status
+       OR c.batch_id = (SELECT x.id FROM scitq.batch x WHERE x.name = %(batch)s::text)
+    GROUP BY c.batch_id, c.status
 ),
 recent AS (
     SELECT t.batch_id,

@@ -29,7 +29,17 @@ SELECT scitq.task_delete_v1(%(task_ids)s::bigint[], %(now)s) AS count;
 SELECT scitq.task_signal_v1(%(task_ids)s::bigint[], %(kind)s::scitq.signal_kind, %(now)s) AS count;
 
 -- name: task_claim
-SELECT * FROM scitq.task_claim_v1(%(worker_id)s, %(limit)s, %(now)s);
+-- task_claim_v1's claim, with use_cache and the cache candidates of each task
+SELECT * FROM scitq.task_claim_v2(%(worker_id)s, %(limit)s, %(now)s);
+
+-- name: task_update
+-- Edit tasks (a JSON object of fields); returns id, status, rerun per task.
+SELECT id, status, rerun
+FROM scitq.task_update_v1(%(task_ids)s::bigint[], %(changes)s::jsonb, %(rerun)s::boolean,
+                          %(by)s::text, %(now)s);
+
+-- name: task_rerun
+SELECT id, status FROM scitq.task_rerun_v1(%(task_ids)s::bigint[], %(now)s);
 
 -- name: task_get
 SELECT * FROM scitq.task_overview WHERE task_id = %(task_id)s;
@@ -79,6 +89,8 @@ SELECT t.id,
        t.canceled_by_task_id,
        t.created_at,
        t.status_changed_at,
+       t.use_cache,
+       e.cached_from_execution_id,
        e.id AS last_execution_id,
        e.status AS last_execution_status,
        e.worker_name,
@@ -172,15 +184,26 @@ ORDER BY u.id;
 SELECT e.id, e.task_id, e.attempt, e.status, e.worker_name, e.assigned_at,
        e.download_started_at, e.run_started_at, e.upload_started_at, e.finished_at,
        e.lease_expires_at, e.return_code, e.failure_class, e.failure_reason, e.wall_seconds,
-       e.cpu_user_seconds, e.cpu_system_seconds, e.peak_rss_bytes, e.bytes_in, e.bytes_out
+       e.cpu_user_seconds, e.cpu_system_seconds, e.peak_rss_bytes, e.bytes_in, e.bytes_out,
+       e.cached_from_execution_id
 FROM scitq.execution e
 WHERE e.task_id = %(task_id)s
 ORDER BY e.attempt;
 
+-- name: task_edits
+-- The edits of a task (task_update_v1), oldest first: when, by whom, and each field's
+-- old and new value.
+SELECT ev.at, ev.change ->> 'by' AS by, ev.change -> 'fields' AS fields
+FROM scitq.task_event ev
+WHERE ev.task_id = %(task_id)s
+  AND ev.change IS NOT NULL
+ORDER BY ev.id;
+
 -- name: task_explain
 -- What decides whether a task runs: its status and batch, its last attempt, the
--- dependencies it still waits for, the workers serving its batch with their free slots,
--- and how many runnable tasks of the batch come before it in claim order (at most 10000).
+-- dependencies it still waits for, the workers serving its batch with their free slots
+-- and their disk (free, and the floor below which they claim nothing), and how many
+-- runnable tasks of the batch come before it in claim order (at most 10000).
 SELECT t.id,
        t.status,
        t.priority,
@@ -207,6 +230,8 @@ SELECT t.id,
        e.return_code,
        e.failure_class,
        e.failure_reason,
+       e.cached_from_execution_id,
+       t.use_cache,
        coalesce((
            SELECT jsonb_agg(jsonb_build_object(
                       'id', u.id, 'name', u.name, 'batch', ub.name, 'status', u.status,
@@ -223,9 +248,18 @@ SELECT t.id,
                       'id', w.worker_id, 'name', w.name, 'liveness', w.liveness,
                       'last_heartbeat_at', w.last_heartbeat_at, 'is_paused', w.is_paused,
                       'is_draining', w.is_draining, 'slots', w.concurrency + w.prefetch,
-                      'live', w.running + w.assigned)
+                      'live', w.running + w.assigned, 'disk_free_bytes', m.disk_free_bytes,
+                      'disk_floor_bytes', m.disk_floor_bytes)
                   ORDER BY w.worker_id)
            FROM scitq.worker_overview w
+           -- its last metrics: a worker below its disk floor claims nothing
+           LEFT JOIN LATERAL (
+               SELECT x.disk_free_bytes, x.disk_floor_bytes
+               FROM scitq.worker_metric x
+               WHERE x.worker_id = w.worker_id
+               ORDER BY x.at DESC
+               LIMIT 1
+           ) m ON true
            WHERE cardinality(w.batches) = 0 OR b.name = ANY (w.batches)
        ), '[]'::jsonb) AS workers,
        CASE WHEN t.status = 'pending' THEN (

@@ -8,8 +8,10 @@ SELECT * FROM scitq.worker_register_v1(
 );
 
 -- name: worker_heartbeat
-SELECT * FROM scitq.worker_heartbeat_v1(
-    %(worker_id)s, %(execution_ids)s::bigint[], %(acked_signal_ids)s::bigint[], %(now)s
+-- The host's metrics ride along when the agent sampled them (NULL otherwise).
+SELECT * FROM scitq.worker_heartbeat_v2(
+    %(worker_id)s, %(execution_ids)s::bigint[], %(acked_signal_ids)s::bigint[],
+    %(metrics)s::jsonb, %(now)s
 );
 
 -- name: worker_stop
@@ -58,3 +60,17 @@ SELECT w.name, w.hostname, w.liveness,
        extract(epoch FROM now() - w.last_heartbeat_at)::double precision AS seconds_since_heartbeat
 FROM scitq.worker_overview w
 WHERE w.name = %(name)s;
+
+-- name: worker_metrics_recent
+-- The host metrics of the last %(seconds)s seconds of every worker (or of one), oldest
+-- first: a range of the primary key per worker.
+SELECT m.*
+FROM scitq.worker w
+CROSS JOIN LATERAL (
+    SELECT v.*
+    FROM scitq.worker_metrics v
+    WHERE v.worker_id = w.id
+      AND v.at > now() - make_interval(secs => %(seconds)s)
+) m
+WHERE %(worker_id)s::bigint IS NULL OR w.id = %(worker_id)s::bigint
+ORDER BY m.worker_id, m.at;

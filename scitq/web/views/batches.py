@@ -11,7 +11,7 @@ from flask import Blueprint, abort, render_template, request, url_for
 from scitq.db.batch import batch_cancel, batch_delete, batch_pause, batch_resume, batch_retry
 from scitq.db.report import batch_counts
 from scitq.errors import NotFound, ScitqError
-from scitq.web.db import get_conn
+from scitq.web.db import get_conn, get_report_conn
 from scitq.web.htmx import render
 from scitq.web.responses import DONE, acted, audit, go_to, local_referrer, refused
 
@@ -27,7 +27,7 @@ ACTIONS: dict[str, Callable[[Any, str], Any]] = {
 
 
 def _progress(batch: str) -> dict[str, Any]:
-    rows = batch_counts(get_conn(), batch)
+    rows = batch_counts(get_report_conn(), batch)
     if not rows:
         raise NotFound(f"batch {batch!r} does not exist")
     return rows[0]
@@ -35,7 +35,7 @@ def _progress(batch: str) -> dict[str, Any]:
 
 @blueprint.get("/")
 def index() -> str:
-    batches = batch_counts(get_conn())
+    batches = batch_counts(get_report_conn())
     return render("batches/index.html", "batches/_table.html", batches=batches)
 
 

@@ -7,7 +7,7 @@ from flask import Blueprint
 from scitq.db.report import batch_counts, execution_throughput
 from scitq.db.worker import worker_list
 from scitq.web.chart import throughput_chart
-from scitq.web.db import get_conn
+from scitq.web.db import get_report_conn
 from scitq.web.htmx import render
 
 blueprint = Blueprint("overview", __name__)
@@ -20,7 +20,7 @@ BUCKET_SECONDS = 60.0
 @blueprint.get("/")
 def index() -> str:
     """The full page, or (htmx, every few seconds) its live part."""
-    conn = get_conn()
+    conn = get_report_conn()
     batches = batch_counts(conn)
     rows = execution_throughput(conn, window_seconds=WINDOW_SECONDS, bucket_seconds=BUCKET_SECONDS)
     chart = throughput_chart(rows, window_seconds=WINDOW_SECONDS, bucket_seconds=BUCKET_SECONDS)

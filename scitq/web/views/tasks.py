@@ -7,8 +7,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from flask import Blueprint, Response, abort, render_template, request, stream_with_context, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    g,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 
+from scitq.client.edit import update_tasks
 from scitq.db.batch import batch_find
 from scitq.db.execution import (
     execution_get,
@@ -21,17 +31,19 @@ from scitq.db.task import (
     task_cancel,
     task_delete,
     task_dependencies,
+    task_edits,
     task_executions,
     task_explain,
     task_list,
     task_page,
     task_pause,
+    task_rerun,
     task_resume,
     task_retry,
 )
 from scitq.errors import InvalidArgument, NotFound, ScitqError
 from scitq.states import FINAL_TASK_STATUSES, TaskStatus
-from scitq.web.db import get_conn
+from scitq.web.db import get_conn, get_report_conn
 from scitq.web.htmx import is_htmx, render
 from scitq.web.responses import DONE, acted, audit, go_to, refused
 
@@ -48,6 +60,7 @@ ACTIONS: dict[str, Callable[[Any, Sequence[int]], Any]] = {
     "pause": task_pause,
     "resume": task_resume,
     "retry": task_retry,
+    "rerun": task_rerun,
     "cancel": task_cancel,
     "delete": task_delete,
 }
@@ -83,7 +96,7 @@ def index() -> Any:
     searched_to = None
     try:
         after = _int_arg("after")
-        conn = get_conn()
+        conn = get_report_conn()
         batch_id = None
         if filters["batch"]:
             found = batch_find(conn, str(filters["batch"]))
@@ -137,6 +150,7 @@ def _summary_context(task_id: int) -> dict[str, Any]:
         "executions": task_executions(conn, task_id),
         "dependencies": task_dependencies(conn, task_id),
         "explanation": task_explain(conn, task_id),
+        "edits": task_edits(conn, task_id),
         "is_final": task.status in FINAL_TASK_STATUSES,
     }
 
@@ -253,6 +267,51 @@ def output_text(task_id: int) -> Response:
         stream_with_context(pages()),
         mimetype="text/plain",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def _edit_changes() -> dict[str, Any]:
+    """The fields of the edit form (every field; task_update_v1 keeps those unchanged)."""
+    form = request.form
+
+    def text(field: str) -> str | None:
+        return form.get(field, "").strip() or None
+
+    def number(field: str, kind: Callable[[str], Any]) -> Any:
+        value = text(field)
+        try:
+            return None if value is None else kind(value)
+        except ValueError:
+            what = field.replace("_", " ")
+            raise InvalidArgument(f"{what} must be a number, not {value!r}") from None
+
+    lines = {f: [x.strip() for x in form.get(f, "").splitlines() if x.strip()]
+             for f in ("inputs", "resources")}  # fmt: skip
+    return {
+        "command": form.get("command", "").strip(), "name": text("name"),
+        "container": text("container"), "container_options": text("container_options"),
+        "output": text("output"), "retries": number("retries", int) or 0,
+        "download_timeout_seconds": number("download_timeout_seconds", float),
+        "run_timeout_seconds": number("run_timeout_seconds", float),
+        "use_cache": form.get("use_cache") == "on", **lines,
+    }  # fmt: skip
+
+
+@blueprint.post("/<int:task_id>/edit")
+def edit(task_id: int) -> Any:
+    """The edit form (task_update_v1): what runs changed, the task runs again."""
+    back = url_for("tasks.detail", task_id=task_id)
+    rerun = {"auto": None, "yes": True, "no": False}.get(request.form.get("rerun", "auto"))
+    try:
+        _task(task_id)
+        done = update_tasks(get_conn(), [task_id], _edit_changes(), rerun, by=g.user["name"])
+    except ScitqError as error:
+        return refused(error, back)
+    status, again = done[task_id]
+    audit("edit", f"task {task_id}")
+    message = f"task {task_id} updated: now {status}" + (", runs again" if again else "")
+    return acted(
+        message, back, lambda: render_template("tasks/_summary.html", **_summary_context(task_id))
     )
 
 

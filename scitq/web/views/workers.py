@@ -1,6 +1,7 @@
 """Workers: configuration edited inline (concurrency, prefetch), pause, resume, drain,
 delete, through the same `scitq.db.worker.worker_update` as ``scitq worker``; the
-load cell of each row re-polls itself."""
+load cell of each row re-polls itself, and its host cell (metrics, a chart of the last
+hour) too, more slowly."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template, request, url_for
 
-from scitq.db.worker import worker_delete, worker_list, worker_update
+from scitq.db.worker import worker_delete, worker_list, worker_metrics_recent, worker_update
 from scitq.errors import InvalidArgument, NotFound, ScitqError
 from scitq.web.db import get_conn
+from scitq.web.hostchart import WINDOW_SECONDS, HostChart, host_charts
 from scitq.web.htmx import render
 from scitq.web.responses import acted, audit, refused
 
@@ -38,7 +40,19 @@ def _overview(worker_id: int) -> dict[str, Any]:
 @blueprint.get("/")
 def index() -> str:
     workers = worker_list(get_conn())
-    return render("workers/index.html", "workers/_table.html", workers=workers)
+    charts = _charts()
+    return render("workers/index.html", "workers/_table.html", workers=workers, charts=charts)
+
+
+@blueprint.get("/<int:worker_id>/host")
+def host(worker_id: int) -> str:
+    """The host cell of one row: latest metrics and the last hour's chart."""
+    charts = _charts(worker_id)
+    return render_template("workers/_host.html", worker={"worker_id": worker_id}, charts=charts)
+
+
+def _charts(worker_id: int | None = None) -> dict[int, HostChart]:
+    return host_charts(worker_metrics_recent(get_conn(), WINDOW_SECONDS, worker_id))
 
 
 @blueprint.get("/<int:worker_id>/load")
@@ -92,5 +106,9 @@ def act(worker_id: int, action: str) -> Any:
         return refused(error, back)
     audit(action, f"worker {worker_id}")
     return acted(
-        message, back, lambda: render_template("workers/_row.html", worker=_overview(worker_id))
+        message,
+        back,
+        lambda: render_template(
+            "workers/_row.html", worker=_overview(worker_id), charts=_charts(worker_id)
+        ),
     )

@@ -11,6 +11,7 @@ import re
 import socket
 
 import pytest
+import yaml
 from psycopg.rows import dict_row
 
 from scitq.config import OpenStackSettings, SchedulerSettings
@@ -22,7 +23,8 @@ from scitq.db.recruitment import (
 )
 from scitq.scheduler.operations import OperationRunner
 from scitq.scheduler.providers.base import InstanceSpec, ProviderError
-from scitq.scheduler.providers.openstack import OpenStackProvider, user_data
+from scitq.scheduler.providers.cloudinit import Bootstrap, user_data
+from scitq.scheduler.providers.openstack import OpenStackProvider
 from tests.scheduler.providers.fake_openstack import FakeOpenStack
 
 
@@ -31,6 +33,13 @@ def cloud():
     fake = FakeOpenStack().start()
     yield fake
     fake.stop()
+
+
+#: what the scheduler's wheel server would announce (its tests are in test_bootstrap.py)
+BOOTSTRAP = Bootstrap(
+    version="2.0.0", wheel_url="http://10.0.0.5:8470/scitq-2.0.0-py3-none-any.whl",
+    wheel_sha256="0" * 64,
+)  # fmt: skip
 
 
 def settings_for(cloud: FakeOpenStack, **changes) -> OpenStackSettings:
@@ -60,7 +69,7 @@ def reports():
 
 
 def test_create_list_status_delete_through_the_sdk(cloud):
-    provider = OpenStackProvider(settings_for(cloud))
+    provider = OpenStackProvider(settings_for(cloud), bootstrap=BOOTSTRAP)
     lines, report = reports()
     created = provider.create(SPEC, report)
     assert created.status == "building"  # active server; the agent registers later
@@ -70,11 +79,12 @@ def test_create_list_status_delete_through_the_sdk(cloud):
     assert body["key_name"] == "lab-key"
     assert body["metadata"] == {"scitq": "scitq", "scitq_batch": "rnaseq"}
     document = base64.b64decode(body["user_data"]).decode()
-    assert document == user_data(SPEC, provider.settings.install_command)
+    assert document == user_data(SPEC, provider.bootstrap, provider.settings)
     assert document.startswith("#cloud-config\n")
-    assert "path: /etc/scitq/agent.env\n    permissions: '0600'" in document
-    assert (
-        "SCITQ_DATABASE_URL='host=db.example user=scitq_worker_scitq-7 password=s3cret'" in document
+    files = {entry["path"]: entry for entry in yaml.safe_load(document)["write_files"]}
+    assert files["/etc/scitq/agent.env"]["permissions"] == "0600"
+    assert "SCITQ_DATABASE_URL='host=db.example user=scitq_worker_scitq-7 password=s3cret'" in (
+        document
     )
     assert "--batch rnaseq --concurrency 4 --prefetch 1" in document
     assert created.provider_ref in lines[0][0] and lines[0][2] == created.provider_ref
@@ -92,7 +102,7 @@ def test_create_list_status_delete_through_the_sdk(cloud):
     ({"network": "nowhere"}, "config", "unknown network 'nowhere'"),
 ])  # fmt: skip
 def test_unknown_flavor_image_network_are_config_errors(cloud, change, error_class, message):
-    provider = OpenStackProvider(settings_for(cloud, **change))
+    provider = OpenStackProvider(settings_for(cloud, **change), bootstrap=BOOTSTRAP)
     with pytest.raises(ProviderError, match=message) as caught:
         provider.create(SPEC, reports()[1])
     assert caught.value.error_class == error_class
@@ -104,13 +114,13 @@ def test_quota_capacity_auth_and_unreachable_are_classified(cloud):
     with pytest.raises(
         ProviderError, match=r"quota exceeded: .*Quota exceeded for cores"
     ) as caught:
-        OpenStackProvider(settings_for(cloud)).create(SPEC, reports()[1])
+        OpenStackProvider(settings_for(cloud), bootstrap=BOOTSTRAP).create(SPEC, reports()[1])
     assert caught.value.error_class == "quota"
 
     cloud.create_failure = "capacity"
     lines, report = reports()
     with pytest.raises(ProviderError, match="went to ERROR: No valid host") as caught:
-        OpenStackProvider(settings_for(cloud)).create(SPEC, report)
+        OpenStackProvider(settings_for(cloud), bootstrap=BOOTSTRAP).create(SPEC, report)
     assert caught.value.error_class == "capacity"
     assert cloud.servers == {}  # the failed server was deleted
     assert "deleted after its failure" in lines[-1][0]
@@ -118,7 +128,9 @@ def test_quota_capacity_auth_and_unreachable_are_classified(cloud):
     cloud.create_failure = None
     auth = {**settings_for(cloud).auth, "password": "wrong"}
     with pytest.raises(ProviderError, match="authentication refused") as caught:
-        OpenStackProvider(settings_for(cloud, auth=auth)).create(SPEC, reports()[1])
+        OpenStackProvider(settings_for(cloud, auth=auth), bootstrap=BOOTSTRAP).create(
+            SPEC, reports()[1]
+        )
     assert caught.value.error_class == "auth"
 
     with socket.socket() as sock:  # a port nobody listens on
@@ -126,7 +138,9 @@ def test_quota_capacity_auth_and_unreachable_are_classified(cloud):
         port = sock.getsockname()[1]
     auth = {**settings_for(cloud).auth, "auth_url": f"http://127.0.0.1:{port}/identity/v3"}
     with pytest.raises(ProviderError, match="OpenStack unreachable") as caught:
-        OpenStackProvider(settings_for(cloud, auth=auth)).create(SPEC, reports()[1])
+        OpenStackProvider(settings_for(cloud, auth=auth), bootstrap=BOOTSTRAP).create(
+            SPEC, reports()[1]
+        )
     assert caught.value.error_class == "transient"
 
 
@@ -142,7 +156,9 @@ def run_operations(conn, runner: OperationRunner) -> None:
 
 def test_deploy_and_destroy_with_an_agent_role(conn, db, cloud):
     settings = SchedulerSettings(agent_database_url="host=db.example port=5432 dbname=scitq")
-    runner = OperationRunner(settings, {"openstack": OpenStackProvider(settings_for(cloud))}, db)
+    runner = OperationRunner(
+        settings, {"openstack": OpenStackProvider(settings_for(cloud), bootstrap=BOOTSTRAP)}, db
+    )
     try:
         (requested,) = instance_request(conn, "openstack", "rnaseq", 1, concurrency=2)
         run_operations(conn, runner)
@@ -185,7 +201,9 @@ def test_failed_deploys_leave_clear_rows_and_no_role(conn, db, cloud):
     cloud.create_failure = "quota"
     roles_before = agent_roles(conn)
     settings = SchedulerSettings(operation_retry_seconds=0.01)
-    runner = OperationRunner(settings, {"openstack": OpenStackProvider(settings_for(cloud))}, db)
+    runner = OperationRunner(
+        settings, {"openstack": OpenStackProvider(settings_for(cloud), bootstrap=BOOTSTRAP)}, db
+    )
     try:
         instance_request(conn, "openstack", "rnaseq", 1)
         run_operations(conn, runner)
@@ -207,7 +225,7 @@ def test_unreachable_endpoint_is_retried_with_back_off_then_failed(conn, db, clo
         port = sock.getsockname()[1]
     auth = {**settings_for(cloud).auth, "auth_url": f"http://127.0.0.1:{port}/identity/v3"}
     settings = SchedulerSettings(operation_retry_seconds=0.01, operation_attempts=3)
-    provider = OpenStackProvider(settings_for(cloud, auth=auth))
+    provider = OpenStackProvider(settings_for(cloud, auth=auth), bootstrap=BOOTSTRAP)
     runner = OperationRunner(settings, {"openstack": provider}, db)
     try:
         instance_request(conn, "openstack", "rnaseq", 1)

@@ -13,28 +13,31 @@ frozen dataclasses; errors are `scitq.errors.ScitqError` subclasses.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import shlex
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from types import TracebackType
 from typing import Any, Self
 
-from scitq.config import Settings, load_settings
+from scitq.client.edit import TaskEdits
+from scitq.config import Settings, TransferSettings, load_settings
 from scitq.db.batch import batch_find
-from scitq.db.connection import connect
+from scitq.db.completion import EndedTasks
+from scitq.db.connection import Connection, Reopening
 from scitq.db.execution import execution_get, execution_output_read, execution_output_tail
 from scitq.db.explain import StallWatch
+from scitq.db.pooler import fit_for_pooler
 from scitq.db.recruitment import instance_request
 from scitq.db.report import batch_progress
 from scitq.db.rows import (
     BatchProgress,
     Dependency,
+    Deployed,
     Execution,
     Explanation,
     LogChunk,
+    Submitted,
     Task,
     as_dict,
     from_row,
@@ -50,7 +53,7 @@ from scitq.db.task import (
     task_retry,
     task_submit,
 )
-from scitq.embedded import conninfo_for
+from scitq.embedded import conninfo_for, read_conninfos
 from scitq.errors import InvalidArgument, NotFound, WaitTimeout
 from scitq.states import FINAL_TASK_STATUSES, OutputStream, TaskStatus
 from scitq.transfer import check_task_uris
@@ -63,61 +66,54 @@ DEFAULT_BATCH = "Default"
 #: Tasks per `task_submit_v1` call in `Client.submit_many`.
 SUBMIT_CHUNK = 5000
 OUTPUT_STREAMS = tuple(OutputStream)
-#: Fields of a task accepted by submit (see task_submit_v1).
+#: Task fields accepted by submit (task_submit_v1).
 TASK_FIELDS = frozenset({
-    "command", "name", "shell", "container", "container_options", "inputs", "resources",
-    "output", "retries", "retry_delay_seconds", "download_timeout_seconds",
-    "run_timeout_seconds", "priority", "env", "tags", "depends_on", "depends_on_names",
-})  # fmt: skip
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Submitted:
-    id: int
-    name: str | None
-    status: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Deployed:
-    """A worker asked for with `Client.deploy`: its instance and deploy operation."""
-
-    instance_id: int
-    operation_id: int
-    name: str
+    "command", "name", "shell", "container", "container_options", "inputs", "resources", "output",
+    "retries", "requeues", "retry_delay_seconds", "download_timeout_seconds", "use_cache", "env",
+    "run_timeout_seconds", "priority", "tags", "depends_on", "depends_on_names"})  # fmt: skip
 
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-class Client:
+class Client(TaskEdits):
     """A connection to scitq's database with the operations of the ``scitq`` CLI.
+
+    The connection is reopened after it broke (a restart, a failover); `wait` and
+    followed logs outlast the outage (docs/operations.md, multi-host URLs).
 
     Args:
         database_url: a PostgreSQL URI or conninfo; None uses the settings
             (``SCITQ_DATABASE_URL``, the configuration file, else the embedded server).
         settings: settings to use instead of `scitq.config.load_settings`.
+        read_only: read from ``[database] read_url`` if set and up, else the primary.
     """
 
-    def __init__(self, database_url: str | None = None, *, settings: Settings | None = None):
+    def __init__(
+        self, database_url: str | None = None, *, settings: Settings | None = None,
+        read_only: bool = False,
+    ) -> None:  # fmt: skip
         settings = settings if settings is not None else load_settings()
         if database_url is not None:
             settings = settings.with_database_url(database_url)
         self.settings = settings
-        self.connection = connect(
-            conninfo_for(settings.database), application_name=settings.database.application_name
-        )
+        db = settings.database
+        conninfos = read_conninfos(db) if read_only else [conninfo_for(db)]
+        self._link = Reopening(conninfos, db.application_name, configure=fit_for_pooler)
+        self._link.get()  # a clear error now if the database is unreachable
+
+    @property
+    def connection(self) -> Connection:
+        return self._link.get()  # a new one once the previous broke
 
     def close(self) -> None:
-        self.connection.close()
+        self._link.close()
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
     # -- submitting ---------------------------------------------------------------------
@@ -152,7 +148,7 @@ class Client:
         chunk: list[dict[str, Any]] = []
         with self.connection.transaction():
             for position, task in enumerate(tasks, start=1):
-                chunk.append(_task_fields(task, position))
+                chunk.append(_task_fields(task, position, self.settings.transfer))
                 if len(chunk) == chunk_size:
                     submitted += self._submit_chunk(batch, chunk, len(submitted))
                     chunk = []
@@ -271,7 +267,7 @@ class Client:
         batch: str,
         *,
         timeout: float | None = None,
-        interval: float = 0.25,
+        interval: float = 1.0,
         progress: Callable[[BatchProgress], None] | None = None,
         explain_after: float | None = 30.0,
         unserved_timeout: float | None = 600.0,
@@ -281,9 +277,9 @@ class Client:
 
         ``progress`` is called with the counts at every poll. Raises `WaitTimeout` after
         ``timeout`` seconds. Failed or canceled tasks end the wait like succeeded ones:
-        look at ``failed`` and ``canceled`` in the result. Polls every ``interval``
-        seconds, or less often on a batch so big that a read takes more than a tenth of
-        that: the wait never keeps the database busy more than a tenth of the time.
+        look at ``failed`` and ``canceled`` in the result. Reads the counts every
+        ``interval`` s and at once when the batch ends (LISTEN), never busy more than a
+        tenth of the time (`scitq.db.completion.EndedTasks.pause`).
 
         Never silent for long: after ``explain_after`` s without change it says why to
         ``on_stall`` (or logs a warning): `explain` of its first runnable task. It raises
@@ -291,22 +287,22 @@ class Client:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         watch = StallWatch(batch, explain_after, unserved_timeout, on_stall)
-        while True:
-            started = time.monotonic()
-            current = self.progress(batch)
-            pause = max(interval, 10 * (time.monotonic() - started))
-            if progress is not None:
-                progress(current)
-            if current.remaining == 0:
-                return current
-            watch.check(current, time.monotonic(), lambda: self._why(batch))
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise WaitTimeout(
-                    f"batch {batch!r} still has {_plural(current.remaining, 'task')} to run "
-                    f"after {timeout:g} s"
-                )
-            time.sleep(pause if left is None else min(pause, left))
+        with EndedTasks(lambda: self.connection, self.batch_id(batch)) as ended:
+            while True:
+                # outlasting: the read waits an outage out (a restart, a failover)
+                current = self._link.outlasting(lambda: ended.timed(self.progress, batch), deadline)
+                if progress is not None:
+                    progress(current)
+                if current.remaining == 0:
+                    return current
+                watch.check(current, time.monotonic(), lambda: self._why(batch))
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    tasks = _plural(current.remaining, "task")
+                    raise WaitTimeout(
+                        f"batch {batch!r} still has {tasks} to run after {timeout:g} s"
+                    )
+                ended.pause(interval, left)
 
     def _why(self, batch: str) -> Explanation | None:
         """Why the first task of the batch that could run next does not run."""
@@ -384,11 +380,14 @@ class Client:
         page = 1000
         while True:
             # read the status before the output: what was written before the end is drained
-            ended = not follow or not self._execution(execution.id).is_live
+            ended = (
+                not follow
+                or not self._link.outlasting(lambda: self._execution(execution.id)).is_live
+            )
             while True:
-                chunks = execution_output_read(
-                    self.connection, execution.id, after_seq=after, streams=streams, limit=page
-                )
+                chunks = self._link.outlasting(lambda: execution_output_read(
+                    self.connection, execution.id, after_seq=after, streams=streams, limit=page  # noqa: B023
+                ))  # fmt: skip
                 yield from chunks
                 if chunks:
                     after = chunks[-1].seq
@@ -433,7 +432,7 @@ class Client:
         return explanation
 
 
-def _task_fields(task: Mapping[str, Any], position: int) -> dict[str, Any]:
+def _task_fields(task: Mapping[str, Any], position: int, store: TransferSettings) -> dict[str, Any]:
     unknown = sorted(set(task) - TASK_FIELDS)
     if unknown:
         raise InvalidArgument(
@@ -446,5 +445,5 @@ def _task_fields(task: Mapping[str, Any], position: int) -> dict[str, Any]:
     for key in ("inputs", "resources", "tags", "depends_on_names"):
         if isinstance(fields.get(key), tuple):
             fields[key] = list(fields[key])
-    check_task_uris(fields, f"task #{position}")
+    check_task_uris(fields, f"task #{position}", store)  # rclone remotes: the settings' own
     return fields
