@@ -211,7 +211,9 @@ class Agent:
     def _free_slots(self, finishing: int = 0) -> int:
         """Slots a claim may fill, ``finishing`` (being reported) included; none when closed."""
         closed = self.stopping.is_set() or self.is_paused or self.is_draining
-        if closed or self.disk.claim_refusal():  # below the disk floor (a cached statvfs)
+        # below the disk floor: a cached statvfs in the claim loop, a fresh one on a report
+        # (the finishing commands may have just filled the disk)
+        if closed or self.disk.claim_refusal(fresh=finishing > 0):
             return 0
         return self.concurrency + self.prefetch - len(self.held) + finishing
 
@@ -290,14 +292,16 @@ class Agent:
             if self.batcher is not None:
                 # delivered (or void): forget it, silent executions included
                 self.batcher.discard(held.execution_id)
-            succeeded = (
-                result is not None and result.failure_class is None and result.return_code == 0
-            )
-            if succeeded or held.dead or not self.settings.keep_failed_work_dirs:
-                self._release_work_dir(held)
-            else:
+            if self._keeps_work_dir(held, result):
                 self.disk.keep(held.work_dir)
+            else:
+                self._release_work_dir(held)
             self._wake.set()
+
+    def _keeps_work_dir(self, held: Held, result: CommandResult | None) -> bool:
+        """A failed execution's work dir stays for debugging (the disk policy removes it)."""
+        succeeded = result is not None and result.failure_class is None and result.return_code == 0
+        return not (succeeded or held.dead or not self.settings.keep_failed_work_dirs)
 
     def _prepare_work_dir(self, held: Held) -> CommandResult | None:
         try:
@@ -358,6 +362,8 @@ class Agent:
     async def _finish(self, held: Held, result: CommandResult | None) -> None:
         assert result is not None and self.reporter is not None
         await self.task_cache.record(held, self.worker_id, result)  # use_cache tasks only
+        if self._keeps_work_dir(held, result):  # before the report: its claims see the dir
+            self.disk.keep(held.work_dir)
         await self.reporter.finish(finish_report(held, result))  # waits while the database is away
         extra = {"action": "task_end", "execution_id": held.execution_id}
         logger.info("%s", describe_end(held.claim, result), extra=extra)

@@ -94,11 +94,11 @@ class DiskPolicy:
         self.free_bytes()
         return self._total
 
-    def claim_refusal(self) -> str | None:
+    def claim_refusal(self, *, fresh: bool = False) -> str | None:
         """Why the agent must not claim now (the free space is below the floor), else None."""
         if self.floor is None:
             return None
-        free = self.free_bytes()
+        free = self.free_bytes(fresh=fresh)
         refusing = free < self.floor
         if refusing != self._refusing:
             self._refusing = refusing
@@ -120,7 +120,7 @@ class DiskPolicy:
     def keep(self, work_dir: Path) -> None:
         """A failed execution's work dir stays, until the policy removes it."""
         with self._lock:
-            self._kept[work_dir] = time.time()
+            self._kept.setdefault(work_dir, time.time())
         self._read_at = float("-inf")  # what it holds now counts at the next claim
 
     def adopt_leftovers(self) -> None:

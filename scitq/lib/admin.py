@@ -87,9 +87,14 @@ class AdminMethods:
     # -- workers ------------------------------------------------------------------------
 
     def _workers(self) -> list[dict[str, Any]]:
-        instances = {i["worker_id"]: i for i in instance_list(self.client.connection)}
+        found = instance_list(self.client.connection)
+        linked = {i["worker_id"]: i for i in found if i["worker_id"] is not None}
+        # an agent registers before the scheduler links its instance: matched by its name
+        named = {i["name"]: i for i in found if i["worker_id"] is None}
         rows = worker_list(self.client.connection)
-        return [v1_worker(row, instances.get(row["worker_id"])) for row in rows]
+        return [
+            v1_worker(row, linked.get(row["worker_id"]) or named.get(row["name"])) for row in rows
+        ]
 
     def _worker(self, id: int) -> dict[str, Any]:
         for worker in self._workers():

@@ -165,7 +165,12 @@ def v1_worker(row: Mapping[str, Any], instance: Mapping[str, Any] | None) -> dic
         "modification_date": row["last_heartbeat_at"],
         "last_contact_date": row["last_heartbeat_at"],
         "batch": batches[0] if batches else None,
-        "permanent": bool(row["is_permanent"]),
+        # until the scheduler links its instance, a deployed worker is as it was deployed
+        "permanent": bool(
+            instance["is_permanent"]
+            if instance is not None and instance["worker_id"] is None
+            else row["is_permanent"]
+        ),
         "flavor": instance["flavor"] if instance else None,
         "region": instance["region"] if instance else None,
         "provider": instance["provider"] if instance else None,

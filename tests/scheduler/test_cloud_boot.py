@@ -172,7 +172,11 @@ def test_a_recruited_instance_boots_installs_registers_and_runs_a_task(
                 time.sleep(2)
             log = _in_container(podman, pod_env, container,
                                 "tail -n 40 /var/log/cloud-init-output.log; "
-                                "journalctl -u scitq-agent --no-pager | tail -n 40")  # fmt: skip
+                                "journalctl -u scitq-agent --no-pager | tail -n 40; "
+                                # where a boot stalls: the jobs systemd waits on, and the
+                                # module cloud-init was in
+                                "systemctl list-jobs --no-pager; cloud-init status --long; "
+                                "tail -n 25 /var/log/cloud-init.log")  # fmt: skip
             assert found is not None and found["status"] == "succeeded", log
 
             # the instance: exactly the scheduler's scitq, credentials readable by root only
