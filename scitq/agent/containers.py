@@ -38,6 +38,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scitq.states import FailureClass
+
 logger = logging.getLogger(__name__)
 
 #: Where the work folders appear inside a container.
@@ -132,6 +134,16 @@ class Container:
             )
 
 
+@dataclass(frozen=True, slots=True)
+class Unrunnable:
+    """Why a task's container cannot run: the execution's failure reason and class
+    (``runtime`` when the worker's runtime is missing or does not answer: the worker's
+    fault, not the task's)."""
+
+    reason: str
+    failure_class: FailureClass
+
+
 async def prepare(
     *,
     image: str,
@@ -143,7 +155,7 @@ async def prepare(
     env: Mapping[str, str],
     options: str | None,
     check_image: bool = True,
-) -> Container | str:
+) -> Container | Unrunnable:
     """The container to run, or why it cannot run (no runtime, missing image, bad options).
 
     ``check_image`` False skips the image look-up (the agent found or pulled it already).
@@ -151,8 +163,10 @@ async def prepare(
     runtime = find_runtime(runtime_setting)
     if runtime is None:
         wanted = runtime_setting or "podman or docker"
-        return f"no container runtime found ({wanted} is not on PATH)"
-    problem = await missing_image_reason(runtime, image) if check_image else None
+        return Unrunnable(
+            f"no container runtime found ({wanted} is not on PATH)", FailureClass.RUNTIME
+        )
+    problem = await missing_image(runtime, image) if check_image else None
     if problem:
         return problem
     name = container_name(env)
@@ -169,7 +183,9 @@ async def prepare(
             options=options,
         )
     except ValueError as error:  # shlex: unbalanced quotes
-        return f"cannot parse the command or the container options: {error}"
+        return Unrunnable(
+            f"cannot parse the command or the container options: {error}", FailureClass.EXIT
+        )
     return Container(runtime=runtime, name=name, arguments=arguments)
 
 
@@ -238,7 +254,7 @@ async def run_runtime_command(
     return process.returncode, output.decode(errors="replace").strip()
 
 
-async def missing_image_reason(runtime: str, image: str) -> str | None:
+async def missing_image(runtime: str, image: str) -> Unrunnable | None:
     """Why ``image`` cannot be run with ``runtime``, or ``None`` if it is available locally."""
     code, output = await run_runtime_command(
         runtime, "image", "inspect", "--format", "{{.Id}}", image
@@ -247,10 +263,11 @@ async def missing_image_reason(runtime: str, image: str) -> str | None:
         return None
     detail = output.splitlines()[-1] if output else f"exit code {code}"
     if code is None or is_daemon_down(output):
-        return daemon_down_reason(runtime, image, detail)
-    return (
+        return Unrunnable(daemon_down_reason(runtime, image, detail), FailureClass.RUNTIME)
+    return Unrunnable(
         f"container image {image!r} is not available to {runtime} ({detail}): "
-        "pull or load it on the worker first"
+        "pull or load it on the worker first",
+        FailureClass.DOWNLOAD,
     )
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scitq.agent.containers import (
+    Unrunnable,
     daemon_down_reason,
     find_runtime,
     is_daemon_down,
@@ -42,14 +43,6 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a failed pull is remembered: tasks that waited for it fail with it at once.
 FAILURE_MEMORY_SECONDS = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class ImageProblem:
-    """Why a task's image cannot be used: the execution's failure reason and class."""
-
-    reason: str
-    failure_class: FailureClass
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +71,7 @@ class ImagePuller:
         self._runtime: str | None = None
         self._ready: set[tuple[str, str]] = set()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._failed: dict[tuple[str, str], tuple[float, ImageProblem]] = {}
+        self._failed: dict[tuple[str, str], tuple[float, Unrunnable]] = {}
         #: Pulls made, for tests.
         self.pulls = 0
 
@@ -91,23 +84,23 @@ class ImagePuller:
             pull_timeout_seconds=settings.pull_timeout_seconds,
         )
 
-    async def prepare(self, image: str, write: Callable[[str, bytes], None]) -> ImageProblem | None:
+    async def prepare(self, image: str, write: Callable[[str, bytes], None]) -> Unrunnable | None:
         """`ensure` for a task: a pull is told in its log (``scitq`` stream, with its time)."""
         outcome = await self.ensure(image)
-        if isinstance(outcome, ImageProblem):
+        if isinstance(outcome, Unrunnable):
             return outcome
         if outcome.pulled_seconds is not None:
             line = f"pulled container image {image} in {outcome.pulled_seconds:.1f} s\n"
             write(OutputStream.SCITQ, line.encode())
         return None
 
-    async def ensure(self, image: str) -> ImageReady | ImageProblem:
+    async def ensure(self, image: str) -> ImageReady | Unrunnable:
         """Make ``image`` available to the runtime, pulling it if needed and allowed."""
         # found once (a PATH search costs more than the rest of a cached look-up)
         runtime = self._runtime = self._runtime or find_runtime(self._runtime_setting)
         if runtime is None:
             wanted = self._runtime_setting or "podman or docker"
-            return ImageProblem(
+            return Unrunnable(
                 f"no container runtime found ({wanted} is not on PATH)", FailureClass.RUNTIME
             )
         key = (runtime, image)
@@ -129,7 +122,7 @@ class ImagePuller:
                 self._failed[key] = (time.monotonic(), outcome)
             return outcome
 
-    async def _find_or_pull(self, runtime: str, image: str) -> ImageReady | ImageProblem:
+    async def _find_or_pull(self, runtime: str, image: str) -> ImageReady | Unrunnable:
         code, output = await run_runtime_command(
             runtime, "image", "inspect", "--format", "{{.Id}}", image
         )
@@ -138,14 +131,14 @@ class ImagePuller:
         if code is None or is_daemon_down(output):
             return _daemon_problem(runtime, image, _last_line(output, code))
         if not self._pull:
-            return ImageProblem(
+            return Unrunnable(
                 f"container image {image!r} is not available to {runtime} and pulling is "
                 "off (--no-pull): pull or load it on the worker first",
                 FailureClass.DOWNLOAD,
             )
         return await self._pull_image(runtime, image)
 
-    async def _pull_image(self, runtime: str, image: str) -> ImageReady | ImageProblem:
+    async def _pull_image(self, runtime: str, image: str) -> ImageReady | Unrunnable:
         arguments = ["pull", "--quiet"]
         if self._auth_file is not None:
             if "docker" in Path(runtime).name:
@@ -165,7 +158,7 @@ class ImagePuller:
         detail = _last_line(output, code)
         if code is not None and is_daemon_down(output):
             return _daemon_problem(runtime, image, detail)
-        return ImageProblem(
+        return Unrunnable(
             f"cannot pull container image {image!r} with {runtime}: {detail}",
             FailureClass.DOWNLOAD,
         )
@@ -179,5 +172,5 @@ def _last_line(output: str, code: int | None) -> str:
     return "timed out" if code is None else f"exit code {code}"
 
 
-def _daemon_problem(runtime: str, image: str, detail: str) -> ImageProblem:
-    return ImageProblem(daemon_down_reason(runtime, image, detail), FailureClass.RUNTIME)
+def _daemon_problem(runtime: str, image: str, detail: str) -> Unrunnable:
+    return Unrunnable(daemon_down_reason(runtime, image, detail), FailureClass.RUNTIME)

@@ -122,12 +122,14 @@ class RunningCommand:
         *,
         container: containers.Container | None = None,
         failure_reason: str | None = None,
+        failure_class: FailureClass = FailureClass.EXIT,
     ) -> None:
         self._spec = spec
         self._sink = sink
         self._process = process
         self._container = container
         self._not_started = failure_reason
+        self._not_started_class = failure_class
         self._loop = asyncio.get_running_loop()
         self._started = time.monotonic()
         self._exited: asyncio.Future[_Exit] = self._loop.create_future()
@@ -165,8 +167,9 @@ class RunningCommand:
                 options=spec.container_options,
                 check_image=not spec.image_ready,
             )
-            if isinstance(prepared, str):
-                return cls(spec, sink, None, failure_reason=prepared)
+            if isinstance(prepared, containers.Unrunnable):
+                return cls(spec, sink, None, failure_reason=prepared.reason,
+                           failure_class=prepared.failure_class)  # fmt: skip
             container, arguments = prepared, prepared.arguments
         elif spec.shell:
             arguments = ["/bin/sh", "-c", spec.command]
@@ -309,7 +312,7 @@ class RunningCommand:
         if self._process is None:
             return CommandResult(
                 return_code=None,
-                failure_class=FailureClass.EXIT,
+                failure_class=self._not_started_class,
                 failure_reason=self._not_started,
                 wall_seconds=0.0,
                 cpu_user_seconds=None,

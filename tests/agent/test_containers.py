@@ -165,7 +165,7 @@ def test_exec_command_and_container_options(work_dir: Path) -> None:
 def test_missing_image_is_a_clear_failure(work_dir: Path) -> None:
     result, _ = execute(container_spec(work_dir, "true", container="scitq-no-such-image"))
     assert result.return_code is None
-    assert result.failure_class == "exit"
+    assert result.failure_class == "download"  # as with --no-pull in the agent
     assert result.failure_reason is not None
     assert "scitq-no-such-image" in result.failure_reason
     assert "pull or load it on the worker first" in result.failure_reason
@@ -175,6 +175,7 @@ def test_missing_runtime_is_a_clear_failure(work_dir: Path) -> None:
     spec = container_spec(work_dir, "true", container_runtime="/nonexistent/podman")
     result, _ = execute(spec)
     assert result.return_code is None
+    assert result.failure_class == "runtime"
     assert result.failure_reason is not None
     assert "no container runtime found" in result.failure_reason
 
@@ -253,6 +254,7 @@ def test_a_runtime_whose_daemon_is_down_is_not_a_missing_image(tmp_path: Path) -
                        container="alpine", container_runtime=str(docker))  # fmt: skip
     result, _ = execute(spec)
     assert result.return_code is None
+    assert result.failure_class == "runtime"  # the worker's fault, not the task's
     assert result.failure_reason is not None
     assert f"{docker} does not answer" in result.failure_reason
     assert (

@@ -24,7 +24,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from scitq.agent.images import ImageProblem, ImagePuller
+from scitq.agent.containers import Unrunnable
+from scitq.agent.images import ImagePuller
 from scitq.db.task import task_submit
 from scitq.states import FailureClass
 from tests.agent.test_agent import log_text
@@ -195,11 +196,11 @@ def test_a_runtime_that_does_not_answer_is_a_runtime_failure(tmp_path: Path) -> 
     )
     docker.chmod(0o755)
     found = asyncio.run(ImagePuller(str(docker)).ensure("alpine"))
-    assert isinstance(found, ImageProblem)
+    assert isinstance(found, Unrunnable)
     assert found.failure_class == FailureClass.RUNTIME
     assert "daemon running on this worker?" in found.reason
     missing = asyncio.run(ImagePuller("/nonexistent/podman").ensure("alpine"))
-    assert isinstance(missing, ImageProblem) and missing.failure_class == FailureClass.RUNTIME
+    assert isinstance(missing, Unrunnable) and missing.failure_class == FailureClass.RUNTIME
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
