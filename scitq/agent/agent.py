@@ -211,8 +211,7 @@ class Agent:
     def _free_slots(self, finishing: int = 0) -> int:
         """Slots a claim may fill, ``finishing`` (being reported) included; none when closed."""
         closed = self.stopping.is_set() or self.is_paused or self.is_draining
-        # below the disk floor: a cached statvfs in the claim loop, a fresh one on a report
-        # (the finishing commands may have just filled the disk)
+        # below the disk floor? (statvfs: cached in the claim loop, fresh on a report)
         if closed or self.disk.claim_refusal(fresh=finishing > 0):
             return 0
         return self.concurrency + self.prefetch - len(self.held) + finishing
@@ -292,16 +291,11 @@ class Agent:
             if self.batcher is not None:
                 # delivered (or void): forget it, silent executions included
                 self.batcher.discard(held.execution_id)
-            if self._keeps_work_dir(held, result):
+            if self.disk.keeps(result, dead=held.dead):
                 self.disk.keep(held.work_dir)
             else:
                 self._release_work_dir(held)
             self._wake.set()
-
-    def _keeps_work_dir(self, held: Held, result: CommandResult | None) -> bool:
-        """A failed execution's work dir stays for debugging (the disk policy removes it)."""
-        succeeded = result is not None and result.failure_class is None and result.return_code == 0
-        return not (succeeded or held.dead or not self.settings.keep_failed_work_dirs)
 
     def _prepare_work_dir(self, held: Held) -> CommandResult | None:
         try:
@@ -362,7 +356,7 @@ class Agent:
     async def _finish(self, held: Held, result: CommandResult | None) -> None:
         assert result is not None and self.reporter is not None
         await self.task_cache.record(held, self.worker_id, result)  # use_cache tasks only
-        if self._keeps_work_dir(held, result):  # before the report: its claims see the dir
+        if self.disk.keeps(result, dead=held.dead):  # before the report, whose claims see it
             self.disk.keep(held.work_dir)
         await self.reporter.finish(finish_report(held, result))  # waits while the database is away
         extra = {"action": "task_end", "execution_id": held.execution_id}

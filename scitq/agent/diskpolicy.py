@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from scitq.agent.process import CommandResult
 from scitq.config import AgentSettings
 from scitq.db.explain import size_text
 from scitq.transfer.cache import ResourceCache
@@ -51,6 +52,7 @@ class DiskPolicy:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.root = settings.work_dir
+        self.keep_failed = settings.keep_failed_work_dirs
         self.floor = settings.min_free_disk_bytes
         self.keep_seconds = (
             None if settings.keep_failed_hours is None else settings.keep_failed_hours * 3600
@@ -116,6 +118,12 @@ class DiskPolicy:
         return f"{size_text(free)} free, below the floor of {size_text(self.floor)}"
 
     # -- failed work dirs ---------------------------------------------------------------
+
+    def keeps(self, result: CommandResult | None, *, dead: bool) -> bool:
+        """Whether an execution's work dir stays for debugging: it failed (not abandoned)
+        and failed work dirs are kept."""
+        succeeded = result is not None and result.failure_class is None and result.return_code == 0
+        return self.keep_failed and not succeeded and not dead
 
     def keep(self, work_dir: Path) -> None:
         """A failed execution's work dir stays, until the policy removes it."""

@@ -100,8 +100,7 @@ class Client(TaskEdits):
         self.settings = settings
         db = settings.database
         conninfos = read_conninfos(db) if read_only else [conninfo_for(db)]
-        # the embedded server is reached on its own socket: no pooler to look for
-        configure = fit_for_pooler if db.url is not None or db.read_url else None
+        configure = fit_for_pooler if db.url or db.read_url else None  # embedded: no pooler
         self._link = Reopening(conninfos, db.application_name, configure=configure)
         self._link.get()  # a clear error now if the database is unreachable
 
