@@ -3,8 +3,9 @@
 Each command is a fresh ``python -m scitq ...`` process against the embedded database
 (started and migrated once, in a temporary directory, beforehand), as after ``pip
 install .`` (the modules compiled to bytecode first, as pip does: a shell that sets
-``PYTHONDONTWRITEBYTECODE`` would otherwise compile them on every run): what is measured is the interpreter, the imports, the settings, the
-embedded server check (is it running, is its schema current) and the command itself.
+``PYTHONDONTWRITEBYTECODE`` would otherwise compile them on every run): what is
+measured is the interpreter, the imports, the settings, the embedded server check (is
+it running, is its schema current) and the command itself.
 Also prints what ``import scitq.cli`` and ``import scitq.cli.launch`` load. See
 bench/README.md.
 

@@ -11,6 +11,10 @@
    pruning did before) against ``partition_prune_v1`` dropping the other ranges.
 
     PYTHONPATH=. python bench/scale_large.py [--tasks N] [--executions N] [--lines N]
+        [--writers N] [--failed-days D]
+
+``--lines 1000`` gives 10^8 output rows (10^5 executions); ``--writers 2`` writes two
+ranges at once (one per core).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import os
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -102,10 +107,17 @@ def run(conn: psycopg.Connection[Any], url: str, args: argparse.Namespace) -> di
     figures["claim executions (s)"] = time.perf_counter() - start
     ids = [c["execution_id"] for c in claimed]
     start = time.perf_counter()
-    for first in range(min(ids), max(ids) + 1, width):
-        conn.execute(OUTPUT, {"lines": args.lines, "start": first, "stop": first + width})
-        print(f"  output of executions < {first + width:,}", flush=True)
+
+    def write(first: int) -> None:  # one range, on a connection of its own
+        with psycopg.connect(url, autocommit=True) as own:
+            own.execute(OUTPUT, {"lines": args.lines, "start": first, "stop": first + width})
+        print(f"  output of executions < {first + width:,}, "
+              f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
+
+    with ThreadPoolExecutor(args.writers) as pool:
+        list(pool.map(write, range(min(ids), max(ids) + 1, width)))
     figures["output rows written"] = args.executions * args.lines
+    figures["output writers"] = args.writers
     figures["write output rows (s)"] = time.perf_counter() - start
     for first in range(0, len(claimed), 1000):
         results = [{"execution_id": c["execution_id"], "return_code": int(i % 10 == 0)}
@@ -172,6 +184,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000_000)
     parser.add_argument("--executions", type=int, default=100_000)
     parser.add_argument("--lines", type=int, default=100, help="output rows per execution")
+    parser.add_argument("--writers", type=int, default=1, help="output ranges written at once")
     parser.add_argument(
         "--failed-days",
         type=float,
