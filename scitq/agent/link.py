@@ -18,9 +18,14 @@ import psycopg
 from scitq import errors
 from scitq.agent.polling import Backoff
 from scitq.db.connection import translate_error
+from scitq.db.execution import pass_idle_limit
 from scitq.db.query import Row, Statement, run_together
 
 logger = logging.getLogger(__name__)
+
+#: How long a report pass's transaction may wait for its client between statements
+#: before the server ends it (a pass takes milliseconds: only a frozen agent waits).
+PASS_IDLE_LIMIT_MS = 5000
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -100,8 +105,9 @@ class DatabaseLink:
         Nothing else may use this link's connection meanwhile: give it a link of its own.
         """
         conn = await self.connection()
+        guarded = [pass_idle_limit.bind(PASS_IDLE_LIMIT_MS), *statements]
         try:
-            return await run_together(conn, statements)
+            return (await run_together(conn, guarded))[1:]
         except errors.ScitqError as exc:
             if conn.closed or conn.broken:
                 await self._discard(conn)

@@ -21,6 +21,12 @@ from scitq.db.query import Params, count, named_query, nothing, optional_of, row
 from scitq.db.rows import Execution, LogChunk
 
 
+@named_query(nothing, prepare=False)
+def pass_idle_limit(milliseconds: int) -> Params:
+    """Limit the idle time of the current transaction (``SET LOCAL``): a report pass."""
+    return {"milliseconds": milliseconds}
+
+
 def to_storable(data: str | bytes) -> str:
     """Text that PostgreSQL accepts, with invalid bytes and NULs escaped."""
     text = data.decode("utf-8", errors="backslashreplace") if isinstance(data, bytes) else data

@@ -10,8 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from scitq.agent.link import PASS_IDLE_LIMIT_MS
 from scitq.db import migrate
-from scitq.db.execution import execution_expire_leases
+from scitq.db.execution import execution_expire_leases, pass_idle_limit
 from scitq.db.task import task_pause, task_submit
 from scitq.embedded.server import EmbeddedServer
 from tests.fixtures.agents import wait_for
@@ -79,8 +80,11 @@ def test_frozen_agent_past_its_lease_kills_its_copy_and_is_refused(conn, start_a
         wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() and int(pid_file.read_text()))  # noqa: E501
     )  # fmt: skip
     os.kill(agent.process.pid, signal.SIGSTOP)  # the agent only: its task keeps running
-    time.sleep(3)
-    expired = execution_expire_leases(conn)
+    # past the lease (2 s), and past PASS_IDLE_LIMIT_MS if the stop caught the agent in
+    # the middle of a report pass: its transaction is then ended by the server
+    expired: list[dict] = []
+    wait_for(lambda: bool(expired.extend(execution_expire_leases(conn)) or expired),
+             timeout=(PASS_IDLE_LIMIT_MS / 1000) + 15)  # fmt: skip
     assert [row["task_id"] for row in expired] == [task["id"]]
     task_pause(conn, [task["id"]])  # keep the retry for the test to look at
     os.kill(agent.process.pid, signal.SIGCONT)
@@ -89,6 +93,21 @@ def test_frozen_agent_past_its_lease_kills_its_copy_and_is_refused(conn, start_a
     assert conn.execute("SELECT status FROM scitq.execution").fetchall() == [("lost",)]
     assert conn.execute("SELECT status FROM scitq.task").fetchone() == ("paused",)
     assert agent.process.poll() is None  # and goes on serving
+
+
+def test_a_report_pass_stopped_between_statements_does_not_hold_its_locks(db, conn):
+    # what a frozen agent leaves: a pass whose transaction took a row lock and whose
+    # COMMIT never comes; the server ends it, so that lease expiry (SKIP LOCKED) can act
+    (task,) = task_submit(conn, "stalled", [{"command": "true"}])
+    with psycopg.connect(db) as stalled:
+        pass_idle_limit(stalled, 300)
+        stalled.execute("SELECT id FROM scitq.task WHERE id = %s FOR UPDATE", (task["id"],))
+        locked = "SELECT id FROM scitq.task WHERE id = %s FOR UPDATE SKIP LOCKED"
+        assert conn.execute(locked, (task["id"],)).fetchall() == []  # held, for now
+        time.sleep(1.0)
+        assert conn.execute(locked, (task["id"],)).fetchall() == [(task["id"],)]
+        with pytest.raises(psycopg.Error, match="idle-in-transaction timeout"):
+            stalled.execute("SELECT 1")  # its session was ended by the server
 
 
 def test_a_work_dir_that_cannot_be_made_fails_the_execution_not_the_agent(

@@ -102,6 +102,28 @@ def ensure_image(podman: str, wheel: Path, env: dict[str, str]) -> str:
     return tag
 
 
+def instance_mounts(directory: Path, registry: str) -> list[str]:
+    """``podman run`` options giving a booted instance what a lab's image would carry for
+    its containers: the test registry (plain HTTP) marked insecure, this machine's limits
+    (``containers.conf``), and an image store on the host's file system (nested podman's
+    overlay driver cannot stack on the outer container's overlay)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "store").mkdir(exist_ok=True)
+    registries = directory / "registries.conf"
+    registries.write_text(f'[[registry]]\nlocation = "{registry}"\ninsecure = true\n')
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    conf = directory / "containers.conf"
+    conf.write_text(
+        f'[containers]\ndefault_ulimits = ["nofile={soft}:{hard}", "nproc=4096:4096"]\n'
+        '[engine]\ncgroup_manager = "cgroupfs"\n'
+    )
+    return [
+        "-v", f"{registries}:/etc/containers/registries.conf.d/50-lab.conf:ro",
+        "-v", f"{conf}:/etc/containers/containers.conf:ro",
+        "-v", f"{directory / 'store'}:/var/lib/containers",
+    ]  # fmt: skip
+
+
 def podman_env(directory: Path) -> dict[str, str]:
     """The environment podman runs in here (``CONTAINERS_CONF`` for restricted machines)."""
     return {**os.environ, "CONTAINERS_CONF": str(containers_conf(directory))}

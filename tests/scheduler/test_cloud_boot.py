@@ -9,11 +9,14 @@ the agent connects to ``scitq db serve`` over verified TLS with the CA of the us
 and its own role, registers, and runs a task that reads from and writes to S3 (moto)
 with the forwarded credentials.
 
-The task is a shell task: a container task would need the podman installed there to run
-nested in this podman container (a privileged container, a storage driver that works on
-overlay, an image loaded inside, as no registry is reachable), which this test does not
-set up; container tasks through podman are tested on the host in
-tests/agent/test_containers.py.
+A second task runs in a container: the agent pulls its image on first use from a
+registry (Debian's ``docker-registry`` on this machine, plain HTTP) into the podman that
+cloud-init installed, and podman runs it nested in the booted container (which is
+therefore privileged). What a lab's image would carry for its own registry is given to
+the instance as files mounted into it: a ``registries.conf.d`` entry marking the test
+registry insecure, and a ``containers.conf`` with this machine's limits
+(tests/scheduler/cloud_image.py); its image store is a directory of the host, so that
+podman's overlay driver does not stack on the outer container's overlay.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from scitq.scheduler.providers.cloudinit import ENV_PATH
 from scitq.scheduler.providers.openstack import OpenStackProvider
 from scitq.scheduler.wheel_server import agent_bootstrap
 from scitq.version import __version__
+from tests.agent.test_containers import podman as podman_image  # noqa: F401 (a fixture)
+from tests.agent.test_image_pull import registry  # noqa: F401 (a fixture)
 from tests.fixtures.servers import S3Server
 from tests.integration.test_cli_db import (
     _free_port,
@@ -51,7 +56,7 @@ from tests.integration.test_cli_db import (
     _scitq,
     embedded_env,  # noqa: F401 (a fixture)
 )
-from tests.scheduler.cloud_image import ensure_image, podman_env
+from tests.scheduler.cloud_image import ensure_image, instance_mounts, podman_env
 from tests.scheduler.providers.fake_openstack import FakeOpenStack
 from tests.scheduler.providers.test_bootstrap import _all_rows
 from tests.scheduler.providers.test_openstack import run_operations, settings_for
@@ -100,7 +105,10 @@ def _in_container(podman: str, env: dict[str, str], name: str, command: str) -> 
 
 
 def test_a_recruited_instance_boots_installs_registers_and_runs_a_task(
-    served: tuple[dict[str, str], str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    served: tuple[dict[str, str], str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    registry: str,  # noqa: F811
 ) -> None:
     podman = shutil.which("podman")
     if podman is None or os.geteuid() != 0:
@@ -141,11 +149,18 @@ def test_a_recruited_instance_boots_installs_registers_and_runs_a_task(
             run_operations(conn, runner)
             (body,) = cloud.created_bodies
             document = base64.b64decode(body["user_data"]).decode()
-            (task,) = task_submit(conn, "cloud", [{
+            task, boxed = task_submit(conn, "cloud", [{
                 "name": "upper", "shell": True, "inputs": [f"s3://{bucket}/in/reads.txt"],
                 "output": f"s3://{bucket}/out/",
                 "command": "tr a-z A-Z < $INPUT/reads.txt > $OUTPUT/upper.txt; "
                            "cat $OUTPUT/upper.txt; scitq --version",
+            }, {
+                "name": "boxed", "shell": True, "inputs": [f"s3://{bucket}/in/reads.txt"],
+                "output": f"s3://{bucket}/boxed/",
+                "container": f"{registry}/scitq-busybox:1",
+                "container_options": "--network=none",
+                "command": "rev < /input/reads.txt > /output/reversed.txt; "
+                           "cat /output/reversed.txt",
             }])  # fmt: skip
 
             # what a real instance gets: its user data and an identity, in a NoCloud seed
@@ -158,16 +173,18 @@ def test_a_recruited_instance_boots_installs_registers_and_runs_a_task(
             )
             started = subprocess.run(
                 [podman, "run", "-d", "--name", container, "--systemd=always",
-                 "--network=host", "-v", f"{seed}:/var/lib/cloud/seed/nocloud:ro", image,
-                 "/sbin/init"],
+                 "--privileged", "--network=host",
+                 "-v", f"{seed}:/var/lib/cloud/seed/nocloud:ro",
+                 *instance_mounts(tmp_path / "instance", registry), image, "/sbin/init"],
                 capture_output=True, text=True, timeout=120, env=pod_env,
             )  # fmt: skip
             assert started.returncode == 0, started.stderr
             deadline = time.monotonic() + BOOT_SECONDS
-            found = task_get(conn, task["id"])
+            found = boxed_found = None
             while time.monotonic() < deadline:
-                found = task_get(conn, task["id"])
-                if found is not None and found["status"] in ("succeeded", "failed"):
+                found, boxed_found = task_get(conn, task["id"]), task_get(conn, boxed["id"])
+                if all(t is not None and t["status"] in ("succeeded", "failed")
+                       for t in (found, boxed_found)):  # fmt: skip
                     break
                 time.sleep(2)
             log = _in_container(podman, pod_env, container,
@@ -178,6 +195,12 @@ def test_a_recruited_instance_boots_installs_registers_and_runs_a_task(
                                 "systemctl list-jobs --no-pager; cloud-init status --long; "
                                 "tail -n 25 /var/log/cloud-init.log")  # fmt: skip
             assert found is not None and found["status"] == "succeeded", log
+            boxed_log = "".join(row[0] for row in conn.execute(
+                "SELECT text FROM scitq.task_log WHERE task_id = %s", (boxed["id"],)
+            ))  # fmt: skip
+            assert boxed_found is not None and boxed_found["status"] == "succeeded", (
+                f"{boxed_log}\n{log}"
+            )
 
             # the instance: exactly the scheduler's scitq, credentials readable by root only
             assert f"scitq {__version__} installed in /opt/scitq" in log, log
@@ -199,6 +222,10 @@ def test_a_recruited_instance_boots_installs_registers_and_runs_a_task(
             # its task read and wrote S3 with the forwarded credentials
             out = s3.client().get_object(Bucket=bucket, Key="out/upper.txt")["Body"].read()
             assert out == b"ACGT FROM S3\n"
+            # the container task: its image pulled on first use, its output uploaded
+            assert f"pulled container image {registry}/scitq-busybox:1" in boxed_log
+            reversed_ = s3.client().get_object(Bucket=bucket, Key="boxed/reversed.txt")
+            assert reversed_["Body"].read() == b"3s morf tgca\n"
             output = "".join(
                 row[0]
                 for row in conn.execute(

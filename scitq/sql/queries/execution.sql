@@ -1,6 +1,12 @@
 -- Named queries about executions: the agent's reports (phases, output, results),
 -- the scheduler's duties (leases, timeouts, pruning) and the reads of output.
 
+-- name: pass_idle_limit
+-- First in an agent's report pass: the server ends the transaction if its client stops
+-- between its statements (a frozen agent), instead of keeping the execution and worker
+-- rows locked, which lease expiry (FOR UPDATE SKIP LOCKED) would skip for ever.
+SELECT set_config('idle_in_transaction_session_timeout', %(milliseconds)s::text, true);
+
 -- name: execution_set_phase
 SELECT scitq.execution_set_phase_v1(
     %(worker_id)s, %(execution_id)s, %(phase)s::scitq.execution_status, %(now)s
