@@ -47,7 +47,7 @@ from scitq.scheduler.providers.cloudinit import ENV_PATH
 from scitq.scheduler.providers.openstack import OpenStackProvider
 from scitq.scheduler.wheel_server import agent_bootstrap
 from scitq.version import __version__
-from tests.agent.test_containers import podman as podman_image  # noqa: F401 (a fixture)
+from tests.agent.test_containers import podman  # noqa: F401 (a fixture, for registry)
 from tests.agent.test_image_pull import registry  # noqa: F401 (a fixture)
 from tests.fixtures.servers import S3Server
 from tests.integration.test_cli_db import (
@@ -96,9 +96,9 @@ def served(embedded_env: dict[str, str]) -> Iterator[tuple[dict[str, str], str]]
             serve.kill()
 
 
-def _in_container(podman: str, env: dict[str, str], name: str, command: str) -> str:
+def _in_container(runtime: str, env: dict[str, str], name: str, command: str) -> str:
     done = subprocess.run(
-        [podman, "exec", name, "sh", "-c", command],
+        [runtime, "exec", name, "sh", "-c", command],
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     return done.stdout + done.stderr
@@ -110,8 +110,8 @@ def test_a_recruited_instance_boots_installs_registers_and_runs_a_task(
     caplog: pytest.LogCaptureFixture,
     registry: str,  # noqa: F811
 ) -> None:
-    podman = shutil.which("podman")
-    if podman is None or os.geteuid() != 0:
+    runtime = shutil.which("podman")
+    if runtime is None or os.geteuid() != 0:
         _unavailable("booting a cloud image needs root and podman (apt-get install podman)")
         return
     env, admin = served
@@ -138,7 +138,7 @@ def test_a_recruited_instance_boots_installs_registers_and_runs_a_task(
     )  # fmt: skip
     try:
         try:
-            image = ensure_image(podman, wheel_server.wheel.path, pod_env)
+            image = ensure_image(runtime, wheel_server.wheel.path, pod_env)
         except RuntimeError as error:
             _unavailable(f"cannot build the cloud image: {error}")
         bucket = f"boot-{uuid.uuid4().hex[:8]}"
@@ -172,7 +172,7 @@ def test_a_recruited_instance_boots_installs_registers_and_runs_a_task(
                 f"instance-id: {server_id}\nlocal-hostname: {requested['name']}\n"
             )
             started = subprocess.run(
-                [podman, "run", "-d", "--name", container, "--systemd=always",
+                [runtime, "run", "-d", "--name", container, "--systemd=always",
                  "--privileged", "--network=host",
                  "-v", f"{seed}:/var/lib/cloud/seed/nocloud:ro",
                  *instance_mounts(tmp_path / "instance", registry), image, "/sbin/init"],
@@ -187,7 +187,7 @@ def test_a_recruited_instance_boots_installs_registers_and_runs_a_task(
                        for t in (found, boxed_found)):  # fmt: skip
                     break
                 time.sleep(2)
-            log = _in_container(podman, pod_env, container,
+            log = _in_container(runtime, pod_env, container,
                                 "tail -n 40 /var/log/cloud-init-output.log; "
                                 "journalctl -u scitq-agent --no-pager | tail -n 40; "
                                 # where a boot stalls: the jobs systemd waits on, and the
@@ -204,11 +204,12 @@ def test_a_recruited_instance_boots_installs_registers_and_runs_a_task(
 
             # the instance: exactly the scheduler's scitq, credentials readable by root only
             assert f"scitq {__version__} installed in /opt/scitq" in log, log
-            assert _in_container(podman, pod_env, container, "stat -c %a " + ENV_PATH) == "600\n"
+            assert _in_container(runtime, pod_env, container, "stat -c %a " + ENV_PATH) == "600\n"
             # the container runtime the provider asked for, installed by cloud-init
-            assert "podman version" in _in_container(podman, pod_env, container, "podman --version")
+            installed = _in_container(runtime, pod_env, container, "podman --version")
+            assert "podman version" in installed
             assert "scitq " + __version__ in _in_container(
-                podman, pod_env, container, "/opt/scitq/bin/scitq --version"
+                runtime, pod_env, container, "/opt/scitq/bin/scitq --version"
             )
             # registered as its instance's worker, with its own role, over verified TLS
             linked = instance_link_workers(conn)
@@ -240,7 +241,7 @@ def test_a_recruited_instance_boots_installs_registers_and_runs_a_task(
             secrets = [password.strip("'"), s3.s3_settings().secret_access_key or "?"]
             stored = _all_rows(conn)
             machine_logs = _in_container(
-                podman, pod_env, container, "cat /var/log/cloud-init*.log; journalctl --no-pager"
+                runtime, pod_env, container, "cat /var/log/cloud-init*.log; journalctl --no-pager"
             )
             for secret in secrets:
                 assert secret not in caplog.text
@@ -248,7 +249,7 @@ def test_a_recruited_instance_boots_installs_registers_and_runs_a_task(
                 assert secret not in machine_logs
     finally:
         with contextlib.suppress(subprocess.SubprocessError):
-            subprocess.run([podman or "podman", "rm", "-f", "-t", "5", container],
+            subprocess.run([runtime or "podman", "rm", "-f", "-t", "5", container],
                            capture_output=True, timeout=120, env=pod_env)  # fmt: skip
         runner.shutdown()
         wheel_server.stop()
