@@ -1,12 +1,14 @@
 """Failover: the primary dies mid-run and its synchronous standby is promoted.
 
 A primary and a synchronous streaming standby (`tests.fixtures.replication`); two
-agents, the scheduler and a `scitq batch wait` are given one multi-host connection
-string (``host=primary,standby ... target_session_attrs=read-write``). While tasks run
-and write output, every process of the primary is killed with SIGKILL and the standby
-promoted. Nobody is restarted or reconfigured: every task must end succeeded exactly
-once with its whole output, every output row and result the primary had committed
-must be on the new primary (RPO 0), and the CLI must work again.
+agents, the scheduler, a `scitq batch wait` and the dashboard (its connection pool, a
+logged-in session) are given one multi-host connection string (``host=primary,standby
+... target_session_attrs=read-write``). While tasks run and write output, every process
+of the primary is killed with SIGKILL and the standby promoted. Nobody is restarted or
+reconfigured: every task must end succeeded exactly once with its whole output, every
+output row and result the primary had committed must be on the new primary (RPO 0),
+the CLI must work again, and the dashboard must serve the same session from the new
+primary.
 
 Prints RPO and RTO (``FAILOVER_FIGURES=path`` also writes them as JSON, for
 ``bench/failover.py``). ``FAILOVER_TASKS`` sets the number of tasks (48);
@@ -31,8 +33,12 @@ import psycopg
 import pytest
 
 from scitq.db.task import task_submit
+from scitq.db.web_user import web_user_set
+from scitq.web import db as web_db
+from scitq.web.auth import hash_password
 from tests.fixtures.agents import AgentProcess, wait_for
 from tests.fixtures.replication import ReplicatedPair
+from tests.web.conftest import PASSWORD, log_in, make_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(240)]
 
@@ -72,6 +78,11 @@ def test_failover(replicated_pair: ReplicatedPair, tmp_path: Path) -> None:
     task_submit(conn, BATCH, [
         {"command": script, "shell": True, "retries": 0, "name": f"t{i}"} for i in range(TASKS)
     ])  # fmt: skip
+    web_user_set(conn, "fo-admin", hash_password(PASSWORD), "admin")
+    app = make_app(url)
+    dashboard = log_in(app.test_client(), "fo-admin")
+    page = dashboard.get("/batches/")
+    assert page.status_code == 200 and BATCH in page.get_data(as_text=True)
     agent_args = ["-b", BATCH, "-c", "4", "--lease", "15", "--heartbeat", "0.5",
                   "--poll-min", "0.2", "--poll-max", "1", "--drain"]  # fmt: skip
     agents = [AgentProcess(url, tmp_path, f"fo-{i}", agent_args) for i in range(2)]
@@ -132,6 +143,17 @@ def test_failover(replicated_pair: ReplicatedPair, tmp_path: Path) -> None:
                 break
             assert time.time() - promoted_at < 60, listing.stderr
             time.sleep(0.1)
+        # the dashboard: its pool drops the dead connections, the session is replicated
+        dashboard_attempts = 0
+        while True:
+            dashboard_attempts += 1
+            page = dashboard.get("/batches/")
+            if page.status_code == 200:
+                dashboard_at = time.time()
+                break
+            assert time.time() - promoted_at < 60, page.get_data(as_text=True)[:500]
+            time.sleep(0.1)
+        assert BATCH in page.get_data(as_text=True)  # logged in still: not the login page
         conn = psycopg.connect(url, autocommit=True)
         assert _scalar(conn, "SELECT pg_is_in_recovery()") is False
         assert _scalar(conn, "SELECT current_setting('port')") == str(pair.standby.port)
@@ -160,6 +182,7 @@ def test_failover(replicated_pair: ReplicatedPair, tmp_path: Path) -> None:
         assert lock_holder[0].startswith("scitq-scheduler")
         scheduler_alive = scheduler.poll() is None
     finally:
+        web_db.close(app)
         for agent in agents:
             agent.stop()
         if waiter.poll() is None:
@@ -243,6 +266,8 @@ def test_failover(replicated_pair: ReplicatedPair, tmp_path: Path) -> None:
         # started from the promotion on until one worked (1: the CLI was back at once)
         "cli_run_s": round(cli_at - cli_started, 3),
         "cli_attempts": cli_attempts,
+        "promoted_to_dashboard_seconds": round(dashboard_at - promoted_at, 2),
+        "dashboard_attempts": dashboard_attempts,
         "executions": executions,
     }
     print(f"\nfailover: {json.dumps(figures)}")
