@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -32,6 +33,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -217,6 +219,7 @@ class Bare(System):
 
 
 class Scitq(System):
+    agent_options: ClassVar[list[str]] = []
     name = "scitq"
     source = ROOT  # the tree whose agent, client and schema run (--scitq-source)
 
@@ -232,7 +235,7 @@ class Scitq(System):
         subprocess.run([sys.executable, "-c", migrate, self.url], env=self.env, check=True)
         command = [sys.executable, "-m", "scitq", "--database-url", self.url, "agent",
                    "--all-batches", "-c", str(SLOTS), "--name", f"peers-{os.getpid()}",
-                   "--work-dir", str(self.work / "scitq-agent")]  # fmt: skip
+                   "--work-dir", str(self.work / "scitq-agent"), *self.agent_options]  # fmt: skip
         self.pids = [postmaster, self.procs.start("scitq-agent", command, self.env)]
         import psycopg
 
@@ -333,8 +336,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--scitq-source", type=Path, default=ROOT,
                         help="the scitq tree to run (e.g. a `git archive` of another commit;"
                              " default: this one)")  # fmt: skip
+    parser.add_argument("--scitq-agent", default="",
+                        help="more options of the scitq agent, e.g. '--prefetch 8' (Celery's"
+                             " worker prefetches 4 per slot by default)")  # fmt: skip
     args = parser.parse_args(argv)
     Scitq.source = args.scitq_source.resolve()
+    Scitq.agent_options = shlex.split(args.scitq_agent)
     names = [name.strip() for name in args.only.split(",") if name.strip()]
     if unknown := [name for name in names if name not in CLASSES]:
         parser.error(f"unknown system {unknown[0]!r}: use some of {', '.join(SYSTEMS)}")
