@@ -73,6 +73,11 @@ def translate_error(exc: psycopg.Error) -> errors.ScitqError:
     if sqlstate.startswith("22") or sqlstate.startswith("23") or isinstance(exc, psycopg.DataError):
         # data exceptions and integrity violations: the input was wrong
         return errors.InvalidArgument(f"invalid value: {message}")
+    if sqlstate.startswith("40"):  # a deadlock or a serialization failure: nothing was kept
+        return errors.DatabaseError(
+            f"the database rolled the transaction back ({message}): nothing of it was "
+            "stored; try again"
+        )
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return errors.DatabaseError(f"cannot reach the database: {message}")
     return errors.DatabaseError(f"database error {sqlstate}: {message}".strip())

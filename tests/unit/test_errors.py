@@ -61,6 +61,17 @@ def test_execution_not_live_without_detail_has_no_ids() -> None:
         (pg_errors.UniqueViolation("dup"), errors.InvalidArgument, "invalid value: dup"),
         (pg_errors.NumericValueOutOfRange("big"), errors.InvalidArgument, "invalid value: big"),
         (psycopg.OperationalError("refused"), errors.DatabaseError, "cannot reach the database"),
+        # transaction rollbacks are OperationalErrors to psycopg, yet the server answered
+        (
+            pg_errors.DeadlockDetected("deadlock detected"),
+            errors.DatabaseError,
+            "the database rolled the transaction back (deadlock detected): nothing of it was",
+        ),
+        (
+            pg_errors.SerializationFailure("could not serialize"),
+            errors.DatabaseError,
+            "rolled the transaction back (could not serialize)",
+        ),
         (pg_errors.UndefinedTable("no table"), errors.DatabaseError, "database error 42P01"),
     ],
 )
