@@ -9,6 +9,8 @@ import pytest
 
 from scitq.config import load_settings
 from scitq.config.database import server_database_url
+from scitq.db.recruitment import instance_request
+from scitq.db.worker import worker_register
 from scitq.errors import ConfigError, InvalidArgument, NotFound, WaitStalled, WaitTimeout
 from scitq.lib import Server
 from tests.compat.v1_setup import scheduler, settings_of, v1_config, write_config  # noqa: F401
@@ -171,3 +173,18 @@ def test_v1_server_names_map_to_a_database(name, configured, expected):
 def test_a_bad_server_name_is_refused(bad):
     with pytest.raises(ConfigError, match="give a host name, host:port, http://host:5000"):
         server_database_url(bad, None)
+
+
+def test_a_deployed_worker_shows_its_provider_before_the_scheduler_links_it(server, conn):
+    # the agent of a deployed instance registers as the instance's name; the scheduler's
+    # next duty links them: until then v1's workers() finds the instance by that name
+    (instance,) = instance_request(conn, "ovh", "d", 1, flavor="c2-120", region="GRA11",
+                                   concurrency=2)  # fmt: skip
+    registered = worker_register(conn, instance["name"], batches=["d"], concurrency=2)
+    (worker,) = server.workers(batch="d")
+    assert worker["worker_id"] == registered["id"]
+    assert (worker["provider"], worker["region"], worker["flavor"]) == ("ovh", "GRA11", "c2-120")
+    assert worker["permanent"] is False  # as deployed, not the unlinked row's default
+    other = worker_register(conn, "somewhere-else", batches=["d"])
+    shown = {w["worker_id"]: w for w in server.workers(batch="d")}
+    assert shown[other["id"]]["provider"] is None  # no instance of that name
