@@ -17,7 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from scitq.config import TransferSettings
+from scitq.agent.diskpolicy import DiskPolicy
+from scitq.config import AgentSettings, TransferSettings
 from scitq.db.task import task_explain, task_submit
 from scitq.transfer.cache import ResourceCache
 from tests.fixtures.agents import wait_for, worker_id
@@ -162,3 +163,22 @@ def test_the_resource_cache_evicts_the_least_recently_used_past_its_cap(
     assert bytes_in == 4 * MB
     agent.stop()
     assert shutil.disk_usage(small_disk).free > 6 * MB
+
+
+def test_a_fresh_reading_sees_what_the_cached_one_does_not(small_disk: Path) -> None:
+    # a claim riding on a report reads the free space fresh: the commands that just ended
+    # may have filled the disk within the second a cached reading is reused
+    work = small_disk / "work"
+    work.mkdir()
+    settings = AgentSettings(work_dir=work, min_free_disk_bytes=10 * MB)
+    policy = DiskPolicy(settings, clock=lambda: 0.0)  # the cached reading never ages
+    assert policy.claim_refusal() is None
+    (work / "execution-1").mkdir()
+    (work / "execution-1" / "blob").write_bytes(b"\0" * (12 * MB))
+    assert policy.claim_refusal() is None  # the reading from before the write
+    refusal = policy.claim_refusal(fresh=True)
+    assert refusal is not None and "below the floor of 10.5 MB" in refusal
+    # a failed execution's dir stays (and counts) from before its report on
+    assert policy.keeps(None, dead=False) and not policy.keeps(None, dead=True)
+    policy.keep(work / "execution-1")
+    assert policy.kept() == [work / "execution-1"]
