@@ -263,24 +263,19 @@ def _upgrade_web_sessions() -> None:
 # have created the partitions the rows are copied over and the old tables dropped. The
 # downgrade copies them back into plain tables as 0001 made them.
 
-PARTITIONS_RENAME = """
-DROP VIEW IF EXISTS scitq.task_log;
-ALTER TABLE scitq.execution_output RENAME TO execution_output_unpartitioned;
-ALTER INDEX scitq.execution_output_pkey RENAME TO execution_output_unpartitioned_pkey;
-ALTER TABLE scitq.task_event RENAME TO task_event_unpartitioned;
-ALTER INDEX scitq.task_event_pkey RENAME TO task_event_unpartitioned_pkey;
-ALTER INDEX scitq.task_event_task_id_id_idx RENAME TO task_event_unpartitioned_task_id_id_idx;
-
--- PostgreSQL 18 names NOT NULL constraints after their table: move them out of the way
--- of the new table's (before 18 they are not constraints and there is nothing to do)
-DO $$
+def _move_not_nulls(suffix: str) -> str:
+    """PostgreSQL 18 names NOT NULL constraints after their table: move those of the
+    renamed ``execution_output_<suffix>`` and ``task_event_<suffix>`` out of the way of the
+    new tables' (before 18 they are not constraints and there is nothing to do)."""
+    tables = f"'scitq.execution_output_{suffix}'::regclass, 'scitq.task_event_{suffix}'::regclass"
+    return f"""DO $$
 DECLARE
     r record;
 BEGIN
     FOR r IN
         SELECT c.conrelid::regclass AS tbl, c.conname
         FROM pg_constraint c
-        WHERE c.conrelid IN ('scitq.execution_output_unpartitioned'::regclass, 'scitq.task_event_unpartitioned'::regclass)
+        WHERE c.conrelid IN ({tables})
           AND c.contype = 'n'
           AND c.conislocal
     LOOP
@@ -289,6 +284,17 @@ BEGIN
 END;
 $$;
 """
+
+
+PARTITIONS_RENAME = """
+DROP VIEW IF EXISTS scitq.task_log;
+ALTER TABLE scitq.execution_output RENAME TO execution_output_unpartitioned;
+ALTER INDEX scitq.execution_output_pkey RENAME TO execution_output_unpartitioned_pkey;
+ALTER TABLE scitq.task_event RENAME TO task_event_unpartitioned;
+ALTER INDEX scitq.task_event_pkey RENAME TO task_event_unpartitioned_pkey;
+ALTER INDEX scitq.task_event_task_id_id_idx RENAME TO task_event_unpartitioned_task_id_id_idx;
+
+""" + _move_not_nulls("unpartitioned")
 
 PARTITIONS_FILL = """
 SELECT count(*) FROM scitq.partition_ensure_v1(
@@ -312,23 +318,7 @@ ALTER TABLE scitq.task_event RENAME TO task_event_partitioned;
 ALTER INDEX scitq.task_event_pkey RENAME TO task_event_partitioned_pkey;
 ALTER INDEX scitq.task_event_task_id_id_idx RENAME TO task_event_partitioned_task_id_id_idx;
 
--- PostgreSQL 18 names NOT NULL constraints after their table: move them out of the way
--- of the new table's (before 18 they are not constraints and there is nothing to do)
-DO $$
-DECLARE
-    r record;
-BEGIN
-    FOR r IN
-        SELECT c.conrelid::regclass AS tbl, c.conname
-        FROM pg_constraint c
-        WHERE c.conrelid IN ('scitq.execution_output_partitioned'::regclass, 'scitq.task_event_partitioned'::regclass)
-          AND c.contype = 'n'
-          AND c.conislocal
-    LOOP
-        EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', r.tbl, r.conname, 'moved_' || r.conname);
-    END LOOP;
-END;
-$$;
+""" + _move_not_nulls("partitioned") + """
 CREATE TABLE scitq.execution_output (
     execution_id bigint NOT NULL,
     seq integer NOT NULL,
