@@ -7,11 +7,11 @@ executions' output in one round trip, about every second) and, when the server a
 it, a LISTEN connection that wakes the claim loop early. Polling alone is correct.
 
 Slots: an execution is held from its claim to its finish; at most ``concurrency +
-prefetch`` are held (claims ask for the free slots and, riding on a report of results, for
-those it frees: `scitq.agent.reports`; the database enforces the same bound), at most
-``concurrency`` run at once. Stopping (SIGTERM/SIGINT, or a drain set in the database)
-stops claiming, lets running commands finish within the grace period, kills the rest and
-hands back what did not finish (`worker_stop_v1`: requeued without using a retry).
+prefetch`` are held, more for short tasks (claims ask for the free slots and, riding on a
+report of results, for those it frees and read-ahead: `scitq.agent.reports`; the database
+enforces the bound), at most ``concurrency`` run at once. Stopping (SIGTERM/SIGINT, or a
+drain set in the database) stops claiming, lets running commands finish within the grace
+period, kills the rest and hands back what did not finish (`worker_stop_v1`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from scitq.agent.metrics import HostSampler
 from scitq.agent.output import OutputBatcher
 from scitq.agent.polling import Backoff, listen_for_submissions, wait_any
 from scitq.agent.process import CommandResult, RunningCommand
-from scitq.agent.reports import ClaimHook, Reporter
+from scitq.agent.reports import READ_AHEAD, ClaimHook, Reporter
 from scitq.agent.stager import Stager
 from scitq.agent.task_cache import TaskCache
 from scitq.agent.workdirs import WorkFolders
@@ -209,12 +209,13 @@ class Agent:
     # -- claiming -------------------------------------------------------------------
 
     def _free_slots(self, finishing: int = 0) -> int:
-        """Slots a claim may fill, ``finishing`` (being reported) included; none when closed."""
+        """Slots a claim may fill (+ ``finishing``, and `READ_AHEAD` riding on their report)."""
         closed = self.stopping.is_set() or self.is_paused or self.is_draining
         # below the disk floor? (statvfs: cached in the claim loop, fresh on a report)
         if closed or self.disk.claim_refusal(fresh=finishing > 0):
             return 0
-        return self.concurrency + self.prefetch - len(self.held) + finishing
+        ahead = READ_AHEAD * self.concurrency if finishing else 0
+        return self.concurrency + self.prefetch + ahead - len(self.held) + finishing
 
     async def _claim_loop(self) -> None:
         backoff = Backoff(self.settings.poll_min_seconds, self.settings.poll_max_seconds)
@@ -444,7 +445,6 @@ class Agent:
             if waited < FLUSH_SECONDS and not self.batcher.needs_flush():
                 continue
             waited = 0.0
-            if self.batcher.pending_bytes() == 0:
-                continue
-            with contextlib.suppress(errors.DatabaseError):
-                await self.batcher.flush(await self.link.connection())
+            if self.batcher.pending_bytes() > 0:
+                with contextlib.suppress(errors.DatabaseError):
+                    await self.batcher.flush(await self.link.connection())

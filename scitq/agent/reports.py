@@ -55,6 +55,13 @@ PHASE_DELAY_SECONDS = 0.05
 QUIET_SECONDS = 0.002
 
 
+#: A claim riding on a report also asks for this many times the concurrency more than the
+#: free slots: read-ahead, which ``task_claim_v1`` grants only while the worker's tasks are
+#: short (under 0.5 s on average, none of 2 s), so that its slots refill from what it holds
+#: instead of waiting for the next pass. Long tasks are never held ahead beyond prefetch.
+READ_AHEAD = 3
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimHook:
     """How a pass claims: ``size(finishing)`` is how many tasks to ask for when

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from scitq.agent.link import DatabaseLink
 from scitq.agent.reports import ClaimHook, Reporter
 from scitq.db.task import task_cancel, task_claim, task_submit
@@ -66,7 +68,9 @@ def test_an_execution_no_longer_ours_is_left_out_and_the_rest_is_stored(db, conn
     assert set(statuses.values()) == {"succeeded"}
 
 
-async def _report_and_claim(db, worker, claims, size, *, cancel_task_ids=(), conn=None):
+async def _report_and_claim(
+    db, worker, claims, size, *, cancel_task_ids=(), conn=None, wall_seconds=None
+):
     """Finish ``claims`` through a reporter whose passes claim ``size(finishing)`` more."""
     link = DatabaseLink(db)
     taken: list[dict] = []
@@ -75,7 +79,10 @@ async def _report_and_claim(db, worker, claims, size, *, cancel_task_ids=(), con
     try:
         if cancel_task_ids:
             task_cancel(conn, list(cancel_task_ids))
-        results = ({"execution_id": c["execution_id"], "return_code": 0} for c in claims)
+        results = (
+            {"execution_id": c["execution_id"], "return_code": 0, "wall_seconds": wall_seconds}
+            for c in claims
+        )
         stored = await asyncio.wait_for(
             asyncio.gather(*(reporter.finish(r) for r in results)), timeout=30
         )
@@ -109,18 +116,22 @@ def test_a_pass_of_results_claims_the_slots_it_frees_in_the_same_call(db, conn):
     assert finished.fetchone()[0] == 4
 
 
-def test_the_claim_of_a_pass_keeps_the_worker_bound(db, conn):
-    task_submit(conn, "r", [{"command": "true"}] * 10)
+@pytest.mark.parametrize(("wall_seconds", "bound"), [(1.0, 2), (0.01, 8)], ids=["long", "short"])
+def test_the_claim_of_a_pass_keeps_the_worker_bound(db, conn, wall_seconds, bound):
+    task_submit(conn, "r", [{"command": "true"}] * 20)
     worker = worker_register(conn, "w", batches=["r"], concurrency=2)["id"]
     claims = task_claim(conn, worker, 2)
-    # the hook asks for far more than the worker may hold: the database gives 2
-    _, taken, _ = asyncio.run(_report_and_claim(db, worker, claims, lambda n: 50))
-    assert len(taken) == 2
+    # the hook asks for far more than the worker may hold: the database gives its slots,
+    # and read-ahead (4 x concurrency in all) once the tasks are known to be short
+    _, taken, _ = asyncio.run(
+        _report_and_claim(db, worker, claims, lambda n: 50, wall_seconds=wall_seconds)
+    )
+    assert len(taken) == bound
     held = conn.execute(
         "SELECT count(*) FROM scitq.execution WHERE worker_id = %s AND status = 'assigned'",
         (worker,),
     )
-    assert held.fetchone()[0] == 2
+    assert held.fetchone()[0] == bound
 
 
 def test_a_refused_result_rolls_back_the_claim_of_its_pass(db, conn):
@@ -148,8 +159,13 @@ def test_a_result_sent_again_is_a_replay_and_claims_nothing(db, conn):
     task_submit(conn, "r", [{"command": "true"}] * 6)
     worker = worker_register(conn, "w", batches=["r"], concurrency=2)["id"]
     claims = task_claim(conn, worker, 2)
-    first, taken, _ = asyncio.run(_report_and_claim(db, worker, claims, lambda n: n))
-    again, retaken, reporter = asyncio.run(_report_and_claim(db, worker, claims, lambda n: n))
+    # tasks of 1 s: no read-ahead (test_the_claim_of_a_pass_keeps_the_worker_bound)
+    first, taken, _ = asyncio.run(
+        _report_and_claim(db, worker, claims, lambda n: n, wall_seconds=1)
+    )
+    again, retaken, reporter = asyncio.run(
+        _report_and_claim(db, worker, claims, lambda n: n, wall_seconds=1)
+    )
     assert first == [True, True] and len(taken) == 2
     assert again == [True, True] and retaken == [] and reporter.claimed == 0
     counts = dict(conn.execute("SELECT status, count(*) FROM scitq.task GROUP BY 1").fetchall())

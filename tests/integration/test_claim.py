@@ -45,6 +45,65 @@ def test_claim_never_exceeds_concurrency_plus_prefetch(conn):
     assert len(task_claim(conn, worker["id"], 100)) == 1
 
 
+def _run_first(conn, worker_id, count, wall_seconds):
+    """Claim and finish ``count`` tasks of the worker, each taking ``wall_seconds``."""
+    claimed = task_claim(conn, worker_id, count)
+    assert len(claimed) == count
+    results = [{"execution_id": r["execution_id"], "return_code": 0, "wall_seconds": wall_seconds}
+               for r in claimed]  # fmt: skip
+    execution_finish(conn, worker_id, results)
+
+
+def test_short_tasks_are_read_ahead_when_asked_for_more(conn):
+    task_submit(conn, "quick", [{"command": "true"}] * 40)
+    worker = worker_register(conn, "w", batches=["quick"], concurrency=3, prefetch=1)
+    # no success yet: the tasks are not known to be short
+    assert len(task_claim(conn, worker["id"], 100)) == 4
+    execution_finish(conn, worker["id"], [
+        {"execution_id": e, "return_code": 0, "wall_seconds": 0.01}
+        for (e,) in conn.execute("SELECT id FROM scitq.execution WHERE status = 'assigned'")
+    ])  # fmt: skip
+    # 4 short successes (>= 3 slots): up to 4 x 3 + 1 held
+    assert len(task_claim(conn, worker["id"], 100)) == 13
+    assert task_claim(conn, worker["id"], 100) == []
+    # asked for the free slots only, it gets no more than them (older agents)
+    other = worker_register(conn, "w2", batches=["quick"], concurrency=3)
+    _run_first(conn, other["id"], 3, 0.01)
+    assert len(task_claim(conn, other["id"], 3)) == 3
+
+
+@pytest.mark.parametrize("walls", [[0.6, 0.6, 0.6], [0.01, 0.01, 2.5]], ids=["mean", "max"])
+def test_long_tasks_are_not_read_ahead(conn, walls):
+    task_submit(conn, "slow", [{"command": "sleep 1"}] * 40)
+    worker = worker_register(conn, "w", batches=["slow"], concurrency=3)
+    claimed = task_claim(conn, worker["id"], 3)
+    execution_finish(conn, worker["id"], [
+        {"execution_id": r["execution_id"], "return_code": 0, "wall_seconds": wall}
+        for r, wall in zip(claimed, walls, strict=True)
+    ])  # fmt: skip
+    assert len(task_claim(conn, worker["id"], 100)) == 3
+
+
+def test_a_batch_not_yet_run_stops_the_read_ahead(conn):
+    task_submit(conn, "quick", [{"command": "true"}] * 40)
+    worker = worker_register(conn, "w", batches=["quick", "new"], concurrency=2)
+    _run_first(conn, worker["id"], 2, 0.01)
+    task_submit(conn, "new", [{"command": "long-job"}])  # pending, never run here
+    assert len(task_claim(conn, worker["id"], 100)) == 2
+    # paused, the batch is not claimed from and no longer counts: read-ahead again
+    batch_pause(conn, "new")
+    _finish_held(conn, worker["id"], 0.01)
+    assert len(task_claim(conn, worker["id"], 100)) == 8
+
+
+def _finish_held(conn, worker_id, wall_seconds):
+    held = conn.execute(
+        "SELECT id FROM scitq.execution WHERE worker_id = %s AND status = 'assigned'", (worker_id,)
+    ).fetchall()
+    results = [{"execution_id": e, "return_code": 0, "wall_seconds": wall_seconds} for (e,) in held]
+    execution_finish(conn, worker_id, results)
+
+
 def test_claim_serves_only_the_workers_batches_and_skips_paused(conn):
     task_submit(conn, "mine", [{"command": "a"}])
     task_submit(conn, "other", [{"command": "b"}])

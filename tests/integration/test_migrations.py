@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import psycopg
@@ -164,3 +165,24 @@ def test_downgrade_one_revision_then_upgrade_gives_the_same_catalog(empty_db, db
     again, head = catalog(empty_db), catalog(db)
     for part in CATALOG_QUERIES:
         assert again[part] == head[part], f"{part} differ after downgrade and upgrade"
+
+
+def test_upgrade_to_0006_sums_the_run_time_of_earlier_successes(empty_db):
+    from alembic import command
+
+    config = migrate.alembic_config(migrate.engine_for(empty_db))
+    command.upgrade(config, "0005")
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("""SELECT scitq.task_submit_v1('b', '[{"command": "x"}, {"command": "y"}]')""")
+        worker = conn.execute("SELECT id FROM scitq.worker_register_v1('w', p_concurrency => 2)")
+        worker_id = worker.fetchone()[0]
+        claimed = conn.execute("SELECT execution_id FROM scitq.task_claim_v1(%s, 2)", (worker_id,))
+        results = [{"execution_id": e, "return_code": 0, "wall_seconds": wall}
+                   for (e,), wall in zip(claimed.fetchall(), (0.25, 0.5), strict=True)]  # fmt: skip
+        conn.execute("SELECT scitq.execution_finish_v1(%s, %s)", (worker_id, json.dumps(results)))
+    command.upgrade(config, "head")
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT succeeded, run_total_seconds, run_max_seconds FROM scitq.batch_duration"
+        ).fetchall()
+    assert rows == [(2, 0.75, 0.5)]

@@ -43,10 +43,12 @@ class Batch(Base):
 
 
 class BatchDuration(Base):
-    """How long the attempts that succeeded in a batch took, from claim to end: one row per
-    worker, kept by ``execution_finish_v1`` so that ``scitq.batch_progress`` reads a few
-    rows instead of joining executions to tasks. Per worker, not per batch, so that the
-    agents finishing tasks of one batch never wait for each other's row."""
+    """How long the attempts that succeeded in a batch took, from claim to end, and their
+    commands alone (``wall_seconds``, the agent's measure): one row per worker, kept by
+    ``execution_finish_v1`` so that ``scitq.batch_progress`` reads a few rows instead of
+    joining executions to tasks, and the claim knows whether the worker's tasks are short
+    (``task_short_on_worker``). Per worker, not per batch, so that the agents finishing
+    tasks of one batch never wait for each other's row."""
 
     __tablename__ = "batch_duration"
 
@@ -57,6 +59,8 @@ class BatchDuration(Base):
     succeeded: Mapped[int] = mapped_column(BigInteger)
     total_seconds: Mapped[float] = mapped_column(Double)
     max_seconds: Mapped[float] = mapped_column(Double)
+    run_total_seconds: Mapped[float] = mapped_column(Double, server_default=text("0"))
+    run_max_seconds: Mapped[float] = mapped_column(Double, server_default=text("0"))
 
 
 class Task(Base):

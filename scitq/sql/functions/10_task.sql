@@ -333,6 +333,31 @@ AS $$
     ) s;
 $$;
 
+-- Whether the tasks the worker would claim are short: in each of the batches that have a
+-- pending task, it has at least as many successes as slots, their commands ran 0.5 s on
+-- average and none 2 s or more (the agent's wall_seconds, summed in scitq.batch_duration
+-- by execution_finish_v1; not the time from claim to end, which read-ahead lengthens). A
+-- batch it has not run yet is not known to be short.
+CREATE OR REPLACE FUNCTION scitq.task_short_on_worker(p_worker scitq.worker, p_batch_ids bigint[])
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SET search_path = scitq, pg_temp
+AS $$
+BEGIN
+    RETURN NOT EXISTS (
+        SELECT 1
+        FROM unnest(p_batch_ids) AS b (id)
+        LEFT JOIN scitq.batch_duration d ON d.batch_id = b.id AND d.worker_name = p_worker.name
+        WHERE EXISTS (SELECT 1 FROM scitq.task t WHERE t.batch_id = b.id AND t.status = 'pending')
+          AND (d.batch_id IS NULL
+               OR d.succeeded < greatest(p_worker.concurrency, 1)
+               OR d.run_total_seconds >= 0.5 * d.succeeded
+               OR d.run_max_seconds >= 2.0)
+    );
+END;
+$$;
+
 -- Claim up to p_limit runnable tasks for a worker, never more than its free slots
 -- (concurrency + prefetch - live executions). One statement takes the rows with
 -- FOR UPDATE SKIP LOCKED in priority then age order, backed by task_claim_idx; the tasks
@@ -369,10 +394,21 @@ SET enable_sort = off
 SET enable_bitmapscan = off
 -- the disabled paths inflate cost estimates; JIT compiling a 1 ms statement costs 300 ms
 SET jit = off
+-- The agent's hot path (this claim, execution_set_phase_v2, execution_finish_v1, and the
+-- functions and triggers they call, which inherit these settings) touches a few rows by
+-- key. Its statements are planned once per session (planning each call cost more than
+-- running it: half of a report pass), and those plans must hold as the tables grow from
+-- empty: only index scans joined by nested loops, never a scan or hash of a whole table
+-- that was small when the plan was made (tests/integration/test_pass_plans.py).
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $$
 DECLARE
     v_worker scitq.worker := scitq.worker_check_v1(p_worker_id);
-    v_limit integer;
+    v_held bigint;
+    v_limit bigint;
     v_batch_ids bigint[];
     v_task_ids bigint[];
     v_allowed text[];
@@ -390,13 +426,13 @@ BEGIN
     PERFORM scitq.execution_expire_leases_v1(p_now);
 
     -- in bigint: concurrency and prefetch may each be near the integer maximum
-    SELECT least(p_limit, v_worker.concurrency::bigint + v_worker.prefetch - count(*))
-    INTO v_limit
+    SELECT count(*) INTO v_held
     FROM scitq.execution e
     WHERE e.worker_id = p_worker_id
       AND scitq.execution_is_live(e.status);
-    IF v_limit <= 0 THEN
-        RETURN;
+    v_limit := least(p_limit, v_worker.concurrency::bigint + v_worker.prefetch - v_held);
+    IF least(p_limit, 4 * v_worker.concurrency::bigint + v_worker.prefetch - v_held) <= 0 THEN
+        RETURN;  -- full, read-ahead (below) included
     END IF;
 
     -- a role created for one worker serves only the batches the admin allowed it (NULL:
@@ -410,6 +446,17 @@ BEGIN
       AND (cardinality(v_worker.batches) = 0 OR b.name = ANY (v_worker.batches))
       AND (v_allowed IS NULL OR b.name = ANY (v_allowed));
     IF v_batch_ids IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- Read-ahead for short tasks: asked for more, a worker whose tasks are short in every
+    -- batch it would claim from (scitq.task_short_on_worker) holds up to 3 x concurrency
+    -- more, so that its slots refill from what it holds instead of waiting for a claim.
+    -- Long tasks are never held ahead beyond prefetch: another worker may be free for them.
+    IF p_limit > v_limit AND scitq.task_short_on_worker(v_worker, v_batch_ids) THEN
+        v_limit := least(p_limit, 4 * v_worker.concurrency::bigint + v_worker.prefetch - v_held);
+    END IF;
+    IF v_limit <= 0 THEN
         RETURN;
     END IF;
 
@@ -1374,9 +1421,11 @@ CREATE OR REPLACE FUNCTION scitq.batch_count_add(
     p_sub_statuses scitq.task_status[]
 )
 RETURNS void
-LANGUAGE sql
+-- PL/pgSQL, not SQL: its statement is planned once per session, not at each call
+LANGUAGE plpgsql
 SET search_path = scitq, pg_temp
 AS $$
+BEGIN
     INSERT INTO scitq.batch_task_count AS c (batch_id, status, slot, n)
     SELECT d.batch_id, d.status, pg_backend_pid(), sum(d.delta)
     FROM (
@@ -1392,6 +1441,7 @@ AS $$
     HAVING sum(d.delta) <> 0
     ORDER BY d.batch_id, d.status
     ON CONFLICT (batch_id, status, slot) DO UPDATE SET n = c.n + excluded.n;
+END;
 $$;
 
 CREATE OR REPLACE TRIGGER task_event_insert

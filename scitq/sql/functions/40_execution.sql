@@ -86,8 +86,11 @@ RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = scitq, pg_temp
--- plans cached while the tables were small would scan them whole once they have grown
-SET plan_cache_mode = force_custom_plan
+-- the agent's report pass: see task_claim_v1 for these settings
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $$
 BEGIN
     p_now := scitq.effective_now_v1(p_now);
@@ -289,8 +292,11 @@ RETURNS TABLE (execution_id bigint, execution_status scitq.execution_status, tas
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = scitq, pg_temp
--- plans cached while the tables were small would scan them whole once they have grown
-SET plan_cache_mode = force_custom_plan
+-- the agent's report pass: see task_claim_v1 for these settings
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $$
 DECLARE
     v_ids bigint[];
@@ -339,11 +345,15 @@ BEGIN
     -- connection broke after the commit: a failover, a restart) is a replay: an
     -- execution of this worker that already ended with that very result is returned as
     -- it is instead of being refused as no longer live.
+    v_ids := ARRAY(SELECT (r.v ->> 'execution_id')::bigint FROM jsonb_array_elements(p_results) r (v));
     v_replayed := ARRAY(
         SELECT e.id
         FROM jsonb_to_recordset(p_results) AS r (execution_id bigint, return_code integer, failure_class text)
         JOIN scitq.execution e ON e.id = r.execution_id
-        WHERE e.worker_id = p_worker_id
+        -- by key, whatever the plan's estimates (a join alone was planned as a walk
+        -- over every execution, the reports inside)
+        WHERE e.id = ANY (v_ids)
+          AND e.worker_id = p_worker_id
           AND NOT scitq.execution_is_live(e.status)
           AND e.return_code IS NOT DISTINCT FROM r.return_code
           AND e.status::text = CASE
@@ -352,7 +362,6 @@ BEGIN
                 ELSE 'failed'
               END
     );
-    v_ids := ARRAY(SELECT (r.v ->> 'execution_id')::bigint FROM jsonb_array_elements(p_results) r (v));
     p_results := coalesce((
         SELECT jsonb_agg(r.v ORDER BY r.n)
         FROM jsonb_array_elements(p_results) WITH ORDINALITY AS r (v, n)
@@ -433,11 +442,17 @@ BEGIN
     -- worker's row is held only until the commit; a row per worker, so that agents
     -- finishing tasks of one batch do not queue on it.
     IF v_succeeded_executions IS NOT NULL THEN
-        INSERT INTO scitq.batch_duration AS d (batch_id, worker_name, succeeded, total_seconds, max_seconds)
-        SELECT t.batch_id, e.worker_name, count(*), sum(e.seconds), max(e.seconds)
+        INSERT INTO scitq.batch_duration AS d (
+            batch_id, worker_name, succeeded, total_seconds, max_seconds, run_total_seconds,
+            run_max_seconds
+        )
+        SELECT t.batch_id, e.worker_name, count(*), sum(e.seconds), max(e.seconds),
+               sum(e.run_seconds), max(e.run_seconds)
         FROM (
             SELECT x.task_id, x.worker_name,
-                   extract(epoch FROM x.finished_at - x.assigned_at)::double precision AS seconds
+                   extract(epoch FROM x.finished_at - x.assigned_at)::double precision AS seconds,
+                   -- a cache hit ran nothing
+                   coalesce(x.wall_seconds, 0) AS run_seconds
             FROM scitq.execution x
             WHERE x.id = ANY (v_succeeded_executions)
         ) e
@@ -447,7 +462,9 @@ BEGIN
         ON CONFLICT (batch_id, worker_name) DO UPDATE
         SET succeeded = d.succeeded + excluded.succeeded,
             total_seconds = d.total_seconds + excluded.total_seconds,
-            max_seconds = greatest(d.max_seconds, excluded.max_seconds);
+            max_seconds = greatest(d.max_seconds, excluded.max_seconds),
+            run_total_seconds = d.run_total_seconds + excluded.run_total_seconds,
+            run_max_seconds = greatest(d.run_max_seconds, excluded.run_max_seconds);
     END IF;
 
     RETURN QUERY
