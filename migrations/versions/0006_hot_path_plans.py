@@ -4,7 +4,7 @@ per session, on indexes only; read-ahead for short tasks
 The claim, the phase report and the finish (task_claim_v1, execution_set_phase_v2,
 execution_finish_v1) keep generic plans restricted to index scans and nested loops, and
 batch_count_add becomes PL/pgSQL so that its statement is planned once per session. A
-claim asked for more than the free slots holds up to 3 x concurrency more tasks when the
+claim asked for more than the free slots holds up to 8 x concurrency tasks when the
 worker's tasks are short (task_short_on_worker, new), as batch_duration now also sums the
 commands' own wall time (run_total_seconds, run_max_seconds: filled from the executions
 for the rows already there). Then the SQL files of migrations/sql/0006/ are executed;

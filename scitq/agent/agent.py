@@ -84,6 +84,7 @@ class Agent:
         self.is_paused = False
         self.is_draining = False
         self.held: dict[int, Held] = {}
+        self._ended: set[int] = set()  # held, their command over
         self.running = 0
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
@@ -153,15 +154,11 @@ class Agent:
             try:
                 await refuse_live_elsewhere(self.link, self.settings.name, hostname)
                 return await self.link.call(
-                    worker_register.run_async,
-                    self.settings.name,
-                    hostname=hostname,
-                    batches=self.settings.batches,
-                    concurrency=self.settings.concurrency,
-                    prefetch=self.settings.prefetch,
-                    cpu_count=os.cpu_count(),
+                    worker_register.run_async, self.settings.name, hostname=hostname,
+                    batches=self.settings.batches, concurrency=self.settings.concurrency,
+                    prefetch=self.settings.prefetch, cpu_count=os.cpu_count(),
                     lease_seconds=self.settings.lease_seconds,
-                )
+                )  # fmt: skip
             except DatabaseUnavailable:
                 await wait_any(self.stopping, timeout=backoff.next())
         return None
@@ -214,8 +211,11 @@ class Agent:
         # below the disk floor? (statvfs: cached in the claim loop, fresh on a report)
         if closed or self.disk.claim_refusal(fresh=finishing > 0):
             return 0
-        ahead = READ_AHEAD * self.concurrency if finishing else 0
-        return self.concurrency + self.prefetch + ahead - len(self.held) + finishing
+        if not finishing:
+            return self.concurrency + self.prefetch - len(self.held)
+        # riding on a report, with read-ahead: executions whose command ended take no slot
+        ahead = self.concurrency * (1 + READ_AHEAD) + self.prefetch
+        return ahead - len(self.held) + len(self._ended)
 
     async def _claim_loop(self) -> None:
         backoff = Backoff(self.settings.poll_min_seconds, self.settings.poll_max_seconds)
@@ -277,6 +277,7 @@ class Agent:
                     result = await self._run_command(held)
                 finally:
                     self.running -= 1
+                    self._ended.add(held.execution_id)
                     await self._notify_slots()
             if held.dead or result is None:
                 return
@@ -289,6 +290,7 @@ class Agent:
             logger.exception("execution %d crashed the agent's handling", held.execution_id)
         finally:
             self.held.pop(held.execution_id, None)
+            self._ended.discard(held.execution_id)
             if self.batcher is not None:
                 # delivered (or void): forget it, silent executions included
                 self.batcher.discard(held.execution_id)
@@ -378,10 +380,8 @@ class Agent:
         while True:
             await asyncio.sleep(0.1)
             # the period follows the state: short while executions are held
-            if self.held:
-                period = self.settings.heartbeat_seconds
-            else:
-                period = self.settings.idle_heartbeat_seconds
+            idle = self.settings.idle_heartbeat_seconds
+            period = self.settings.heartbeat_seconds if self.held else idle
             if loop.time() - last < period:
                 continue
             last = loop.time()

@@ -105,6 +105,34 @@ def test_prefetch_holds_tasks_ahead_of_a_free_slot(conn, start_agent):
     assert wait_for(lambda: held() == (1, 3), timeout=20)
 
 
+def _peak_held(conn, batch):
+    """Most executions of the batch live at once, from claim to end (database time)."""
+    spans = conn.execute(
+        "SELECT e.assigned_at, e.finished_at FROM scitq.execution e JOIN scitq.task t "
+        "ON t.id = e.task_id JOIN scitq.batch b ON b.id = t.batch_id WHERE b.name = %s",
+        (batch,),
+    ).fetchall()
+    events = sorted([(a, 1) for a, _ in spans] + [(f, -1) for _, f in spans])
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def test_short_tasks_are_read_ahead_and_long_ones_are_not(conn, start_agent):
+    task_submit(conn, "quick", [{"command": "true"}] * 80)
+    start_agent("-b", "quick", "-b", "long", "-c", "2")
+    wait_for(lambda: all_done(conn, "quick"), timeout=60)
+    # claims riding on reports hold more than the 2 slots once the tasks are known to be
+    # short, and never more than the database allows (8 x concurrency)
+    assert 2 < _peak_held(conn, "quick") <= 16
+    task_submit(conn, "long", [{"command": "sleep 0.7"}] * 6)
+    wait_for(lambda: all_done(conn, "long"), timeout=60)
+    # tasks of 0.7 s, on the same agent: the 2 slots only (no prefetch)
+    assert _peak_held(conn, "long") == 2
+
+
 def test_concurrency_changed_in_the_database_applies_live(conn, start_agent):
     task_submit(conn, "live", [{"command": "sleep 2"}] * 6)
     agent = start_agent("-b", "live", "-c", "1")

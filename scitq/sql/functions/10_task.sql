@@ -431,7 +431,7 @@ BEGIN
     WHERE e.worker_id = p_worker_id
       AND scitq.execution_is_live(e.status);
     v_limit := least(p_limit, v_worker.concurrency::bigint + v_worker.prefetch - v_held);
-    IF least(p_limit, 4 * v_worker.concurrency::bigint + v_worker.prefetch - v_held) <= 0 THEN
+    IF least(p_limit, 8 * v_worker.concurrency::bigint + v_worker.prefetch - v_held) <= 0 THEN
         RETURN;  -- full, read-ahead (below) included
     END IF;
 
@@ -450,11 +450,14 @@ BEGIN
     END IF;
 
     -- Read-ahead for short tasks: asked for more, a worker whose tasks are short in every
-    -- batch it would claim from (scitq.task_short_on_worker) holds up to 3 x concurrency
-    -- more, so that its slots refill from what it holds instead of waiting for a claim.
-    -- Long tasks are never held ahead beyond prefetch: another worker may be free for them.
+    -- batch it would claim from (scitq.task_short_on_worker) holds up to 8 x concurrency
+    -- (+ prefetch), so that its slots refill from what it holds instead of waiting for a
+    -- claim. This counts the executions the agent has ended and not yet reported (under
+    -- load a pass's worth: as many as run meanwhile); the agent itself queues 3 x
+    -- concurrency more than its slots (scitq.agent.reports.READ_AHEAD). Long tasks are
+    -- never held ahead beyond prefetch: another worker may be free for them.
     IF p_limit > v_limit AND scitq.task_short_on_worker(v_worker, v_batch_ids) THEN
-        v_limit := least(p_limit, 4 * v_worker.concurrency::bigint + v_worker.prefetch - v_held);
+        v_limit := least(p_limit, 8 * v_worker.concurrency::bigint + v_worker.prefetch - v_held);
     END IF;
     IF v_limit <= 0 THEN
         RETURN;
