@@ -116,13 +116,13 @@ def test_a_pass_of_results_claims_the_slots_it_frees_in_the_same_call(db, conn):
     assert finished.fetchone()[0] == 4
 
 
-@pytest.mark.parametrize(("wall_seconds", "bound"), [(1.0, 2), (0.01, 8)], ids=["long", "short"])
+@pytest.mark.parametrize(("wall_seconds", "bound"), [(1.0, 2), (0.01, 16)], ids=["long", "short"])
 def test_the_claim_of_a_pass_keeps_the_worker_bound(db, conn, wall_seconds, bound):
     task_submit(conn, "r", [{"command": "true"}] * 20)
     worker = worker_register(conn, "w", batches=["r"], concurrency=2)["id"]
     claims = task_claim(conn, worker, 2)
     # the hook asks for far more than the worker may hold: the database gives its slots,
-    # and read-ahead (4 x concurrency in all) once the tasks are known to be short
+    # and read-ahead (8 x concurrency in all) once the tasks are known to be short
     _, taken, _ = asyncio.run(
         _report_and_claim(db, worker, claims, lambda n: 50, wall_seconds=wall_seconds)
     )

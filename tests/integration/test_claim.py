@@ -63,8 +63,8 @@ def test_short_tasks_are_read_ahead_when_asked_for_more(conn):
         {"execution_id": e, "return_code": 0, "wall_seconds": 0.01}
         for (e,) in conn.execute("SELECT id FROM scitq.execution WHERE status = 'assigned'")
     ])  # fmt: skip
-    # 4 short successes (>= 3 slots): up to 4 x 3 + 1 held
-    assert len(task_claim(conn, worker["id"], 100)) == 13
+    # 4 short successes (>= 3 slots): up to 8 x 3 + 1 held
+    assert len(task_claim(conn, worker["id"], 100)) == 25
     assert task_claim(conn, worker["id"], 100) == []
     # asked for the free slots only, it gets no more than them (older agents)
     other = worker_register(conn, "w2", batches=["quick"], concurrency=3)
@@ -93,7 +93,7 @@ def test_a_batch_not_yet_run_stops_the_read_ahead(conn):
     # paused, the batch is not claimed from and no longer counts: read-ahead again
     batch_pause(conn, "new")
     _finish_held(conn, worker["id"], 0.01)
-    assert len(task_claim(conn, worker["id"], 100)) == 8
+    assert len(task_claim(conn, worker["id"], 100)) == 16
 
 
 def _finish_held(conn, worker_id, wall_seconds):
