@@ -148,12 +148,18 @@ def bench_throughput(dbs: Databases, sizes: Sizes, work: Path) -> list[list[str]
                 time.sleep(1.0)  # past start-up: every agent waits in its claim loop
                 others = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
                 backends = [pid for (pid,) in conn.execute(others) if pid != conn.info.backend_pid]
-                groups = ([p.pid for p in runner.procs], backends)
-                before = [cpu_seconds(pids) for pids in groups]
+                agents_before = cpu_seconds([p.pid for p in runner.procs])
+                backends_before = {pid: cpu_seconds([pid]) for pid in backends}
                 task_submit(conn, "tp", [{"command": "true", "shell": False}] * n)
                 done = "SELECT count(*) = %s FROM scitq.task WHERE status = 'succeeded'"
                 wait_until(conn, done, (n,), 600, every=0.1)  # timed by the database
-                after = [cpu_seconds(pids) for pids in groups]
+                agents_after = cpu_seconds([p.pid for p in runner.procs])
+                # backends opened meanwhile (an agent's report connection opens on first
+                # use) count from zero
+                backends = [pid for (pid,) in conn.execute(others) if pid != conn.info.backend_pid]
+                used = [(cpu_seconds([pid]), backends_before.get(pid, 0.0)) for pid in backends]
+                before = [agents_before, 0.0]
+                after = [agents_after, sum((a or 0.0) - (b or 0.0) for a, b in used)]
                 seconds = conn.execute(
                     "SELECT extract(epoch FROM (SELECT max(finished_at) FROM scitq.execution)"
                     " - (SELECT min(created_at) FROM scitq.task))::float"
