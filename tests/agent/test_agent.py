@@ -83,12 +83,7 @@ def test_concurrency_is_never_exceeded_and_is_reached(conn, start_agent):
         "SELECT run_started_at, finished_at FROM scitq.execution WHERE status = 'succeeded'"
     ).fetchall()
     assert len(spans) == 9
-    events = sorted([(s, 1) for s, _ in spans] + [(f, -1) for _, f in spans])
-    level = peak = 0
-    for _, step in events:
-        level += step
-        peak = max(peak, level)
-    assert peak == 3
+    assert _peak(spans) == 3
 
 
 def test_prefetch_holds_tasks_ahead_of_a_free_slot(conn, start_agent):
@@ -105,6 +100,16 @@ def test_prefetch_holds_tasks_ahead_of_a_free_slot(conn, start_agent):
     assert wait_for(lambda: held() == (1, 3), timeout=20)
 
 
+def _peak(spans):
+    """Most of the (start, end) spans open at once."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
 def _peak_held(conn, batch):
     """Most executions of the batch live at once, from claim to end (database time)."""
     spans = conn.execute(
@@ -112,12 +117,7 @@ def _peak_held(conn, batch):
         "ON t.id = e.task_id JOIN scitq.batch b ON b.id = t.batch_id WHERE b.name = %s",
         (batch,),
     ).fetchall()
-    events = sorted([(a, 1) for a, _ in spans] + [(f, -1) for _, f in spans])
-    level = peak = 0
-    for _, step in events:
-        level += step
-        peak = max(peak, level)
-    return peak
+    return _peak(spans)
 
 
 def test_short_tasks_are_read_ahead_and_long_ones_are_not(conn, start_agent):
