@@ -22,7 +22,7 @@ from scitq.db.task import task_claim, task_submit
 from scitq.db.worker import worker_register
 
 TABLES = ("task", "execution")
-GROWN = 6_000
+GROWN = 3_000
 SLOTS = 8
 PASSES = 10
 
