@@ -211,10 +211,10 @@ class Agent:
         # below the disk floor? (statvfs: cached in the claim loop, fresh on a report)
         if closed or self.disk.claim_refusal(fresh=finishing > 0):
             return 0
-        if not finishing:
-            return self.concurrency + self.prefetch - len(self.held)
-        # riding on a report, with read-ahead: executions whose command ended take no slot
-        ahead = self.concurrency * (1 + READ_AHEAD) + self.prefetch
+        staged = any(needs_download_phase(h.claim) for h in self.held.values())
+        if not finishing or staged:  # read-ahead rides on reports, with nothing to fetch
+            return self.concurrency + self.prefetch - len(self.held) + finishing
+        ahead = self.concurrency * (1 + READ_AHEAD) + self.prefetch  # ended: take no slot
         return ahead - len(self.held) + len(self._ended)
 
     async def _claim_loop(self) -> None:

@@ -58,7 +58,9 @@ QUIET_SECONDS = 0.002
 #: A claim riding on a report also asks for this many times the concurrency more than the
 #: free slots: read-ahead, which ``task_claim_v1`` grants only while the worker's tasks are
 #: short (under 0.5 s on average, none of 2 s), so that its slots refill from what it holds
-#: instead of waiting for the next pass. Long tasks are never held ahead beyond prefetch.
+#: instead of waiting for the next pass. Long tasks are never held ahead beyond prefetch,
+#: nor while a held execution has data or an image to fetch (staging and the resource
+#: cache then work as without read-ahead).
 #: Executions whose command has ended do not count here; the database, which counts them
 #: until their report is stored, allows 8 x concurrency in all.
 READ_AHEAD = 3
